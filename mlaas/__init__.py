@@ -1,0 +1,3 @@
+"""mlaas: retrain, serve, evaluate and watch registered MLflow models as a service."""
+
+__version__ = "0.1.0"

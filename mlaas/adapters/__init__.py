@@ -1,0 +1,1 @@
+"""Adapters: the only modules that import the SDKs (minio, mlflow, redis, celery)."""

@@ -1,0 +1,227 @@
+"""Job records in Redis: written at submission, moved through states by the worker, kept for a TTL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from mlaas.errors import Conflict, NotFound, Unavailable
+from mlaas.settings import Settings
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+# Move a job to a new state only from an allowed one; returns the state it ended in.
+_TRANSITION = """
+local key = KEYS[1]
+local current = redis.call('HGET', key, 'state')
+if not current then return {'missing', ''} end
+local allowed = cjson.decode(ARGV[1])
+local ok = false
+for _, s in ipairs(allowed) do if s == current then ok = true end end
+if not ok then return {'refused', current} end
+local fields = cjson.decode(ARGV[2])
+for k, v in pairs(fields) do redis.call('HSET', key, k, v) end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+local ttl = tonumber(ARGV[4])
+redis.call('EXPIRE', key, ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+return {'ok', current}
+"""
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+@contextmanager
+def redis_errors() -> Iterator[None]:
+    """Translate redis-py connection errors into Unavailable('redis')."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise Unavailable("redis", f"redis does not answer ({type(exc).__name__})") from None
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """A Redis client with bounded timeouts, so a dead server fails fast."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_socket_timeout,
+        socket_connect_timeout=settings.redis_socket_timeout,
+        health_check_interval=30,
+        decode_responses=True,
+    )
+
+
+class JobStore:
+    """Create, read, list and transition job records."""
+
+    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+        self.redis = client or connect(settings)
+        self.prefix = settings.redis_prefix
+        self.ttl = settings.job_ttl_seconds
+        self._transition = self.redis.register_script(_TRANSITION)
+
+    def _key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def _hist(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:history"
+
+    def ping(self) -> None:
+        with redis_errors():
+            self.redis.ping()
+
+    def create(
+        self, job_type: str, params: dict[str, Any], *, idempotency_key: str | None = None, request_id: str = ""
+    ) -> tuple[dict[str, Any], bool]:
+        """Write a queued job; with an idempotency key, return the existing job instead. -> (job, created)."""
+        job_id = uuid.uuid4().hex
+        body_hash = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        with redis_errors():
+            if idempotency_key:
+                idem_key = f"{self.prefix}:idem:{job_type}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+                stored = f"{job_id} {body_hash}"
+                if not self.redis.set(idem_key, stored, nx=True, ex=self.ttl):
+                    existing = self.redis.get(idem_key) or ""
+                    other_id, _, other_hash = existing.partition(" ")
+                    if other_hash != body_hash:
+                        raise Conflict("Idempotency-Key was already used with a different request body")
+                    return self.get(other_id), False
+            now = _now()
+            record = {
+                "job_id": job_id,
+                "type": job_type,
+                "state": "queued",
+                "params": json.dumps(params),
+                "progress": json.dumps({"step": "queued", "percent": 0}),
+                "created_at": repr(now),
+                "updated_at": repr(now),
+                "request_id": request_id,
+                "attempts": "0",
+            }
+            pipe = self.redis.pipeline()
+            pipe.hset(self._key(job_id), mapping=record)
+            pipe.expire(self._key(job_id), self.ttl)
+            pipe.rpush(self._hist(job_id), json.dumps({"state": "queued", "at": now}))
+            pipe.expire(self._hist(job_id), self.ttl)
+            pipe.zadd(f"{self.prefix}:jobs", {job_id: now})
+            pipe.zremrangebyscore(f"{self.prefix}:jobs", 0, now - self.ttl)
+            pipe.execute()
+        return self.get(job_id), True
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        """The job as the API shows it; NotFound for an unknown or expired id."""
+        with redis_errors():
+            pipe = self.redis.pipeline()
+            pipe.hgetall(self._key(job_id))
+            pipe.lrange(self._hist(job_id), 0, -1)
+            raw, history = pipe.execute()
+        if not raw:
+            raise NotFound(f"job {job_id!r} does not exist")
+        return _decode(raw, history)
+
+    def params(self, job_id: str) -> dict[str, Any]:
+        return dict(self.get(job_id)["params"])
+
+    def list(
+        self, *, job_type: str | None = None, state: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Recent jobs, newest first, filtered; returns (page, total matching)."""
+        with redis_errors():
+            ids = self.redis.zrevrange(f"{self.prefix}:jobs", 0, -1)
+            pipe = self.redis.pipeline()
+            for job_id in ids:
+                pipe.hmget(self._key(job_id), "type", "state")
+            heads = pipe.execute()
+        matching = [
+            job_id
+            for job_id, (t, s) in zip(ids, heads, strict=True)
+            if t is not None and (job_type is None or t == job_type) and (state is None or s == state)
+        ]
+        page = []
+        for job_id in matching[offset : offset + limit]:
+            try:
+                page.append(self.get(job_id))
+            except NotFound:
+                continue
+        return page, len(matching)
+
+    def transition(self, job_id: str, to: str, *, allowed_from: tuple[str, ...], **fields: Any) -> str:
+        """Move a job to ``to`` if it is in one of ``allowed_from``; returns the previous state.
+
+        Raises NotFound for an unknown job and Conflict when the current state does not allow it.
+        """
+        now = _now()
+        values = {"state": to, "updated_at": repr(now)}
+        if to == "running":
+            values["started_at"] = repr(now)
+        if to in TERMINAL:
+            values["finished_at"] = repr(now)
+        for key, value in fields.items():
+            values[key] = json.dumps(value) if key in ("result", "error", "progress") else str(value)
+        with redis_errors():
+            status, previous = self._transition(
+                keys=[self._key(job_id), self._hist(job_id)],
+                args=[json.dumps(list(allowed_from)), json.dumps(values), json.dumps({"state": to, "at": now}),
+                      self.ttl],
+            )
+        if status == "missing":
+            raise NotFound(f"job {job_id!r} does not exist")
+        if status == "refused":
+            raise Conflict(f"job {job_id!r} is {previous}, it cannot become {to}")
+        return str(previous)
+
+    def set_progress(self, job_id: str, step: str, percent: int) -> None:
+        with redis_errors():
+            self.redis.hset(
+                self._key(job_id),
+                mapping={"progress": json.dumps({"step": step, "percent": percent}), "updated_at": repr(_now())},
+            )
+
+    def bump_attempts(self, job_id: str) -> int:
+        with redis_errors():
+            return int(self.redis.hincrby(self._key(job_id), "attempts", 1))
+
+    def state(self, job_id: str) -> str | None:
+        with redis_errors():
+            return self.redis.hget(self._key(job_id), "state")
+
+
+def _decode(raw: dict[str, str], history: list[str]) -> dict[str, Any]:
+    def floats(name: str) -> float | None:
+        return float(raw[name]) if raw.get(name) else None
+
+    job: dict[str, Any] = {
+        "job_id": raw["job_id"],
+        "type": raw["type"],
+        "state": raw["state"],
+        "progress": json.loads(raw.get("progress") or "{}"),
+        "params": json.loads(raw.get("params") or "{}"),
+        "result": json.loads(raw["result"]) if raw.get("result") else None,
+        "error": json.loads(raw["error"]) if raw.get("error") else None,
+        "created_at": _iso(floats("created_at")),
+        "started_at": _iso(floats("started_at")),
+        "finished_at": _iso(floats("finished_at")),
+        "updated_at": _iso(floats("updated_at")),
+        "request_id": raw.get("request_id") or None,
+        "attempts": int(raw.get("attempts") or 0),
+        "history": [
+            {"state": h["state"], "at": _iso(h["at"])} for h in (json.loads(item) for item in history)
+        ],
+    }
+    return job

@@ -1,0 +1,1 @@
+"""The HTTP API: thin Flask routes over mlaas services."""

@@ -1,0 +1,52 @@
+"""The Flask application factory: ``gunicorn "mlaas.api.app:create_app()"``."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Response, g, request
+from flask_openapi3 import Info, OpenAPI
+
+import mlaas
+from mlaas.api.errors import register_error_handlers, validation_error_response
+from mlaas.api.routes import health, jobs, train
+from mlaas.context import Context
+from mlaas.logs import configure_logging
+from mlaas.settings import Settings
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+
+
+def create_app(settings: Settings | None = None, context: Context | None = None) -> OpenAPI:
+    """Build the API. Settings come from MLAAS_* variables unless given."""
+    settings = settings or (context.settings if context else Settings.from_env())
+    configure_logging(settings.log_level)
+    app = OpenAPI(
+        __name__,
+        info=Info(title="mlaas", version=mlaas.__version__,
+                  description="Retrain, serve, evaluate and watch registered MLflow models."),
+        validation_error_status=400,
+        validation_error_callback=validation_error_response,
+        doc_prefix="/docs",
+        doc_url="/openapi.json",
+    )
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["MLAAS_SETTINGS"] = settings
+    app.config["MLAAS_CONTEXT"] = context or Context(settings)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    register_error_handlers(app)
+    for blueprint in (health.bp, jobs.bp, train.bp):
+        app.register_api(blueprint)
+
+    @app.before_request
+    def _request_id() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def _echo_request_id(response: Response) -> Response:
+        response.headers["X-Request-ID"] = getattr(g, "request_id", "")
+        return response
+
+    return app

@@ -1,0 +1,20 @@
+"""POST /train: resolve the model now, run the retraining as a job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_openapi3 import APIBlueprint, Tag
+
+from mlaas.api.routes.jobs import accepted, ctx
+from mlaas.api.schemas import ErrorBody, IdempotencyHeader, JobAccepted, TrainRequest
+from mlaas.services import training
+
+bp = APIBlueprint("train", __name__, abp_tags=[Tag(name="training", description="Retrain registered models")])
+
+
+@bp.post("/train", responses={202: JobAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody})
+def train(body: TrainRequest, header: IdempotencyHeader) -> tuple[dict[str, Any], int]:
+    """Retrain a registered model version on a dataset in storage; returns a job to poll."""
+    prepared = training.prepare(ctx(), body.model_dump())
+    return accepted("train", prepared.params, header.idempotency_key)

@@ -1,0 +1,119 @@
+"""Typed request and response models: validation and the OpenAPI document come from these."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ModelName = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$",
+                  description="Registered model name", examples=["titanic"])
+VersionRef = int | str | None
+URI = Field(default=None, min_length=6, max_length=1100, pattern=r"^s3://", examples=["s3://datasets/titanic/train.csv"])
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    """Every error: a code, a human message, the HTTP status."""
+
+    code: str = Field(examples=["not_found"])
+    message: str = Field(examples=["model 'titanic' does not exist"])
+    status: int = Field(examples=[404])
+    title: str = Field(examples=["Not found"])
+    details: dict[str, Any] | None = None
+
+
+class TrainRequest(Strict):
+    """Retrain a registered model version on data in blob storage."""
+
+    model: str = ModelName
+    version: VersionRef = Field(
+        default=None, description="Integer version, 'latest', an alias, or omitted for the production version",
+        examples=[1, "latest", "prod"],
+    )
+    dataset: str | None = URI
+    data_config: str | None = Field(default=None, min_length=6, max_length=1100, pattern=r"^s3://",
+                                    examples=["s3://datasets/titanic/data_config.yaml"])
+    test_dataset: str | None = Field(default=None, min_length=6, max_length=1100, pattern=r"^s3://")
+    drift_fraction: float = Field(default=0.1, gt=0, lt=0.5, description="Share of rows kept as drift baseline")
+    test_fraction: float = Field(default=0.2, ge=0, lt=0.5, description="Share of rows held out when no test_dataset")
+    random_state: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    promote: bool = Field(default=False, description="Promote when at least as good as production")
+
+
+class IdempotencyHeader(BaseModel):
+    idempotency_key: str | None = Field(
+        default=None, alias="Idempotency-Key", max_length=255,
+        description="The same key (with the same body) returns the same job",
+    )
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status_url: str
+    state: str
+    model: str | None = None
+    version: int | None = None
+
+
+class JobProgress(BaseModel):
+    step: str
+    percent: int
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class JobTransition(BaseModel):
+    state: str
+    at: str | None
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    type: str
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: JobProgress
+    params: dict[str, Any]
+    result: dict[str, Any] | None = None
+    error: JobError | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    updated_at: str | None = None
+    request_id: str | None = None
+    attempts: int = 0
+    history: list[JobTransition] = []
+
+
+class JobPath(BaseModel):
+    job_id: str = Field(max_length=64)
+
+
+class JobListQuery(Strict):
+    type: Literal["train", "evaluate", "drift"] | None = None
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0)
+
+
+class JobList(BaseModel):
+    jobs: list[JobStatus]
+    total: int
+    limit: int
+    offset: int
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]

@@ -1,0 +1,101 @@
+"""Data frames and config files in blob storage, by URI: CSV, Parquet, YAML, JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from mlaas.adapters.storage import BlobStore
+from mlaas.errors import InvalidInput, NotFound
+from mlaas.uris import S3Uri
+
+FRAME_SUFFIXES = (".csv", ".parquet", ".pq")
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass(frozen=True)
+class LoadedFrame:
+    """A data frame with the URI and content hash it came from."""
+
+    uri: S3Uri
+    frame: pd.DataFrame
+    sha256: str
+    size_bytes: int
+
+
+def content_hash(data: bytes) -> str:
+    """SHA-256 of a byte string, hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_frame(store: BlobStore, uri: S3Uri, *, max_bytes: int | None = None, field: str = "dataset") -> LoadedFrame:
+    """Read a CSV or Parquet object into a data frame, with clear errors for missing or unreadable data."""
+    suffix = _suffix(uri, FRAME_SUFFIXES, field)
+    try:
+        data = store.get_bytes(uri, max_bytes=max_bytes)
+    except NotFound:
+        raise InvalidInput(f"{field}: {uri} does not exist") from None
+    try:
+        frame = pd.read_csv(io.BytesIO(data)) if suffix == ".csv" else pd.read_parquet(io.BytesIO(data))
+    except Exception as exc:  # pandas/pyarrow raise many types for malformed files
+        raise InvalidInput(f"{field}: {uri} is not a readable {suffix[1:]} file ({type(exc).__name__})") from None
+    if frame.empty:
+        raise InvalidInput(f"{field}: {uri} holds no rows")
+    return LoadedFrame(uri, frame, content_hash(data), len(data))
+
+
+def frame_to_parquet(frame: pd.DataFrame) -> bytes:
+    """Serialise a data frame to Parquet bytes (index dropped)."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def write_frame(store: BlobStore, uri: S3Uri, frame: pd.DataFrame) -> str:
+    """Write a data frame as Parquet; returns the content hash."""
+    data = frame_to_parquet(frame)
+    store.put_bytes(uri, data, content_type="application/vnd.apache.parquet")
+    return content_hash(data)
+
+
+def read_config(store: BlobStore, uri: S3Uri, *, field: str = "data_config") -> dict[str, Any]:
+    """Read a YAML or JSON mapping."""
+    suffix = _suffix(uri, CONFIG_SUFFIXES, field)
+    try:
+        data = store.get_bytes(uri, max_bytes=1024 * 1024)
+    except NotFound:
+        raise InvalidInput(f"{field}: {uri} does not exist") from None
+    return parse_config(data, suffix=suffix, field=f"{field} {uri}")
+
+
+def parse_config(data: bytes, *, suffix: str, field: str) -> dict[str, Any]:
+    """Parse YAML or JSON bytes into a mapping."""
+    try:
+        loaded = json.loads(data) if suffix == ".json" else yaml.safe_load(data)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"{field}: not valid {suffix[1:].upper()} ({type(exc).__name__})") from None
+    if not isinstance(loaded, dict):
+        raise InvalidInput(f"{field}: expected a mapping at the top level")
+    return loaded
+
+
+def write_config(store: BlobStore, uri: S3Uri, config: dict[str, Any]) -> None:
+    """Write a mapping as YAML or JSON according to the key's suffix."""
+    if uri.key.endswith(".json"):
+        store.put_bytes(uri, json.dumps(config, indent=2).encode(), content_type="application/json")
+    else:
+        store.put_bytes(uri, yaml.safe_dump(config, sort_keys=True).encode(), content_type="application/yaml")
+
+
+def _suffix(uri: S3Uri, allowed: tuple[str, ...], field: str) -> str:
+    lower = uri.key.lower()
+    for suffix in allowed:
+        if lower.endswith(suffix):
+            return ".parquet" if suffix == ".pq" else (".yaml" if suffix == ".yml" else suffix)
+    raise InvalidInput(f"{field}: {uri} must end with one of {', '.join(allowed)}")

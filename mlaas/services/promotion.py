@@ -1,0 +1,98 @@
+"""The production alias: the promotion gate, promotion and rollback, with tags mirroring the alias."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from mlaas.adapters.registry import PROD_ALIAS, STAGE_TAG, ModelVersion
+from mlaas.context import Context
+from mlaas.errors import NotFound
+from mlaas.services import metrics
+
+HISTORY_TAG = "mlaas.promotions"
+PRIMARY_METRIC_TAG = "primary_metric"
+HISTORY_KEEP = 50
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether a candidate may replace production, and why."""
+
+    passed: bool
+    metric: str
+    candidate: float | None
+    incumbent: float | None
+    incumbent_version: int | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def primary_metric(ctx: Context, name: str, task: str) -> str:
+    """The model's configured primary metric (registered-model tag), else the task default."""
+    configured = ctx.registry.get_model(name)["tags"].get(PRIMARY_METRIC_TAG)
+    return configured if configured in metrics.GREATER_IS_BETTER else metrics.PRIMARY[task]
+
+
+def current_production(ctx: Context, name: str) -> ModelVersion | None:
+    try:
+        return ctx.registry.production_version(name)
+    except NotFound:
+        return None
+
+
+def gate(
+    ctx: Context, name: str, candidate_metrics: dict[str, float], *, X: pd.DataFrame, y: pd.Series, task: str,
+    exclude_version: int | None = None,
+) -> GateDecision:
+    """Compare a candidate's metrics with the production version's on the same rows."""
+    metric = primary_metric(ctx, name, task)
+    incumbent = current_production(ctx, name)
+    if incumbent is None or incumbent.version == exclude_version:
+        return GateDecision(True, metric, candidate_metrics.get(metric), None, None, "no other production version")
+    loaded = ctx.registry.load_model(incumbent)
+    y_pred, proba, classes = metrics.predict(loaded.estimator, X, task)
+    inc = metrics.compute(task, y, y_pred, proba, classes)
+    cand_value, inc_value = candidate_metrics.get(metric), inc.get(metric)
+    if cand_value is None or inc_value is None:
+        return GateDecision(False, metric, cand_value, inc_value, incumbent.version, f"{metric} is undefined here")
+    passed = metrics.is_better_or_equal(metric, cand_value, inc_value)
+    verb = "at least as good as" if passed else "worse than"
+    reason = f"{metric} {cand_value:.4f} is {verb} production v{incumbent.version} ({inc_value:.4f})"
+    return GateDecision(passed, metric, cand_value, inc_value, incumbent.version, reason)
+
+
+def promote(ctx: Context, name: str, version: int, *, actor: str, reason: str) -> dict[str, Any]:
+    """Point the ``prod`` alias at ``version`` (atomic), mirror it in ``stage`` tags, record the change."""
+    ctx.registry.get_version(name, version)
+    previous = current_production(ctx, name)
+    ctx.registry.set_alias(name, PROD_ALIAS, version)
+    ctx.registry.set_tags(name, version, {STAGE_TAG: "prod"})
+    if previous is not None and previous.version != version:
+        ctx.registry.set_tags(name, previous.version, {STAGE_TAG: "archived"})
+    entry = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "from": previous.version if previous else None,
+        "to": version,
+        "by": actor,
+        "reason": reason,
+    }
+    history = promotion_history(ctx, name)
+    history.append(entry)
+    ctx.registry.set_model_tag(name, HISTORY_TAG, json.dumps(history[-HISTORY_KEEP:]))
+    return entry
+
+
+def promotion_history(ctx: Context, name: str) -> list[dict[str, Any]]:
+    raw = ctx.registry.get_model(name)["tags"].get(HISTORY_TAG)
+    try:
+        loaded = json.loads(raw) if raw else []
+    except ValueError:
+        loaded = []
+    return loaded if isinstance(loaded, list) else []

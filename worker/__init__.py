@@ -1,0 +1,1 @@
+"""Celery worker and beat for mlaas: thin tasks that call mlaas services."""
