@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
 from mlaas.adapters.model_files import ModelLoader
+from mlaas.adapters.runlog import RunLogger
 from mlaas.errors import InvalidInput, MlaasError, NotFound, Unavailable
 from mlaas.settings import Settings
 
@@ -189,8 +190,6 @@ class MlflowRegistry:
     @contextmanager
     def run(self, kind: str, model_name: str, *, tags: dict[str, str] | None = None) -> Iterator[RunLogger]:
         """Open a run named ``{kind}_{timestamp}`` in the model's experiment."""
-        from mlaas.adapters.runlog import RunLogger
-
         experiment_id = self.experiment_id(model_name)
         name = run_name(kind)
         with translate_errors(f"run {name}"):

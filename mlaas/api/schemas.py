@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
 ModelName = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$",
                   description="Registered model name", examples=["titanic"])
-VersionRef = int | str | None
+_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
+
+
+def _version(value: Any) -> int | str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, str) and value.isdigit() and int(value) >= 1:
+        return int(value)
+    if isinstance(value, str) and _ALIAS.match(value):
+        return value
+    raise ValueError("must be a version number (1 or more), 'latest' or an alias name")
+
+
+VersionRef = Annotated[
+    int | str | None,
+    PlainValidator(_version),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "maxLength": 255}, {"type": "null"}]}
+    ),
+]
 URI = Field(default=None, min_length=6, max_length=1100, pattern=r"^s3://", examples=["s3://datasets/titanic/train.csv"])
 
 

@@ -26,9 +26,7 @@ methods are never corrected.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -109,62 +107,46 @@ class Histogram:
 
 @dataclass(frozen=True)
 class _Column:
-    """One column of both sides, ready for the methods: sorted values or aligned category counts."""
+    """Both sides of one column: sorted finite values (numerical) or aligned category counts."""
 
     name: str
     kind: str
-    rows: tuple[int, int]
-    reference: stats.FloatArray | None = None  # numerical: sorted finite values
-    current: stats.FloatArray | None = None
+    reference: np.ndarray
+    current: np.ndarray
+    sizes: tuple[int, int]  # non-missing values per side
+    missing: tuple[float, float]  # share of missing rows per side
+    n_distinct: int
     labels: list[Any] = field(default_factory=list)  # categorical: most frequent first
-    reference_counts: stats.IntArray | None = None
-    current_counts: stats.IntArray | None = None
-
-    @property
-    def sizes(self) -> tuple[int, int]:
-        if self.reference is not None and self.current is not None:
-            return self.reference.size, self.current.size
-        return int(np.sum(self.reference_counts)), int(np.sum(self.current_counts))
-
-    @property
-    def n_distinct(self) -> int:
-        if self.reference is not None and self.current is not None:
-            return stats.pooled_distinct(self.reference, self.current)
-        return len(self.labels)
 
     def counts(self) -> tuple[stats.IntArray, stats.IntArray]:
-        if self.reference is not None and self.current is not None:
+        if self.kind == NUMERICAL:
             return stats.binned_counts(self.reference, self.current)
-        assert self.reference_counts is not None and self.current_counts is not None
-        return self.reference_counts, self.current_counts
+        return self.reference, self.current
 
     def histogram(self) -> Histogram | None:
-        if sum(self.sizes) == 0:
-            return None
-        if self.reference is not None and self.current is not None:
+        if self.kind == NUMERICAL:
             edges, ref, cur = stats.pooled_histogram(self.reference, self.current)
-            return Histogram(edges.tolist(), None, ref.tolist(), cur.tolist())
-        ref, cur = self.counts()
+            return Histogram(edges.tolist(), None, ref.tolist(), cur.tolist()) if sum(self.sizes) else None
         top, rest = slice(0, TOP_CATEGORIES), slice(TOP_CATEGORIES, None)
+        ref, cur = self.reference, self.current
         return Histogram(
             None, self.labels[top], ref[top].tolist(), cur[top].tolist(), int(ref[rest].sum()), int(cur[rest].sum())
         )
 
 
 def _prepare(name: str, kind: str, reference: pd.Series, current: pd.Series) -> _Column:
-    rows = (len(reference), len(current))
+    labels: list[Any] = []
     if kind == CATEGORICAL:
-        labels, ref_counts, cur_counts = stats.category_counts(reference, current)
-        return _Column(name, kind, rows, labels=labels, reference_counts=ref_counts, current_counts=cur_counts)
-    try:
-        (ref, _), (cur, _) = stats.finite_sorted(reference), stats.finite_sorted(current)
-    except (ValueError, TypeError) as ex:
-        raise InvalidInput(f"column {name!r} is listed as numerical but holds non-numeric values") from ex
-    return _Column(name, kind, rows, reference=ref, current=cur)
-
-
-def _share(part: int, whole: int) -> float:
-    return part / whole if whole else 0.0
+        labels, ref, cur = stats.category_counts(reference, current)
+        sizes, n_distinct = (int(ref.sum()), int(cur.sum())), len(labels)
+    else:
+        try:
+            (ref, _), (cur, _) = stats.finite_sorted(reference), stats.finite_sorted(current)
+        except (ValueError, TypeError) as ex:
+            raise InvalidInput(f"column {name!r} is listed as numerical but holds non-numeric values") from ex
+        sizes, n_distinct = (ref.size, cur.size), stats.pooled_distinct(ref, cur)
+    missing = tuple(1.0 - n / len(s) if len(s) else 0.0 for n, s in zip(sizes, (reference, current), strict=True))
+    return _Column(name, kind, ref, cur, sizes, (missing[0], missing[1]), n_distinct, labels)
 
 
 @dataclass(frozen=True)
@@ -269,20 +251,17 @@ def _check_inputs(
     columns = [*spec.numerical, *spec.categorical]
     if not columns:
         raise InvalidInput("the column spec lists no column")
-    for label, names in (("listed twice", columns), ("both numerical and categorical", spec.numerical)):
-        twice = sorted({c for c in names if columns.count(c) > 1})
-        if twice:
-            raise InvalidInput(f"columns {label}: {twice}")
-    for side, frame in (("reference", reference), ("current", current)):
-        absent = [c for c in columns if c not in frame.columns]
-        if absent:
-            raise InvalidInput(f"columns missing from the {side} data: {absent}")
-        duplicated = sorted({c for c in frame.columns[frame.columns.duplicated()] if c in columns})
-        if duplicated:
-            raise InvalidInput(f"columns duplicated in the {side} data: {duplicated}")
-    unknown = sorted(set(overrides) - set(columns))
-    if unknown:
-        raise InvalidInput(f"overrides name columns that are not in the spec: {unknown}")
+    problems = {
+        "columns listed more than once in the spec": {c for c in columns if columns.count(c) > 1},
+        "columns missing from the reference data": set(columns) - set(reference.columns),
+        "columns missing from the current data": set(columns) - set(current.columns),
+        "columns duplicated in the data": set(columns)
+        & {*reference.columns[reference.columns.duplicated()], *current.columns[current.columns.duplicated()]},
+        "overrides name columns that are not in the spec": set(overrides) - set(columns),
+    }
+    for problem, names in problems.items():
+        if names:
+            raise InvalidInput(f"{problem}: {sorted(names, key=str)}")
     for name, options in overrides.items():
         method = METHODS.get(options.method or "ks")
         if method is None:
@@ -308,8 +287,7 @@ def _evaluate(column: _Column, options: ColumnOptions, min_rows: int) -> ColumnR
     if enough:
         if name == "z" and n_distinct > 2:
             raise InvalidInput(f"method 'z' needs at most 2 distinct values, {column.name!r} has {n_distinct}")
-        samples = (column.reference, column.current) if method.on_samples else column.counts()
-        statistic, p_value = method.fn(*samples)
+        statistic, p_value = method.fn(*((column.reference, column.current) if method.on_samples else column.counts()))
     score = p_value if method.has_p_value else statistic
     drifted = score is not None and (score < threshold if method.has_p_value else score >= threshold)
     return ColumnResult(
@@ -322,8 +300,8 @@ def _evaluate(column: _Column, options: ColumnOptions, min_rows: int) -> ColumnR
         threshold=threshold,
         drifted=bool(drifted),
         status=OK if enough else INSUFFICIENT_DATA,
-        missing_reference=_share(column.rows[0] - n_ref, column.rows[0]),
-        missing_current=_share(column.rows[1] - n_cur, column.rows[1]),
+        missing_reference=column.missing[0],
+        missing_current=column.missing[1],
         n_reference=n_ref,
         n_current=n_cur,
         histogram=column.histogram(),
@@ -399,7 +377,6 @@ def compare(
     min_rows: int = DEFAULT_MIN_ROWS,
     domain_classifier: bool | ClassifierOptions = False,
     random_state: int = 0,
-    workers: int | None = None,
 ) -> DriftReport:
     """Compare ``current`` with ``reference`` on the columns of ``spec``; other columns are ignored."""
     overrides = dict(overrides or {})
@@ -407,14 +384,10 @@ def compare(
     if correction is not None:
         adjust_p_values([], correction)  # reject an unknown name before any work
     kinds = [(c, NUMERICAL) for c in spec.numerical] + [(c, CATEGORICAL) for c in spec.categorical]
-
-    def evaluate(name: str, kind: str) -> ColumnResult:
-        column = _prepare(name, kind, reference[name], current[name])
-        return _evaluate(column, overrides.get(name, ColumnOptions()), min_rows)
-
-    # numpy's sorts, which dominate on large frames, release the GIL: columns run in parallel threads
-    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(evaluate, *zip(*kinds, strict=True)))
+    results = [
+        _evaluate(_prepare(name, kind, reference[name], current[name]), overrides.get(name, ColumnOptions()), min_rows)
+        for name, kind in kinds
+    ]
     if correction is not None:
         results = _correct(results, correction)
     tested = [r for r in results if r.status == OK]

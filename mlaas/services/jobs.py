@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -25,10 +26,8 @@ def submit(
     try:
         ctx.queue.submit(TASK_FOR_TYPE[job_type], job["job_id"])
     except Unavailable as exc:
-        try:
+        with contextlib.suppress(MlaasError):
             ctx.jobs.transition(job["job_id"], "failed", allowed_from=("queued",), error=exc.to_dict())
-        except MlaasError:
-            pass
         raise
     return job, True
 

@@ -41,7 +41,8 @@ def prepare(ctx: Context, request: dict[str, Any]) -> Prepared:
             "records none from a previous training)"
         )
     buckets = ctx.settings.buckets
-    for field, value in (("dataset", dataset), ("data_config", data_config), ("test_dataset", request.get("test_dataset"))):
+    uris = {"dataset": dataset, "data_config": data_config, "test_dataset": request.get("test_dataset")}
+    for field, value in uris.items():
         if value:
             parse_uri(value, allowed_buckets=buckets, field=field)
     params = {

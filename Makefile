@@ -1,0 +1,67 @@
+# mlaas: the two commands are `make demo` (whole stack up + the main job) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STACK := $(PY) scripts/localstack.py
+
+.PHONY: help install system-deps up down status logs demo test test-unit test-integration lint bench clean
+
+help:
+	@echo "make demo   bring the local stack up and run the main job end to end"
+	@echo "make test   install what the tests need and run them all"
+	@echo "make up | down | status | logs   manage the local stack (.stack/)"
+	@echo "make lint   ruff;  make bench   benchmarks"
+
+# Debian packages the local stack needs: Python's venv module and redis-server.
+system-deps:
+	@missing=""; \
+	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
+	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(MAKE) --no-print-directory system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+up: install
+	$(STACK) up
+
+down:
+	@if [ -x $(PY) ]; then $(STACK) down; else echo "nothing to stop"; fi
+
+status: install
+	$(STACK) status
+
+logs: install
+	$(STACK) logs
+
+demo: up
+	$(PY) examples/demo.py
+
+test: install
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+test-integration: install
+	$(PY) -m pytest tests/integration
+
+lint: install
+	$(VENV)/bin/ruff check mlaas worker tests scripts examples bench
+
+bench: install
+	@if ls bench/*.py >/dev/null 2>&1; then for b in bench/bench_*.py; do $(PY) $$b || exit 1; done; \
+	else echo "no benchmarks yet"; fi
+
+clean: down
+	rm -rf .stack .test-stack

@@ -1,0 +1,51 @@
+"""In-memory stand-ins for unit tests of services and routes (integration tests use the real servers)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from mlaas.adapters.storage import ObjectInfo
+from mlaas.errors import NotFound, TooLarge, Unavailable
+from mlaas.uris import S3Uri
+
+
+class MemoryBlobStore:
+    """A dict-backed BlobStore."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+        self.buckets: set[str] = set()
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise Unavailable("s3")
+
+    def get_bytes(self, uri: S3Uri, *, max_bytes: int | None = None) -> bytes:
+        self._check()
+        try:
+            data = self.objects[(uri.bucket, uri.key)]
+        except KeyError:
+            raise NotFound(f"{uri} does not exist") from None
+        if max_bytes is not None and len(data) > max_bytes:
+            raise TooLarge(f"{uri} is larger than {max_bytes} bytes")
+        return data
+
+    def put_bytes(self, uri: S3Uri, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        self._check()
+        self.objects[(uri.bucket, uri.key)] = bytes(data)
+
+    def stat(self, uri: S3Uri) -> ObjectInfo:
+        return ObjectInfo(uri, len(self.get_bytes(uri)), None, "")
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        self._check()
+        for (b, k), data in sorted(self.objects.items()):
+            if b == bucket and k.startswith(prefix):
+                yield ObjectInfo(S3Uri(b, k), len(data), None, "")
+
+    def ensure_buckets(self, buckets: tuple[str, ...]) -> None:
+        self.buckets.update(buckets)
+
+    def ping(self) -> None:
+        self._check()

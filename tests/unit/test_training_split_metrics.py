@@ -1,0 +1,82 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+from sklearn.linear_model import LogisticRegression
+
+from mlaas.dataconfig import DataConfig
+from mlaas.errors import InvalidInput
+from mlaas.services import metrics
+from mlaas.services.training import split
+
+CONFIG = DataConfig.parse(
+    {"index_columns": ["id"], "target_column": "y", "numerical_features": ["a", "b"], "categorical_features": ["c"]}
+)
+
+
+def frame(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "id": np.arange(n), "a": rng.normal(size=n), "b": rng.normal(size=n),
+        "c": rng.choice(["x", "y", "z"], size=n), "y": (rng.random(n) < 0.3).astype(int), "extra": 1,
+    })
+
+
+def test_split_sizes_are_shares_of_the_whole_and_rows_stay_paired():
+    data = frame(1000)
+    train, baseline, holdout = split(data, CONFIG, "classification", drift_fraction=0.1, test_fraction=0.2,
+                                     random_state=0)
+    assert (len(train), len(baseline), len(holdout)) == (700, 100, 200)
+    together = pd.concat([train, baseline, holdout])
+    assert sorted(together["id"]) == list(range(1000))
+    merged = together.merge(data, on="id", suffixes=("", "_orig"))
+    assert (merged["y"] == merged["y_orig"]).all() and (merged["a"] == merged["a_orig"]).all()
+    assert "extra" not in train.columns
+
+
+def test_split_is_stratified():
+    data = frame(2000)
+    _, baseline, holdout = split(data, CONFIG, "classification", drift_fraction=0.1, test_fraction=0.2,
+                                 random_state=1)
+    overall = data["y"].mean()
+    assert abs(baseline["y"].mean() - overall) < 0.01
+    assert abs(holdout["y"].mean() - overall) < 0.01
+
+
+def test_split_without_holdout():
+    train, baseline, holdout = split(frame(100), CONFIG, "regression", drift_fraction=0.1, test_fraction=0.0,
+                                     random_state=0)
+    assert (len(train), len(baseline), len(holdout)) == (90, 10, 0)
+
+
+def test_split_refuses_fractions_leaving_no_training_rows():
+    with pytest.raises(InvalidInput, match="at least 10%"):
+        split(frame(100), CONFIG, "classification", drift_fraction=0.45, test_fraction=0.45, random_state=0)
+
+
+def test_classification_metrics_equal_sklearn():
+    data = frame(500)
+    X, y = data[["a", "b"]], data["y"]
+    model = LogisticRegression().fit(X, y)
+    y_pred, proba, classes = metrics.predict(model, X, "classification")
+    out = metrics.compute("classification", y, y_pred, proba, classes)
+    assert out["accuracy"] == pytest.approx(skm.accuracy_score(y, y_pred))
+    assert out["f1_macro"] == pytest.approx(skm.f1_score(y, y_pred, average="macro"))
+    assert out["roc_auc"] == pytest.approx(skm.roc_auc_score(y, proba[:, 1]))
+    assert out["log_loss"] == pytest.approx(skm.log_loss(y, proba))
+
+
+def test_regression_metrics_and_undefined_mape():
+    y = np.array([0.0, 1.0, 2.0])
+    p = np.array([0.5, 1.0, 2.5])
+    out = metrics.compute("regression", y, p)
+    assert out["rmse"] == pytest.approx(np.sqrt(np.mean((y - p) ** 2)))
+    assert out["mae"] == pytest.approx(1 / 3)
+    assert "mape" not in out  # undefined with a zero target
+
+
+def test_gate_direction():
+    assert metrics.is_better_or_equal("f1_macro", 0.8, 0.8)
+    assert not metrics.is_better_or_equal("f1_macro", 0.79, 0.8)
+    assert metrics.is_better_or_equal("rmse", 1.0, 1.1)
+    assert not metrics.is_better_or_equal("rmse", 1.2, 1.1)
