@@ -95,7 +95,8 @@ class MlflowRegistry:
             if not _ALIAS_RE.match(ref):
                 raise InvalidInput(f"version: {ref!r} is not an integer, 'latest' or an alias")
             try:
-                return self._convert(self.client.get_model_version_by_alias(name, ref))
+                with translate_errors(f"model {name!r} alias {ref!r}"):
+                    return self._convert(self.client.get_model_version_by_alias(name, ref))
             except NotFound:
                 self.get_model(name)
                 raise NotFound(f"model {name!r} has no alias {ref!r}") from None
@@ -229,7 +230,8 @@ def translate_errors(what: str) -> Iterator[None]:
     except MlaasError:
         raise
     except RestException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+        not_found = exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc.message).lower()
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or not_found:
             raise NotFound(f"{what} does not exist") from None
         if exc.error_code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
             raise InvalidInput(f"{what}: {exc.message}") from None

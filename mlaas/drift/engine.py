@@ -21,6 +21,13 @@ chi-square approximation and the normalising standard deviation are unreliable. 
 when the share of drifted columns, among the columns with status "ok", is at least ``drift_share``.
 A ``correction`` ("bonferroni" or "bh") adjusts the p-values of the p-value tests together; distance
 methods are never corrected.
+
+The optional domain classifier looks at the columns jointly: a HistGradientBoostingClassifier (native
+categorical splits on frequency-ranked category codes, native missing values) learns to tell current
+rows from reference rows on the spec's columns, at most ``max_rows`` (default 10,000) sampled per side
+with ``random_state``, and its stratified 5-fold ROC AUC is reported. It flags drift at AUC >= 0.55: a
+single normal feature reaches that with a mean shift of ~0.18 sd, while with no drift the AUC stays
+within ~0.02 of 0.5 from 500 rows per side up.
 """
 
 from __future__ import annotations
@@ -116,7 +123,7 @@ class _Column:
     sizes: tuple[int, int]  # non-missing values per side
     missing: tuple[float, float]  # share of missing rows per side
     n_distinct: int
-    labels: list[Any] = field(default_factory=list)  # categorical: most frequent first
+    labels: pd.Index | None = None  # categorical: most frequent first
 
     def counts(self) -> tuple[stats.IntArray, stats.IntArray]:
         if self.kind == NUMERICAL:
@@ -124,18 +131,23 @@ class _Column:
         return self.reference, self.current
 
     def histogram(self) -> Histogram | None:
+        if not sum(self.sizes):
+            return None
         if self.kind == NUMERICAL:
             edges, ref, cur = stats.pooled_histogram(self.reference, self.current)
-            return Histogram(edges.tolist(), None, ref.tolist(), cur.tolist()) if sum(self.sizes) else None
-        top, rest = slice(0, TOP_CATEGORIES), slice(TOP_CATEGORIES, None)
-        ref, cur = self.reference, self.current
+            return Histogram(edges.tolist(), None, ref.tolist(), cur.tolist())
+        ref, cur, top, rest = self.reference, self.current, slice(TOP_CATEGORIES), slice(TOP_CATEGORIES, None)
+        shown: Any = self.labels[top] if self.labels is not None else []
+        labels = [v.item() if isinstance(v, np.generic) else v for v in shown]
         return Histogram(
-            None, self.labels[top], ref[top].tolist(), cur[top].tolist(), int(ref[rest].sum()), int(cur[rest].sum())
+            None, labels, ref[top].tolist(), cur[top].tolist(), int(ref[rest].sum()), int(cur[rest].sum())
         )
 
 
 def _prepare(name: str, kind: str, reference: pd.Series, current: pd.Series) -> _Column:
-    labels: list[Any] = []
+    ref: np.ndarray
+    cur: np.ndarray
+    labels = None
     if kind == CATEGORICAL:
         labels, ref, cur = stats.category_counts(reference, current)
         sizes, n_distinct = (int(ref.sum()), int(cur.sum())), len(labels)
@@ -145,8 +157,12 @@ def _prepare(name: str, kind: str, reference: pd.Series, current: pd.Series) -> 
         except (ValueError, TypeError) as ex:
             raise InvalidInput(f"column {name!r} is listed as numerical but holds non-numeric values") from ex
         sizes, n_distinct = (ref.size, cur.size), stats.pooled_distinct(ref, cur)
-    missing = tuple(1.0 - n / len(s) if len(s) else 0.0 for n, s in zip(sizes, (reference, current), strict=True))
-    return _Column(name, kind, ref, cur, sizes, (missing[0], missing[1]), n_distinct, labels)
+    return _Column(name, kind, ref, cur, sizes, _missing(sizes, reference, current), n_distinct, labels)
+
+
+def _missing(sizes: tuple[int, int], reference: pd.Series, current: pd.Series) -> tuple[float, float]:
+    ref_rows, cur_rows = len(reference), len(current)
+    return (1.0 - sizes[0] / ref_rows if ref_rows else 0.0, 1.0 - sizes[1] / cur_rows if cur_rows else 0.0)
 
 
 @dataclass(frozen=True)
@@ -208,7 +224,8 @@ class DriftReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable data: Python scalars only, None for any non-finite number."""
-        return jsonable(asdict(self))
+        data: dict[str, Any] = jsonable(asdict(self))
+        return data
 
 
 def jsonable(value: Any) -> Any:
@@ -251,12 +268,12 @@ def _check_inputs(
     columns = [*spec.numerical, *spec.categorical]
     if not columns:
         raise InvalidInput("the column spec lists no column")
+    duplicated = {c for frame in (reference, current) for c in frame.columns[frame.columns.duplicated()]}
     problems = {
         "columns listed more than once in the spec": {c for c in columns if columns.count(c) > 1},
         "columns missing from the reference data": set(columns) - set(reference.columns),
         "columns missing from the current data": set(columns) - set(current.columns),
-        "columns duplicated in the data": set(columns)
-        & {*reference.columns[reference.columns.duplicated()], *current.columns[current.columns.duplicated()]},
+        "columns duplicated in the data": set(columns) & duplicated,
         "overrides name columns that are not in the spec": set(overrides) - set(columns),
     }
     for problem, names in problems.items():
@@ -265,7 +282,9 @@ def _check_inputs(
     for name, options in overrides.items():
         method = METHODS.get(options.method or "ks")
         if method is None:
-            raise InvalidInput(f"unknown method {options.method!r} for column {name!r}; use one of {sorted(METHODS)}")
+            raise InvalidInput(
+                f"unknown method {options.method!r} for {name!r}; use one of {sorted(METHODS)}"
+            )
         if options.method and method.numerical_only and name not in spec.numerical:
             raise InvalidInput(f"method {options.method!r} needs a numerical column, {name!r} is categorical")
         if options.threshold is not None and not (np.isfinite(options.threshold) and options.threshold > 0):
@@ -286,8 +305,11 @@ def _evaluate(column: _Column, options: ColumnOptions, min_rows: int) -> ColumnR
     enough = min(n_ref, n_cur) >= min_rows
     if enough:
         if name == "z" and n_distinct > 2:
-            raise InvalidInput(f"method 'z' needs at most 2 distinct values, {column.name!r} has {n_distinct}")
-        statistic, p_value = method.fn(*((column.reference, column.current) if method.on_samples else column.counts()))
+            raise InvalidInput(
+                f"method 'z' needs at most 2 distinct values; {column.name!r} has {n_distinct}"
+            )
+        samples = (column.reference, column.current) if method.on_samples else column.counts()
+        statistic, p_value = method.fn(*samples)
     score = p_value if method.has_p_value else statistic
     drifted = score is not None and (score < threshold if method.has_p_value else score >= threshold)
     return ColumnResult(
@@ -385,7 +407,11 @@ def compare(
         adjust_p_values([], correction)  # reject an unknown name before any work
     kinds = [(c, NUMERICAL) for c in spec.numerical] + [(c, CATEGORICAL) for c in spec.categorical]
     results = [
-        _evaluate(_prepare(name, kind, reference[name], current[name]), overrides.get(name, ColumnOptions()), min_rows)
+        _evaluate(
+            _prepare(name, kind, reference[name], current[name]),
+            overrides.get(name, ColumnOptions()),
+            min_rows,
+        )
         for name, kind in kinds
     ]
     if correction is not None:
@@ -394,9 +420,14 @@ def compare(
     share = sum(r.drifted for r in tested) / len(tested) if tested else 0.0
     classifier = None
     if domain_classifier is not False:
-        options = domain_classifier if isinstance(domain_classifier, ClassifierOptions) else ClassifierOptions()
+        options = domain_classifier if isinstance(domain_classifier, ClassifierOptions) else None
         classifier = _domain_classifier(
-            reference, current, kinds, options=options, min_rows=min_rows, random_state=random_state
+            reference,
+            current,
+            kinds,
+            options=options or ClassifierOptions(),
+            min_rows=min_rows,
+            random_state=random_state,
         )
     return DriftReport(
         columns=results,

@@ -17,14 +17,14 @@ Conventions shared by every function here:
 - ``hellinger`` is sqrt(1 - sum(sqrt(p * q))), in [0, 1].
 - ``psi`` is sum((p - q) * ln(p / q)) after replacing empty bins by ``PSI_EPSILON``.
 - ``anderson`` is ``scipy.stats.anderson_ksamp``, whose p-value is interpolated from a table and
-  therefore CAPPED to [0.001, 0.25]: a reported 0.25 means "0.25 or more", 0.001 "0.001 or less".
+  therefore CAPPED to [0.001, 0.25]: a reported 0.25 means "0.25 or more", 0.001 "0.001 or less"
+  (two samples of one and the same value, which scipy refuses, get statistic 0 and p-value 1).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,7 +99,8 @@ def z_test(ref_counts: ArrayLike, cur_counts: ArrayLike) -> tuple[float, float]:
 
 def _proportions(counts: ArrayLike) -> FloatArray:
     values = np.asarray(counts, dtype=np.float64)
-    return values / values.sum()
+    shares: FloatArray = values / values.sum()
+    return shares
 
 
 def psi(ref_counts: ArrayLike, cur_counts: ArrayLike) -> float:
@@ -142,7 +143,9 @@ def n_distinct(values_sorted: FloatArray) -> int:
 
 def distinct_values(values_sorted: FloatArray) -> tuple[FloatArray, IntArray]:
     """Distinct values of a sorted array and how often each occurs."""
-    starts = np.flatnonzero(np.concatenate([[True], values_sorted[1:] != values_sorted[:-1]]))
+    starts = np.flatnonzero(
+        np.r_[values_sorted[:1] == values_sorted[:1], values_sorted[1:] != values_sorted[:-1]]
+    )
     return values_sorted[starts], np.diff(np.append(starts, values_sorted.size)).astype(np.int64)
 
 
@@ -202,12 +205,14 @@ def _value_counts(values: pd.Series) -> pd.Series:
     return counts
 
 
-def category_counts(ref: pd.Series, cur: pd.Series) -> tuple[list[Any], IntArray, IntArray]:
+def category_counts(ref: pd.Series, cur: pd.Series) -> tuple[pd.Index, IntArray, IntArray]:
     """Categories seen on either side, most frequent first, with their counts on each side."""
-    table = pd.concat([_value_counts(ref), _value_counts(cur)], axis=1, sort=False).fillna(0)
-    table = table.iloc[np.argsort(-table.sum(axis=1).to_numpy(), kind="stable")]
-    labels = [v.item() if isinstance(v, np.generic) else v for v in table.index]
-    return labels, table.iloc[:, 0].to_numpy(np.int64), table.iloc[:, 1].to_numpy(np.int64)
+    ref_counts, cur_counts = _value_counts(ref), _value_counts(cur)
+    labels = ref_counts.index.union(cur_counts.index, sort=False)
+    ref_n = ref_counts.reindex(labels, fill_value=0).to_numpy(np.int64)
+    cur_n = cur_counts.reindex(labels, fill_value=0).to_numpy(np.int64)
+    order = np.argsort(-(ref_n + cur_n), kind="stable")
+    return labels.take(order), ref_n[order], cur_n[order]
 
 
 def bonferroni(p_values: ArrayLike) -> FloatArray:

@@ -1,0 +1,116 @@
+"""Session fixtures: the real local stack (Redis, SeaweedFS S3, MLflow, a Celery worker, gunicorn) on free ports."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import localstack  # noqa: E402
+
+from mlaas.context import Context  # noqa: E402
+from mlaas.settings import Settings  # noqa: E402
+from mlaas.uris import S3Uri  # noqa: E402
+
+DATA = ROOT / "examples" / "data" / "titanic"
+# Settings the worker and API of the test stack run with (a short visibility timeout for redelivery tests).
+TEST_SERVICE_ENV = {"MLAAS_VISIBILITY_TIMEOUT": "20", "MLAAS_RESOLVE_TTL_SECONDS": "1", "MLAAS_LOG_LEVEL": "INFO"}
+
+
+class Api:
+    """A small HTTP client for the API under test."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 60)
+        return self.session.request(method, self.base_url + path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)
+
+    def wait_job(self, job_id: str, timeout: float = 240, states: tuple[str, ...] = ("succeeded", "failed", "cancelled")
+                 ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.get(f"/jobs/{job_id}").json()
+            if job["state"] in states:
+                return job
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s: {job}")
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[localstack.Stack]:
+    state = ROOT / ".test-stack" / uuid.uuid4().hex[:8]
+    config = localstack.StackConfig.with_free_ports(state, worker_groups=("train,evaluate,drift",), api_workers=2)
+    saved = {k: os.environ.get(k) for k in TEST_SERVICE_ENV}
+    os.environ.update(TEST_SERVICE_ENV)
+    running = localstack.Stack(config)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def stack_env(stack: localstack.Stack) -> dict[str, str]:
+    return stack.env()
+
+
+@pytest.fixture(scope="session")
+def settings(stack_env: dict[str, str]) -> Settings:
+    return Settings.from_env({**stack_env, **TEST_SERVICE_ENV})
+
+
+@pytest.fixture(scope="session")
+def ctx(settings: Settings) -> Context:
+    return Context(settings)
+
+
+@pytest.fixture(scope="session")
+def api(stack: localstack.Stack) -> Api:
+    return Api(stack.config.url("api"))
+
+
+@pytest.fixture
+def unique(request: pytest.FixtureRequest) -> str:
+    """A short name unique to this test: for model names and key prefixes."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
+    return f"{base}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session")
+def titanic(ctx: Context) -> dict[str, str]:
+    """The titanic data set, its test split and data config, uploaded once."""
+    uris = {}
+    for local, name in (("titanic.csv", "train.csv"), ("titanic_test.csv", "test.csv"),
+                        ("data_config.yaml", "data_config.yaml")):
+        uri = S3Uri(ctx.settings.datasets_bucket, f"fixtures/titanic/{name}")
+        ctx.storage.put_bytes(uri, (DATA / local).read_bytes())
+        uris[name.split(".")[0]] = str(uri)
+    return uris

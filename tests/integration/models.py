@@ -1,0 +1,58 @@
+"""Register models the way notebook users do, for integration tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mlaas.settings import Settings
+
+NUMERIC = ["Age", "SibSp", "Parch", "Fare"]
+CATEGORICAL = ["Pclass", "Sex", "Embarked"]
+
+
+def titanic_pipeline(C: float = 0.5) -> Pipeline:
+    return Pipeline([
+        ("prep", ColumnTransformer([
+            ("num", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), NUMERIC),
+            ("cat", Pipeline([("impute", SimpleImputer(strategy="most_frequent")),
+                              ("onehot", OneHotEncoder(handle_unknown="ignore"))]), CATEGORICAL),
+        ])),
+        ("clf", LogisticRegression(max_iter=1000, C=C)),
+    ])
+
+
+def register(
+    settings: Settings, name: str, estimator: Any, X: pd.DataFrame, y: pd.Series, *, stage: str | None = "prod",
+    signature: bool = True, serialization_format: str = "skops", trusted: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> int:
+    """Fit, log and register ``estimator`` like a notebook user; returns the new version."""
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    estimator.fit(X, y)
+    mlflow.set_experiment(f"notebooks/{name}")
+    kwargs: dict[str, Any] = {}
+    if serialization_format == "skops":
+        kwargs["skops_trusted_types"] = trusted if trusted is not None else ["numpy.dtype"]
+    with mlflow.start_run(run_name="notebook"):
+        info = mlflow.sklearn.log_model(
+            estimator, name="model", registered_model_name=name,
+            signature=infer_signature(X.head(), estimator.predict(X.head())) if signature else None,
+            input_example=X.head() if signature else None,
+            pip_requirements=["scikit-learn", "skops", "pandas"], serialization_format=serialization_format,
+            **kwargs,
+        )
+    version = int(info.registered_model_version)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    for key, value in {**({"stage": stage} if stage else {}), **(tags or {})}.items():
+        client.set_model_version_tag(name, str(version), key, value)
+    return version

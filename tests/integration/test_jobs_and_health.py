@@ -1,0 +1,127 @@
+"""The foundation against the real stack: readiness, the jobs API, idempotency, cancellation."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+
+from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def prod_model(settings, titanic, unique):
+    frame = pd.read_csv("examples/data/titanic/titanic.csv")
+    register(settings, unique, titanic_pipeline(), frame[NUMERIC + CATEGORICAL], frame["Survived"])
+    return unique
+
+
+def train_body(model, titanic, **extra):
+    return {"model": model, "dataset": titanic["train"], "data_config": titanic["data_config"], **extra}
+
+
+def test_health_and_ready(api):
+    assert api.get("/health").json() == {"status": "ok"}
+    assert api.post("/health").status_code == 200
+    ready = api.get("/ready")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"redis": "ok", "mlflow": "ok", "s3": "ok"}
+
+
+def test_job_runs_on_the_worker_and_records_its_transitions(api, prod_model, titanic):
+    response = api.post("/train", json=train_body(prod_model, titanic), headers={"X-Request-ID": "req-42"})
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["status_url"] == f"/jobs/{accepted['job_id']}" and accepted["version"] == 1
+    job = api.wait_job(accepted["job_id"])
+    assert job["state"] == "succeeded", job
+    assert [h["state"] for h in job["history"]] == ["queued", "running", "succeeded"]
+    assert job["progress"] == {"step": "done", "percent": 100}
+    assert job["request_id"] == "req-42"
+    assert job["created_at"] <= job["started_at"] <= job["finished_at"]
+    assert job["result"]["version"] == 2
+
+
+def test_failing_job_ends_failed_with_its_error_code(api, prod_model, titanic):
+    body = train_body(prod_model, titanic, dataset="s3://datasets/fixtures/titanic/nothing-here.csv")
+    job = api.wait_job(api.post("/train", json=body).json()["job_id"])
+    assert job["state"] == "failed"
+    assert [h["state"] for h in job["history"]] == ["queued", "running", "failed"]
+    assert job["error"]["code"] == "invalid_input"
+    assert "nothing-here.csv" in job["error"]["message"]
+    assert job["result"] is None
+
+
+def test_unknown_job_is_404_and_unknown_model_is_404_on_the_post(api, titanic):
+    assert api.get("/jobs/" + "0" * 32).status_code == 404
+    response = api.post("/train", json=train_body("no-such-model-anywhere", titanic))
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
+    response = api.post("/train", json={"model": "no-such-model-anywhere", "version": 7})
+    assert response.status_code == 404
+
+
+def test_unknown_version_is_404(api, prod_model, titanic):
+    response = api.post("/train", json=train_body(prod_model, titanic, version=99))
+    assert response.status_code == 404 and "99" in response.json()["message"]
+    response = api.post("/train", json=train_body(prod_model, titanic, version="no_such_alias"))
+    assert response.status_code == 404 and "no_such_alias" in response.json()["message"]
+
+
+def test_idempotency_key_returns_the_same_job(api, prod_model, titanic):
+    body = train_body(prod_model, titanic)
+    first = api.post("/train", json=body, headers={"Idempotency-Key": f"key-{prod_model}"})
+    second = api.post("/train", json=body, headers={"Idempotency-Key": f"key-{prod_model}"})
+    assert first.status_code == 202 and second.status_code == 202
+    assert first.json()["job_id"] == second.json()["job_id"]
+    other = api.post("/train", json={**body, "random_state": 1}, headers={"Idempotency-Key": f"key-{prod_model}"})
+    assert other.status_code == 409 and other.json()["code"] == "conflict"
+    api.wait_job(first.json()["job_id"])
+    listed = api.get("/jobs", params={"type": "train", "limit": 500}).json()
+    assert sum(1 for j in listed["jobs"] if j["params"]["model"] == prod_model) == 1
+
+
+def test_cancel_a_queued_job(api, prod_model, titanic):
+    running = api.post("/train", json=train_body(prod_model, titanic)).json()["job_id"]
+    queued = api.post("/train", json=train_body(prod_model, titanic)).json()["job_id"]
+    cancelled = api.delete(f"/jobs/{queued}")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["state"] == "cancelled"
+    assert api.wait_job(running)["state"] == "succeeded"
+    time.sleep(2)  # the worker receives the cancelled job and must skip it
+    job = api.get(f"/jobs/{queued}").json()
+    assert job["state"] == "cancelled" and job["result"] is None
+    again = api.delete(f"/jobs/{queued}")
+    assert again.status_code == 409
+
+
+def test_list_jobs_filters_and_pages(api, prod_model, titanic):
+    ids = [api.post("/train", json=train_body(prod_model, titanic)).json()["job_id"] for _ in range(3)]
+    for job_id in ids:
+        api.wait_job(job_id)
+    page = api.get("/jobs", params={"type": "train", "state": "succeeded", "limit": 2}).json()
+    assert len(page["jobs"]) == 2 and page["total"] >= 3 and page["limit"] == 2
+    assert all(j["state"] == "succeeded" and j["type"] == "train" for j in page["jobs"])
+    newest_first = [j["created_at"] for j in page["jobs"]]
+    assert newest_first == sorted(newest_first, reverse=True)
+    bad = api.get("/jobs", params={"state": "exploded"})
+    assert bad.status_code == 400 and "state" in bad.json()["message"]
+
+
+@pytest.mark.slow
+def test_ready_turns_503_when_s3_stops_and_recovers(api, stack):
+    stack.stop_component("s3")
+    try:
+        response = api.get("/ready")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["code"] == "unavailable" and "s3" in body["message"]
+        assert body["details"]["checks"]["redis"] == "ok"
+    finally:
+        stack.start_component("s3")
+    deadline = time.monotonic() + 60
+    while api.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, "not ready again 60 s after S3 came back"
+        time.sleep(0.5)
