@@ -363,6 +363,8 @@ def _domain_classifier(
     random_state: int,
 ) -> DomainClassifierResult:
     """Cross-validated ROC AUC of a gradient-boosting model telling current rows from reference rows."""
+    if options.folds < 2 or options.max_rows < options.folds or not 0.5 <= options.threshold <= 1.0:
+        raise InvalidInput("domain classifier: need folds >= 2, max_rows >= folds, 0.5 <= threshold <= 1")
     rng = np.random.default_rng(random_state)
     columns = [name for name, _ in kinds]
     ref, cur = (
@@ -423,15 +425,12 @@ def compare(
     tested = [r for r in results if r.status == OK]
     share = sum(r.drifted for r in tested) / len(tested) if tested else 0.0
     classifier = None
-    if domain_classifier is not False:
-        options = domain_classifier if isinstance(domain_classifier, ClassifierOptions) else None
+    if domain_classifier:
+        options = (
+            domain_classifier if isinstance(domain_classifier, ClassifierOptions) else ClassifierOptions()
+        )
         classifier = _domain_classifier(
-            reference,
-            current,
-            kinds,
-            options=options or ClassifierOptions(),
-            min_rows=min_rows,
-            random_state=random_state,
+            reference, current, kinds, options=options, min_rows=min_rows, random_state=random_state
         )
     return DriftReport(
         columns=results,
