@@ -61,6 +61,14 @@ class Settings:
     allow_pickle_models: bool = False
     allow_sklearn_version_mismatch: bool = False
     tmp_dir: str = ""
+    warm_models: bool = False
+    # Inference capture (drift checks of served traffic run off the request path).
+    capture_enabled: bool = True
+    capture_max_entries: int = 100_000  # per model version; requests beyond are dropped and counted
+    capture_timeout: float = 0.25
+    capture_flush_seconds: float = 30.0
+    capture_flush_batch: int = 5_000  # stream entries (requests) per Parquet file
+    drift_min_rows: int = 200  # captured rows needed before a drift check of inference traffic
     # Training defaults.
     drift_fraction: float = 0.1
     test_fraction: float = 0.2

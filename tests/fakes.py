@@ -38,6 +38,10 @@ class MemoryBlobStore:
     def stat(self, uri: S3Uri) -> ObjectInfo:
         return ObjectInfo(uri, len(self.get_bytes(uri)), None, "")
 
+    def exists(self, uri: S3Uri) -> bool:
+        self._check()
+        return (uri.bucket, uri.key) in self.objects
+
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         self._check()
         for (b, k), data in sorted(self.objects.items()):

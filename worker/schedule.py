@@ -8,5 +8,11 @@ from mlaas.settings import Settings
 
 
 def beat_schedule(settings: Settings) -> dict[str, Any]:
-    """Periodic tasks. Monitor sweeps and capture flushes are added with the features that need them."""
-    return {}
+    """Periodic tasks, named by explicit strings."""
+    return {
+        "flush-inference-capture": {
+            "task": "mlaas.capture_flush",
+            "schedule": settings.capture_flush_seconds,
+            "options": {"expires": settings.capture_flush_seconds},
+        },
+    }

@@ -7,13 +7,15 @@ from typing import Any
 
 from celery import Task
 
+from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.context import Context
 from mlaas.errors import Unavailable
-from mlaas.services import jobs, training
+from mlaas.services import capture_jobs, drift_checks, jobs, training
 from worker.celery_app import app, settings
 
 log = logging.getLogger(__name__)
 _context: Context | None = None
+_buffer: CaptureBuffer | None = None
 MAX_RETRIES = 3
 
 
@@ -23,6 +25,14 @@ def context() -> Context:
     if _context is None:
         _context = Context(settings)
     return _context
+
+
+def buffer() -> CaptureBuffer:
+    """The worker process's capture buffer client."""
+    global _buffer
+    if _buffer is None:
+        _buffer = CaptureBuffer(settings)
+    return _buffer
 
 
 def _run_job(task: Task, job_id: str, handler: jobs.Handler) -> str:
@@ -42,3 +52,18 @@ def train(self: Task, job_id: str) -> str:
         return training.run(context(), job_id, params, progress)
 
     return _run_job(self, job_id, handler)
+
+
+@app.task(name="mlaas.capture_flush", bind=True, max_retries=0)
+def capture_flush(self: Task) -> dict[str, Any]:
+    """Write buffered inference rows to Parquet and queue the drift checks that are due."""
+    return capture_jobs.flush_all(context(), buffer())
+
+
+@app.task(name="mlaas.inference_drift", bind=True)
+def inference_drift(self: Task, model: str, version: int, min_rows: int | None = None) -> dict[str, Any]:
+    """Check captured rows of one model version against its baseline (logs ``infer_{timestamp}``)."""
+    try:
+        return drift_checks.check_inference(context(), buffer(), model, int(version), min_rows=min_rows)
+    except Unavailable as exc:
+        raise self.retry(countdown=30, max_retries=3) from exc

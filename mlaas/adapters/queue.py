@@ -18,6 +18,7 @@ TASK_QUEUES: dict[str, str] = {
     "mlaas.drift": "drift",
     "mlaas.monitor_sweep": "drift",
     "mlaas.capture_flush": "drift",
+    "mlaas.inference_drift": "drift",
 }
 QUEUES = tuple(dict.fromkeys(TASK_QUEUES.values()))
 
@@ -73,7 +74,11 @@ class JobQueue:
 
     def submit(self, task_name: str, job_id: str) -> None:
         """Publish one job; Unavailable('redis') when the broker does not take it within seconds."""
+        self.send(task_name, [job_id], task_id=job_id)
+
+    def send(self, task_name: str, args: list[Any], *, task_id: str | None = None) -> None:
+        """Publish a task by name to its queue."""
         try:
-            self.app.send_task(task_name, args=[job_id], task_id=job_id, queue=TASK_QUEUES[task_name])
+            self.app.send_task(task_name, args=args, task_id=task_id, queue=TASK_QUEUES[task_name])
         except (OperationalError, OSError, TimeoutError) as exc:
-            raise Unavailable("redis", f"redis did not accept the job ({type(exc).__name__})") from None
+            raise Unavailable("redis", f"redis did not accept the task ({type(exc).__name__})") from None

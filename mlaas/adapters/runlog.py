@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from importlib.metadata import version as package_version
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +42,10 @@ class RunLogger:
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
         finite = {k: float(v) for k, v in metrics.items() if v is not None and pd.notna(v)}
-        for key, value in finite.items():
-            self.registry.client.log_metric(self.run_id, key, value)
+        now = int(time.time() * 1000)
+        entries = [mlflow.entities.Metric(k, v, now, 0) for k, v in finite.items()]
+        for start in range(0, len(entries), 1000):  # the server's batch limit
+            self.registry.client.log_batch(self.run_id, metrics=entries[start:start + 1000])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         for key, value in tags.items():

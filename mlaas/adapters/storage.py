@@ -1,6 +1,6 @@
 """Blob storage. ``BlobStore`` is the narrow interface; ``MinioBlobStore`` implements it over the minio SDK.
 
-Another store (Azure Blob, GCS) is one new class with these six methods.
+Another store (Azure Blob, GCS) is one new class with these seven methods.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class BlobStore(Protocol):
     def put_bytes(self, uri: S3Uri, data: bytes, *, content_type: str = "application/octet-stream") -> None: ...
 
     def stat(self, uri: S3Uri) -> ObjectInfo: ...
+
+    def exists(self, uri: S3Uri) -> bool: ...
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]: ...
 

@@ -10,9 +10,10 @@ from flask_openapi3 import Info, OpenAPI
 
 import mlaas
 from mlaas.api.errors import register_error_handlers, validation_error_response
-from mlaas.api.routes import health, jobs, train
+from mlaas.api.routes import health, inference, jobs, train
 from mlaas.context import Context
 from mlaas.logs import configure_logging
+from mlaas.services.serving import Server
 from mlaas.settings import Settings
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
@@ -34,9 +35,12 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["MLAAS_SETTINGS"] = settings
     app.config["MLAAS_CONTEXT"] = context or Context(settings)
+    app.config["MLAAS_SERVER"] = server = Server(app.config["MLAAS_CONTEXT"])
+    if settings.warm_models:
+        server.warm()
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_error_handlers(app)
-    for blueprint in (health.bp, jobs.bp, train.bp):
+    for blueprint in (health.bp, jobs.bp, train.bp, inference.bp):
         app.register_api(blueprint)
 
     @app.before_request

@@ -139,3 +139,39 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     checks: dict[str, str]
+
+
+class InferenceQuery(Strict):
+    model: str | None = Field(default=None, max_length=256, description="Model name (or in the body)")
+    version: VersionRef = Field(default=None, description="As in the body")
+
+
+class InferenceRequest(Strict):
+    """Rows to score: ``data`` (records, each with an optional ``id``) or one of MLflow's scoring payloads."""
+
+    model: str | None = Field(default=None, max_length=256, examples=["titanic"])
+    version: VersionRef = Field(default=None, examples=["latest"])
+    data: list[dict[str, Any]] | None = Field(
+        default=None, examples=[[{"id": "p-1", "Pclass": 3, "Sex": "male", "Age": 22, "SibSp": 1, "Parch": 0,
+                                  "Fare": 7.25, "Embarked": "S"}]],
+    )
+    dataframe_split: dict[str, Any] | None = None
+    dataframe_records: list[dict[str, Any]] | None = None
+    instances: list[Any] | dict[str, Any] | None = None
+    inputs: list[Any] | dict[str, Any] | None = None
+    params: dict[str, Any] | None = Field(default=None, description="Accepted for MLflow compatibility; unused")
+
+
+class PredictionItem(BaseModel):
+    id: int | str
+    prediction: Any
+    probabilities: dict[str, float] | None = None
+
+
+class InferenceResponse(BaseModel):
+    model: str
+    version: int
+    predictions: list[PredictionItem] | list[Any]
+    ids: list[int | str] | None = Field(default=None, description="With MLflow-style payloads")
+    probabilities: list[dict[str, float]] | None = Field(default=None, description="With MLflow-style payloads")
+    ignored_columns: list[str] | None = Field(default=None, description="Columns the model does not use")

@@ -24,7 +24,14 @@ from mlaas.uris import S3Uri  # noqa: E402
 
 DATA = ROOT / "examples" / "data" / "titanic"
 # Settings the worker and API of the test stack run with (a short visibility timeout for redelivery tests).
-TEST_SERVICE_ENV = {"MLAAS_VISIBILITY_TIMEOUT": "20", "MLAAS_RESOLVE_TTL_SECONDS": "1", "MLAAS_LOG_LEVEL": "INFO"}
+# Drift checks of captured traffic start only when a test asks (a high minimum), flushes run every 2 s.
+TEST_SERVICE_ENV = {
+    "MLAAS_VISIBILITY_TIMEOUT": "20",
+    "MLAAS_RESOLVE_TTL_SECONDS": "1",
+    "MLAAS_LOG_LEVEL": "INFO",
+    "MLAAS_DRIFT_MIN_ROWS": "1000000",
+    "MLAAS_CAPTURE_FLUSH_SECONDS": "2",
+}
 
 
 class Api:

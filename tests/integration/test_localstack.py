@@ -126,7 +126,7 @@ def test_mlflow_logs_a_run_whose_artifact_lands_in_s3(
     from mlflow import MlflowClient
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.env()["MLAAS_MLFLOW_TRACKING_URI"])
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=stack.env()["MLAAS_MLFLOW_TRACKING_URI"])
     experiment_id = client.create_experiment(f"localstack-{uuid.uuid4().hex}")
     run_id = client.create_run(experiment_id).info.run_id
     client.log_param(run_id, "alpha", "0.5")

@@ -1,0 +1,135 @@
+"""The inference capture buffer: one capped Redis stream per model version, fed on the request path."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+from urllib.parse import quote, unquote
+
+import redis
+
+from mlaas.adapters.jobstore import connect, redis_errors
+from mlaas.settings import Settings
+
+log = logging.getLogger(__name__)
+BREAKER_SECONDS = 5.0
+
+# Append unless the stream is full; a full stream counts the rows it refused.
+_APPEND = """
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
+  redis.call('INCRBY', KEYS[2], ARGV[3])
+  return 0
+end
+redis.call('XADD', KEYS[1], '*', 'd', ARGV[2])
+redis.call('SADD', KEYS[3], KEYS[1])
+return 1
+"""
+
+
+class CaptureBuffer:
+    """Append captured requests quickly (never raising), and read them back for flushing."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.prefix = f"{settings.redis_prefix}:capture"
+        self.max_entries = settings.capture_max_entries
+        fast = settings.capture_timeout
+        self.fast = redis.Redis.from_url(settings.redis_url, socket_timeout=fast, socket_connect_timeout=fast,
+                                         decode_responses=True)
+        self.redis = connect(settings)
+        self._append = self.fast.register_script(_APPEND)
+        self._open_until = 0.0
+        self._lock = threading.Lock()
+        self.failures = 0
+        self.dropped_local = 0
+
+    def stream_key(self, model: str, version: int) -> str:
+        return f"{self.prefix}:s:{quote(model, safe='')}:{version}"
+
+    @staticmethod
+    def parse_stream_key(key: str) -> tuple[str, int]:
+        _, encoded, version = key.rsplit(":", 2)
+        return unquote(encoded), int(version)
+
+    # -- request path -------------------------------------------------------------------------------
+    def append(self, model: str, version: int, entry: dict[str, Any], rows: int) -> bool:
+        """Buffer one request's rows; on Redis trouble count and log, never raise (a breaker skips 5 s)."""
+        now = time.monotonic()
+        if now < self._open_until:
+            self._count_failure(rows, None)
+            return False
+        key = self.stream_key(model, version)
+        try:
+            added = self._append(keys=[key, f"{key}:dropped", f"{self.prefix}:streams"],
+                                 args=[self.max_entries, json.dumps(entry, default=str), rows])
+        except redis.RedisError as exc:
+            self._open_until = time.monotonic() + BREAKER_SECONDS
+            self._count_failure(rows, exc)
+            return False
+        return bool(added)
+
+    def _count_failure(self, rows: int, exc: Exception | None) -> None:
+        with self._lock:
+            self.failures += 1
+            self.dropped_local += rows
+        if exc is not None:
+            log.warning("inference capture unavailable (%s); %d rows not captured", type(exc).__name__, rows)
+
+    # -- flushing -----------------------------------------------------------------------------------
+    def streams(self) -> list[str]:
+        with redis_errors():
+            return sorted(self.redis.smembers(f"{self.prefix}:streams"))
+
+    def head(self, key: str, count: int) -> list[tuple[str, dict[str, Any]]]:
+        with redis_errors():
+            return [(i, json.loads(f["d"])) for i, f in self.redis.xrange(key, "-", "+", count=count)]
+
+    def read(self, key: str, first: str, last: str) -> list[tuple[str, dict[str, Any]]]:
+        with redis_errors():
+            return [(i, json.loads(f["d"])) for i, f in self.redis.xrange(key, first, last)]
+
+    def plan(self, key: str) -> tuple[str, str] | None:
+        with redis_errors():
+            raw = self.redis.get(f"{key}:plan")
+        if not raw:
+            return None
+        first, _, last = raw.partition(" ")
+        return first, last
+
+    def set_plan(self, key: str, first: str, last: str) -> None:
+        with redis_errors():
+            self.redis.set(f"{key}:plan", f"{first} {last}")
+
+    def finish(self, key: str, ids: list[str]) -> None:
+        """Remove flushed entries and the plan that named them."""
+        with redis_errors():
+            pipe = self.redis.pipeline()
+            for start in range(0, len(ids), 1000):
+                pipe.xdel(key, *ids[start:start + 1000])
+            pipe.delete(f"{key}:plan")
+            pipe.execute()
+
+    def dropped(self, key: str) -> int:
+        with redis_errors():
+            return int(self.redis.get(f"{key}:dropped") or 0)
+
+    def lock(self, name: str, ttl: int) -> redis.lock.Lock:
+        return self.redis.lock(f"{self.prefix}:lock:{name}", timeout=ttl, blocking=False)
+
+    def add_unchecked(self, key: str, rows: int) -> int:
+        with redis_errors():
+            return int(self.redis.incrby(f"{key}:unchecked", rows))
+
+    def take_unchecked(self, key: str, rows: int) -> None:
+        with redis_errors():
+            self.redis.decrby(f"{key}:unchecked", rows)
+
+    def get_text(self, name: str) -> str | None:
+        with redis_errors():
+            return self.redis.get(f"{self.prefix}:{name}")
+
+    def set_text(self, name: str, value: str) -> None:
+        with redis_errors():
+            self.redis.set(f"{self.prefix}:{name}", value)

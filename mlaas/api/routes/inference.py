@@ -1,0 +1,23 @@
+"""POST /inference: synchronous predictions, paired with row ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, g
+from flask_openapi3 import APIBlueprint, Tag
+
+from mlaas.api.schemas import ErrorBody, InferenceQuery, InferenceRequest, InferenceResponse
+from mlaas.services.serving import Server
+
+bp = APIBlueprint("inference", __name__, abp_tags=[Tag(name="inference", description="Synchronous predictions")])
+
+
+@bp.post("/inference", responses={200: InferenceResponse, 400: ErrorBody, 404: ErrorBody, 413: ErrorBody,
+                                  503: ErrorBody})
+def infer(query: InferenceQuery, body: InferenceRequest) -> dict[str, Any]:
+    """Score rows with a registered model version (the production version unless one is named)."""
+    server: Server = current_app.config["MLAAS_SERVER"]
+    version = body.version if body.version is not None else query.version
+    payload = body.model_dump(exclude={"model", "version", "params"}, exclude_none=True)
+    return server.predict(body.model or query.model, version, payload, request_id=getattr(g, "request_id", ""))

@@ -1,0 +1,249 @@
+"""Synchronous inference: payload → validated frame → one vectorised predict → predictions paired with ids."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlaas.errors import InvalidInput, TooLarge
+from mlaas.services.model_cache import ServedModel
+
+MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+ID_KEY = "id"
+
+
+@dataclass
+class Rows:
+    """Rows to score, as sent: ids in request order and a frame of the sent columns."""
+
+    ids: list[Any]
+    frame: pd.DataFrame
+    style: str  # "mlaas" (data) or "mlflow" (one of MLflow's scoring payloads)
+    explicit_ids: list[bool] = field(default_factory=list)
+
+
+@dataclass
+class Prediction:
+    """The answer for a request, before serialisation."""
+
+    ids: list[Any]
+    labels: list[Any]
+    probabilities: list[dict[str, float]] | None
+    ignored_columns: list[str]
+    features: pd.DataFrame
+
+
+def parse_rows(body: dict[str, Any], *, max_rows: int) -> Rows:
+    """Read ``data`` or one MLflow scoring payload into rows; shape errors name the field."""
+    present = [k for k in ("data", *MLFLOW_KEYS) if body.get(k) is not None]
+    if not present:
+        formats = ", ".join(MLFLOW_KEYS)
+        raise InvalidInput(f"data: missing (send a list of records, or an MLflow payload: {formats})")
+    if len(present) > 1:
+        raise InvalidInput(f"send only one of {', '.join(present)}")
+    key = present[0]
+    value = body[key]
+    if key == "dataframe_split":
+        frame, index = _split_frame(value)
+        rows = _with_ids(frame, key, index, style="mlflow")
+    elif key in ("inputs", "instances") and isinstance(value, dict):
+        rows = _with_ids(_columns_frame(value, key), key, None, style="mlflow")
+    else:
+        records = _records(value, key)
+        rows = _records_rows(records, key, style="mlaas" if key == "data" else "mlflow")
+    if len(rows.ids) == 0:
+        raise InvalidInput(f"{key}: no rows to score")
+    if len(rows.ids) > max_rows:
+        raise TooLarge(f"{key}: {len(rows.ids)} rows is more than the limit of {max_rows} per request")
+    return rows
+
+
+def _records(value: Any, key: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise InvalidInput(f"{key}: expected a list of records")
+    for i, record in enumerate(value):
+        if not isinstance(record, dict):
+            raise InvalidInput(f"{key}[{i}]: expected an object of column: value")
+    return value
+
+
+def _records_rows(records: list[dict[str, Any]], key: str, *, style: str) -> Rows:
+    ids: list[Any] = []
+    explicit: list[bool] = []
+    cleaned = []
+    for i, record in enumerate(records):
+        if ID_KEY in record:
+            record = dict(record)
+            ids.append(_check_id(record.pop(ID_KEY), f"{key}[{i}].id"))
+            explicit.append(True)
+        else:
+            ids.append(i)
+            explicit.append(False)
+        cleaned.append(record)
+    frame = pd.DataFrame.from_records(cleaned) if cleaned else pd.DataFrame()
+    return Rows(ids, frame, style, explicit)
+
+
+def _split_frame(value: Any) -> tuple[pd.DataFrame, list[Any] | None]:
+    if not isinstance(value, dict) or not isinstance(value.get("columns"), list) or not isinstance(
+        value.get("data"), list
+    ):
+        raise InvalidInput("dataframe_split: expected {\"columns\": [...], \"data\": [[...], ...]}")
+    columns = value["columns"]
+    if not all(isinstance(c, str) for c in columns):
+        raise InvalidInput("dataframe_split.columns: expected a list of column names")
+    for i, row in enumerate(value["data"]):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise InvalidInput(f"dataframe_split.data[{i}]: expected a list of {len(columns)} values")
+    index = value.get("index")
+    if index is not None and (not isinstance(index, list) or len(index) != len(value["data"])):
+        raise InvalidInput("dataframe_split.index: expected one id per row")
+    return pd.DataFrame(value["data"], columns=columns), index
+
+
+def _columns_frame(value: dict[str, Any], key: str) -> pd.DataFrame:
+    lengths = {len(v) if isinstance(v, list) else -1 for v in value.values()}
+    if -1 in lengths or len(lengths) > 1:
+        raise InvalidInput(f"{key}: expected column: [values] lists of equal length")
+    return pd.DataFrame(value)
+
+
+def _with_ids(frame: pd.DataFrame, key: str, index: list[Any] | None, *, style: str) -> Rows:
+    if index is not None:
+        ids = [_check_id(v, f"{key}.index[{i}]") for i, v in enumerate(index)]
+        return Rows(ids, frame, style, [True] * len(ids))
+    if ID_KEY in frame.columns:
+        ids = [_check_id(v, f"{key}.id[{i}]") for i, v in enumerate(frame.pop(ID_KEY).tolist())]
+        return Rows(ids, frame, style, [True] * len(ids))
+    return Rows(list(range(len(frame))), frame, style, [False] * len(frame))
+
+
+def _check_id(value: Any, where: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidInput(f"{where}: an id must be a string or an integer")
+    if isinstance(value, str) and len(value) > 256:
+        raise InvalidInput(f"{where}: an id must be at most 256 characters")
+    return value
+
+
+def prepare_features(rows: Rows, model: ServedModel) -> tuple[pd.DataFrame, list[str]]:
+    """Check rows against the model's columns and types; returns (features in model order, ignored columns)."""
+    frame = rows.frame
+    if model.id_column and model.id_column in frame.columns:
+        index_values = frame[model.id_column].tolist()
+        for i, value in enumerate(index_values):
+            if not rows.explicit_ids[i] and value is not None and not _is_nan(value):
+                rows.ids[i] = _check_id(value, f"row {i}: {model.id_column}")
+    _check_unique(rows.ids)
+    if model.columns is None:
+        return frame, []
+    missing = [c for c in model.columns if c not in frame.columns]
+    if missing:
+        raise InvalidInput(f"missing column(s) {', '.join(missing)}: every row lacks them",
+                           details={"missing_columns": missing})
+    ignored = [c for c in frame.columns if c not in model.columns]
+    features = frame[model.columns]
+    converted = {c: _convert(features[c], model.column_types.get(c, "any"), rows.ids) for c in model.columns}
+    return pd.DataFrame(converted, index=features.index), [str(c) for c in ignored]
+
+
+def _check_unique(ids: list[Any]) -> None:
+    seen: dict[Any, int] = {}
+    for i, value in enumerate(ids):
+        key = (type(value).__name__, value)
+        if key in seen:
+            raise InvalidInput(f"row {i}: id {value!r} repeats row {seen[key]}; ids must be unique")
+        seen[key] = i
+
+
+def _convert(column: pd.Series, kind: str, ids: list[Any]) -> pd.Series:
+    values = column.to_numpy(dtype=object) if column.dtype == object else None
+    if values is not None:
+        for i, value in enumerate(values):
+            if isinstance(value, dict | list):
+                raise InvalidInput(f"row {i} (id {ids[i]!r}), column {column.name!r}: expected a single value",
+                                   details={"row": i, "column": column.name})
+    if kind in ("number", "integer"):
+        if pd.api.types.is_bool_dtype(column):
+            _bad(column, 0, ids, "expected a number, got a boolean")
+        numeric = pd.to_numeric(column, errors="coerce")
+        bad = numeric.isna() & column.notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            _bad(column, i, ids, f"expected a number, got {column.iloc[i]!r}")
+        infinite = np.isinf(numeric.to_numpy(dtype=float, na_value=np.nan))
+        if infinite.any():
+            _bad(column, int(np.flatnonzero(infinite)[0]), ids, "expected a finite number")
+        return numeric.astype(float) if kind == "number" or numeric.isna().any() else numeric
+    if kind == "string":
+        return column.map(lambda v: v if v is None or isinstance(v, str) or _is_nan(v) else str(v)).astype(object)
+    if kind == "boolean" and not pd.api.types.is_bool_dtype(column):
+        bad_values = ~column.map(lambda v: isinstance(v, bool) or v is None)
+        if bad_values.any():
+            _bad(column, int(np.flatnonzero(bad_values.to_numpy())[0]), ids, "expected true or false")
+    return column
+
+
+def _bad(column: pd.Series, i: int, ids: list[Any], problem: str) -> None:
+    raise InvalidInput(f"row {i} (id {ids[i]!r}), column {column.name!r}: {problem}",
+                       details={"row": i, "id": ids[i], "column": column.name})
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def predict(model: ServedModel, features: pd.DataFrame, rows: Rows, ignored: list[str]) -> Prediction:
+    """One vectorised predict (and predict_proba for classifiers); model errors on missing values are 400s."""
+    estimator = model.estimator
+    try:
+        labels = np.asarray(estimator.predict(features))
+        proba = None
+        if model.classes is not None and hasattr(estimator, "predict_proba"):
+            proba = np.asarray(estimator.predict_proba(features), dtype=float)
+    except ValueError as exc:
+        raise _explain(exc, features, rows) from None
+    probabilities = None
+    if proba is not None:
+        names = [str(c) for c in model.classes or range(proba.shape[1])]
+        probabilities = [dict(zip(names, row, strict=True)) for row in proba.tolist()]
+    return Prediction(rows.ids, labels.tolist(), probabilities, ignored, features)
+
+
+def _explain(exc: ValueError, features: pd.DataFrame, rows: Rows) -> InvalidInput:
+    text = str(exc)
+    if "NaN" in text or "missing" in text.lower():
+        nan = features.isna()
+        if nan.to_numpy().any():
+            r, c = np.argwhere(nan.to_numpy())[0]
+            column = features.columns[c]
+            return InvalidInput(
+                f"row {r} (id {rows.ids[r]!r}), column {column!r}: missing value, which this model cannot take",
+                details={"row": int(r), "column": column},
+            )
+    return InvalidInput(f"the model rejected the rows: {text[:300]}")
+
+
+def response_body(model: ServedModel, rows: Rows, result: Prediction) -> dict[str, Any]:
+    """mlaas's answer; MLflow-style payloads get MLflow's ``predictions`` list with the extras beside it."""
+    body: dict[str, Any] = {"model": model.name, "version": model.version}
+    if rows.style == "mlflow":
+        body["predictions"] = result.labels
+        body["ids"] = result.ids
+        if result.probabilities is not None:
+            body["probabilities"] = result.probabilities
+    else:
+        items = []
+        for i, (row_id, label) in enumerate(zip(result.ids, result.labels, strict=True)):
+            item: dict[str, Any] = {"id": row_id, "prediction": label}
+            if result.probabilities is not None:
+                item["probabilities"] = result.probabilities[i]
+            items.append(item)
+        body["predictions"] = items
+    if result.ignored_columns:
+        body["ignored_columns"] = result.ignored_columns
+    return body

@@ -1,0 +1,63 @@
+"""The inference hot path: resolve (cached), load (cached), validate, predict once, capture, answer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from mlaas.adapters.capture_buffer import CaptureBuffer
+from mlaas.context import Context
+from mlaas.errors import InvalidInput, MlaasError, NotFound
+from mlaas.services import capture, inference
+from mlaas.services.model_cache import ModelCache
+
+log = logging.getLogger(__name__)
+
+
+class Server:
+    """One per process: the model cache and the capture buffer live here."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.cache = ModelCache(ctx)
+        self._buffer: CaptureBuffer | None = None
+
+    @property
+    def buffer(self) -> CaptureBuffer:
+        if self._buffer is None:
+            self._buffer = CaptureBuffer(self.ctx.settings)
+        return self._buffer
+
+    def predict(self, model: str | None, version: int | str | None, body: dict[str, Any], *,
+                request_id: str = "") -> dict[str, Any]:
+        """Answer one inference request."""
+        if not model:
+            raise InvalidInput("model: missing (in the body or as ?model=)")
+        rows = inference.parse_rows(body, max_rows=self.ctx.settings.max_inference_rows)
+        resolved = self.cache.resolve(model, version)
+        served = self.cache.get(resolved)
+        features, ignored = inference.prepare_features(rows, served)
+        result = inference.predict(served, features, rows, ignored)
+        if self.ctx.settings.capture_enabled:
+            capture.record(self.buffer, served.name, served.version, result, request_id)
+        return inference.response_body(served, rows, result)
+
+    def warm(self) -> None:
+        """Load every registered model's production version (in the background at start)."""
+
+        def run() -> None:
+            try:
+                models = self.ctx.registry.list_models()
+            except MlaasError as exc:
+                log.warning("warming skipped: %s", exc.message)
+                return
+            for model in models:
+                try:
+                    self.cache.get(self.cache.resolve(model["name"], None))
+                except NotFound:
+                    continue
+                except MlaasError as exc:
+                    log.warning("warming %s failed: %s", model["name"], exc.message)
+
+        threading.Thread(target=run, name="warm-models", daemon=True).start()
