@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
@@ -10,7 +11,7 @@ from celery import Task
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.context import Context
 from mlaas.errors import Unavailable
-from mlaas.services import capture_jobs, drift_checks, jobs, training
+from mlaas.services import capture_jobs, drift_checks, evaluation, jobs, training
 from worker.celery_app import app, settings
 
 log = logging.getLogger(__name__)
@@ -44,14 +45,23 @@ def _run_job(task: Task, job_id: str, handler: jobs.Handler) -> str:
         raise task.retry(countdown=min(2 ** task.request.retries * 2, 30), max_retries=MAX_RETRIES) from None
 
 
+def _service(run: Callable[[Context, str, dict[str, Any], jobs.Progress], dict[str, Any]]) -> jobs.Handler:
+    def handler(job_id: str, params: dict[str, Any], progress: jobs.Progress) -> dict[str, Any]:
+        return run(context(), job_id, params, progress)
+
+    return handler
+
+
 @app.task(name="mlaas.train", bind=True)
 def train(self: Task, job_id: str) -> str:
     """Retrain a registered model (see mlaas.services.training)."""
+    return _run_job(self, job_id, _service(training.run))
 
-    def handler(job_id: str, params: dict[str, Any], progress: jobs.Progress) -> dict[str, Any]:
-        return training.run(context(), job_id, params, progress)
 
-    return _run_job(self, job_id, handler)
+@app.task(name="mlaas.evaluate", bind=True)
+def evaluate(self: Task, job_id: str) -> str:
+    """Evaluate a model version on a test set (see mlaas.services.evaluation)."""
+    return _run_job(self, job_id, _service(evaluation.run))
 
 
 @app.task(name="mlaas.capture_flush", bind=True, max_retries=0)

@@ -118,6 +118,11 @@ class ModelLoader:
         raise InvalidInput(f"model {label} uses an unknown serialization format {fmt!r}")
 
 
+def input_schema_of(mlmodel_path: str, label: str) -> list[dict[str, Any]] | None:
+    """The signature's input columns from an MLmodel file."""
+    return _input_schema(_read_yaml(mlmodel_path, label))
+
+
 def _read_yaml(path: str, label: str) -> dict[str, Any]:
     try:
         with open(path) as fh:

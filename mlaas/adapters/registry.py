@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ import requests
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
-from mlaas.adapters.model_files import ModelLoader
+from mlaas.adapters.model_files import LoadedModel, ModelLoader, input_schema_of
 from mlaas.adapters.runlog import RunLogger
 from mlaas.errors import InvalidInput, MlaasError, NotFound, Unavailable
 from mlaas.settings import Settings
@@ -149,13 +150,30 @@ class MlflowRegistry:
         versions = sorted((self._convert(v) for v in found), key=lambda v: v.version, reverse=True)
         return versions[0] if versions else None
 
-    def load_model(self, version: ModelVersion) -> Any:
-        """Load a version's scikit-learn object (or pyfunc model) through the trusted loader."""
+    def input_schema(self, version: ModelVersion) -> list[dict[str, Any]] | None:
+        """The input columns of a version's signature (reads only its MLmodel file), if it has one."""
         with translate_errors(f"model {version.name!r} version {version.version}"):
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=version.uri, dst_path=tempfile.mkdtemp(prefix="mlaas-model-")
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{version.uri}/MLmodel", dst_path=tempfile.mkdtemp(prefix="mlaas-meta-")
             )
-        return self.loader.load(local, label=f"{version.name} v{version.version}")
+        try:
+            return input_schema_of(path, f"{version.name} v{version.version}")
+        finally:
+            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+
+    def load_model(self, version: ModelVersion) -> LoadedModel:
+        """Load a version's scikit-learn object (or pyfunc model) through the trusted loader."""
+        target = tempfile.mkdtemp(prefix="mlaas-model-")
+        try:
+            with translate_errors(f"model {version.name!r} version {version.version}"):
+                local = mlflow.artifacts.download_artifacts(artifact_uri=version.uri, dst_path=target)
+            loaded = self.loader.load(local, label=f"{version.name} v{version.version}")
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        if loaded.flavor == "sklearn":  # fully in memory; pyfunc models may read their folder later
+            shutil.rmtree(target, ignore_errors=True)
+        return loaded
 
     # -- writing ------------------------------------------------------------------------------------
     def set_tags(self, name: str, version: int, tags: dict[str, Any]) -> None:

@@ -175,3 +175,77 @@ class InferenceResponse(BaseModel):
     ids: list[int | str] | None = Field(default=None, description="With MLflow-style payloads")
     probabilities: list[dict[str, float]] | None = Field(default=None, description="With MLflow-style payloads")
     ignored_columns: list[str] | None = Field(default=None, description="Columns the model does not use")
+
+
+class EvaluateRequest(Strict):
+    """Evaluate a model version on a labelled test set in blob storage."""
+
+    model: str = ModelName
+    version: VersionRef = Field(default=None, examples=[2, "latest"])
+    dataset: str | None = Field(default=None, min_length=6, max_length=1100, pattern=r"^s3://",
+                                examples=["s3://datasets/titanic/test.csv"])
+    data_config: str | None = Field(default=None, min_length=6, max_length=1100, pattern=r"^s3://")
+    compare_with: VersionRef = Field(default=None, description="Another version (or 'prod') on the same rows",
+                                     examples=["prod"])
+    promote: bool = Field(default=False, description="Promote when at least as good as production")
+
+
+class ModelPath(BaseModel):
+    name: str = Field(max_length=256)
+
+
+class ModelVersionPath(BaseModel):
+    name: str = Field(max_length=256)
+    version: int = Field(ge=1)
+
+
+class PromoteRequest(Strict):
+    version: int = Field(ge=1, examples=[3])
+    require_better: bool = Field(default=False, description="Apply the promotion gate to recorded evaluations")
+
+
+class ModelSummary(BaseModel):
+    name: str
+    description: str
+    aliases: dict[str, int]
+    production_version: int | None
+    latest_version: int | None
+    versions: int
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class VersionDetail(BaseModel):
+    version: int
+    stage: str | None
+    aliases: list[str]
+    created_at: str | None
+    run_id: str | None
+    drift_data: str | None
+    dataset: str | None
+    test_dataset: str | None
+    evaluation: dict[str, Any] | None
+    input_schema: list[dict[str, Any]] | None
+    tags: dict[str, str] | None = None
+    source: str | None = None
+    description: str | None = None
+    servable: dict[str, Any] | None = None
+
+
+class ModelDetail(BaseModel):
+    name: str
+    description: str
+    aliases: dict[str, int]
+    production_version: int | None
+    promotions: list[dict[str, Any]]
+    versions: list[VersionDetail]
+
+
+class PromotionRecord(BaseModel):
+    at: str
+    from_: int | None = Field(alias="from")
+    to: int
+    by: str
+    reason: str

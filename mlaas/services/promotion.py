@@ -47,25 +47,32 @@ def current_production(ctx: Context, name: str) -> ModelVersion | None:
         return None
 
 
+def decide(metric: str, candidate: dict[str, float], incumbent: dict[str, float] | None,
+           incumbent_version: int | None) -> GateDecision:
+    """The promotion rule: the candidate must be at least as good as production on ``metric``."""
+    if incumbent is None or incumbent_version is None:
+        return GateDecision(True, metric, candidate.get(metric), None, None, "no other production version")
+    cand_value, inc_value = candidate.get(metric), incumbent.get(metric)
+    if cand_value is None or inc_value is None:
+        return GateDecision(False, metric, cand_value, inc_value, incumbent_version, f"{metric} is undefined here")
+    passed = metrics.is_better_or_equal(metric, cand_value, inc_value)
+    verb = "at least as good as" if passed else "worse than"
+    reason = f"{metric} {cand_value:.4f} is {verb} production v{incumbent_version} ({inc_value:.4f})"
+    return GateDecision(passed, metric, cand_value, inc_value, incumbent_version, reason)
+
+
 def gate(
     ctx: Context, name: str, candidate_metrics: dict[str, float], *, X: pd.DataFrame, y: pd.Series, task: str,
     exclude_version: int | None = None,
 ) -> GateDecision:
-    """Compare a candidate's metrics with the production version's on the same rows."""
+    """Compare a candidate's metrics with the production version's, computed on the same rows."""
     metric = primary_metric(ctx, name, task)
     incumbent = current_production(ctx, name)
     if incumbent is None or incumbent.version == exclude_version:
-        return GateDecision(True, metric, candidate_metrics.get(metric), None, None, "no other production version")
+        return decide(metric, candidate_metrics, None, None)
     loaded = ctx.registry.load_model(incumbent)
     y_pred, proba, classes = metrics.predict(loaded.estimator, X, task)
-    inc = metrics.compute(task, y, y_pred, proba, classes)
-    cand_value, inc_value = candidate_metrics.get(metric), inc.get(metric)
-    if cand_value is None or inc_value is None:
-        return GateDecision(False, metric, cand_value, inc_value, incumbent.version, f"{metric} is undefined here")
-    passed = metrics.is_better_or_equal(metric, cand_value, inc_value)
-    verb = "at least as good as" if passed else "worse than"
-    reason = f"{metric} {cand_value:.4f} is {verb} production v{incumbent.version} ({inc_value:.4f})"
-    return GateDecision(passed, metric, cand_value, inc_value, incumbent.version, reason)
+    return decide(metric, candidate_metrics, metrics.compute(task, y, y_pred, proba, classes), incumbent.version)
 
 
 def promote(ctx: Context, name: str, version: int, *, actor: str, reason: str) -> dict[str, Any]:
