@@ -13,11 +13,13 @@ help:
 	@echo "make up | down | status | logs   manage the local stack (.stack/)"
 	@echo "make lint   ruff;  make bench   benchmarks"
 
-# Debian packages the local stack needs: Python's venv module and redis-server.
+# Debian packages: Python's venv module and redis-server for the local stack, docker-compose to
+# validate docker-compose.yml in the tests (no Docker engine is needed for that).
 system-deps:
 	@missing=""; \
 	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \

@@ -82,9 +82,9 @@ class MlflowRegistry:
 
     # -- reading the registry -----------------------------------------------------------------------
     def resolve(self, name: str, ref: VersionRef = None) -> ModelVersion:
-        """Turn a version reference (int, "latest", an alias, or None for production) into a version."""
+        """Turn a version reference (int, "latest", an alias, None or "prod" for production) into a version."""
         with translate_errors(f"model {name!r}"):
-            if ref is None or ref == "":
+            if ref is None or ref == "" or ref == PROD_ALIAS:
                 return self.production_version(name)
             if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
                 return self.get_version(name, int(ref))

@@ -521,6 +521,8 @@ def venv_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[Doc
         return made[key]
 
     yield get
+    for venv in made.values():  # ~1 GB each
+        shutil.rmtree(venv, ignore_errors=True)
 
 
 def _checks(cmd: list[str], bin_dir: Path) -> list[list[str]]:
