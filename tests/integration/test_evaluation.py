@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import time
@@ -201,6 +200,5 @@ def test_multiclass_and_regression(api, ctx, settings, unique):
     assert job["result"]["metrics"]["r2"] == pytest.approx(skm.r2_score(frame["value"], y_pred))
     client = MlflowClient(settings.mlflow_tracking_uri)
     assert "residuals.png" in {a.path for a in client.list_artifacts(job["result"]["run_id"])}
-    preds = pd.read_parquet(io.BytesIO(open(client.download_artifacts(job["result"]["run_id"],
-                                                                      "predictions.parquet"), "rb").read()))
+    preds = pd.read_parquet(client.download_artifacts(job["result"]["run_id"], "predictions.parquet"))
     assert len(preds) == 900
