@@ -38,6 +38,10 @@ class TooLarge(MlaasError):
     code = "too_large"
 
 
+class UnsupportedMediaType(MlaasError):
+    code = "unsupported_media_type"
+
+
 class Unauthorized(MlaasError):
     code = "unauthorized"
 

@@ -54,6 +54,7 @@ class Settings:
     # HTTP API.
     max_body_bytes: int = 16 * 1024 * 1024
     max_inference_rows: int = 10_000
+    max_dataset_bytes: int = 1024 * 1024 * 1024  # PUT /datasets uploads
     # Models.
     resolve_ttl_seconds: float = 10.0
     model_cache_size: int = 8

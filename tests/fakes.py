@@ -35,6 +35,9 @@ class MemoryBlobStore:
         self._check()
         self.objects[(uri.bucket, uri.key)] = bytes(data)
 
+    def put_stream(self, uri: S3Uri, stream, *, length: int, content_type: str) -> None:
+        self.put_bytes(uri, stream.read())
+
     def stat(self, uri: S3Uri) -> ObjectInfo:
         return ObjectInfo(uri, len(self.get_bytes(uri)), None, "")
 

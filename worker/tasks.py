@@ -11,7 +11,7 @@ from celery import Task
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.context import Context
 from mlaas.errors import Unavailable
-from mlaas.services import capture_jobs, drift_checks, evaluation, jobs, training
+from mlaas.services import capture_jobs, drift_checks, drift_jobs, evaluation, jobs, training
 from worker.celery_app import app, settings
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,12 @@ def train(self: Task, job_id: str) -> str:
 def evaluate(self: Task, job_id: str) -> str:
     """Evaluate a model version on a test set (see mlaas.services.evaluation)."""
     return _run_job(self, job_id, _service(evaluation.run))
+
+
+@app.task(name="mlaas.drift", bind=True)
+def drift(self: Task, job_id: str) -> str:
+    """Compare two data sets (see mlaas.services.drift_jobs)."""
+    return _run_job(self, job_id, _service(drift_jobs.run))
 
 
 @app.task(name="mlaas.capture_flush", bind=True, max_retries=0)

@@ -1,6 +1,6 @@
 """Blob storage. ``BlobStore`` is the narrow interface; ``MinioBlobStore`` implements it over the minio SDK.
 
-Another store (Azure Blob, GCS) is one new class with these seven methods.
+Another store (Azure Blob, GCS) is one new class with these eight methods.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import urlparse
 
 import urllib3
@@ -37,6 +37,8 @@ class BlobStore(Protocol):
     def get_bytes(self, uri: S3Uri, *, max_bytes: int | None = None) -> bytes: ...
 
     def put_bytes(self, uri: S3Uri, data: bytes, *, content_type: str = "application/octet-stream") -> None: ...
+
+    def put_stream(self, uri: S3Uri, stream: BinaryIO, *, length: int, content_type: str) -> None: ...
 
     def stat(self, uri: S3Uri) -> ObjectInfo: ...
 
@@ -86,6 +88,12 @@ class MinioBlobStore:
         """Write an object, replacing any previous one."""
         with self._errors(uri):
             self._client.put_object(uri.bucket, uri.key, io.BytesIO(data), len(data), content_type=content_type)
+
+    def put_stream(self, uri: S3Uri, stream: BinaryIO, *, length: int, content_type: str) -> None:
+        """Write an object from a stream without holding it in memory (-1: unknown length, multipart)."""
+        with self._errors(uri):
+            self._client.put_object(uri.bucket, uri.key, stream, length, content_type=content_type,
+                                    part_size=0 if length >= 0 else 16 * 1024 * 1024)
 
     def stat(self, uri: S3Uri) -> ObjectInfo:
         """Size and metadata of an object; NotFound when it does not exist."""

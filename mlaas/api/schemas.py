@@ -249,3 +249,68 @@ class PromotionRecord(BaseModel):
     to: int
     by: str
     reason: str
+
+
+class ModelData(Strict):
+    """A model version's data: its drift baseline (as reference) or its captured inference rows (as current)."""
+
+    model: str = ModelName
+    version: VersionRef = Field(default=None, examples=[2])
+    since: str | None = Field(default=None, max_length=40, description="Captured rows from (ISO 8601), current only")
+    until: str | None = Field(default=None, max_length=40, description="Captured rows until (ISO 8601), current only")
+
+
+class DriftColumns(Strict):
+    numerical: list[str] = Field(default_factory=list, max_length=5000)
+    categorical: list[str] = Field(default_factory=list, max_length=5000)
+
+
+DriftMethod = Literal["ks", "chisquare", "z", "psi", "wasserstein", "jensenshannon", "hellinger", "anderson"]
+
+
+class DriftOverride(Strict):
+    method: DriftMethod | None = None
+    threshold: float | None = Field(default=None, gt=0)
+
+
+class DriftRequest(Strict):
+    """Compare a current data set with a reference, column by column."""
+
+    reference: str | ModelData = Field(examples=["s3://datasets/titanic/train.csv"])
+    current: str | ModelData = Field(examples=["s3://datasets/titanic/test.csv"])
+    data_config: str | None = Field(default=None, min_length=6, max_length=1100, pattern=r"^s3://")
+    columns: DriftColumns | None = None
+    overrides: dict[str, DriftOverride] | None = None
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    correction: Literal["bonferroni", "bh"] | None = None
+    domain_classifier: bool = False
+    min_rows: int = Field(default=30, ge=1, le=1_000_000)
+
+
+class DatasetPath(BaseModel):
+    key: str = Field(min_length=1, max_length=1024)
+
+
+class DatasetPutQuery(Strict):
+    overwrite: bool = False
+
+
+class DatasetListQuery(Strict):
+    prefix: str = Field(default="", max_length=1024)
+    limit: int = Field(default=1000, ge=1, le=10_000)
+
+
+class DatasetStored(BaseModel):
+    uri: str
+    size: int
+    sha256: str
+
+
+class DatasetInfo(BaseModel):
+    uri: str
+    size: int
+    last_modified: str | None
+
+
+class DatasetList(BaseModel):
+    datasets: list[DatasetInfo]

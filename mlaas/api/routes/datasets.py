@@ -1,0 +1,30 @@
+"""Datasets through the API, so a user can train without S3 credentials of their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+from flask_openapi3 import APIBlueprint, Tag
+
+from mlaas.api.routes.jobs import ctx
+from mlaas.api.schemas import DatasetList, DatasetListQuery, DatasetPath, DatasetPutQuery, DatasetStored, ErrorBody
+from mlaas.services import uploads
+
+bp = APIBlueprint("datasets", __name__, abp_tags=[Tag(name="datasets", description="Data in the datasets bucket")])
+
+
+@bp.put("/datasets/<path:key>", responses={201: DatasetStored, 400: ErrorBody, 409: ErrorBody, 413: ErrorBody,
+                                          415: ErrorBody})
+def put_dataset(path: DatasetPath, query: DatasetPutQuery) -> tuple[dict[str, Any], int]:
+    """Upload a CSV, Parquet, YAML or JSON body (streamed) to the datasets bucket; returns its s3:// URI."""
+    request.max_content_length = current_app.config["MLAAS_SETTINGS"].max_dataset_bytes
+    stored = uploads.upload(ctx(), path.key, request.stream, content_type=request.content_type or "",
+                            length=request.content_length, overwrite=query.overwrite)
+    return stored, 201
+
+
+@bp.get("/datasets", responses={200: DatasetList, 400: ErrorBody})
+def list_datasets(query: DatasetListQuery) -> dict[str, Any]:
+    """Objects in the datasets bucket under a prefix."""
+    return {"datasets": uploads.listing(ctx(), query.prefix, query.limit)}

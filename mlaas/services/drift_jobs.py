@@ -1,0 +1,164 @@
+"""POST /data-drift: compare two data sets (URIs, a version's baseline, or its captured traffic) as a job."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from mlaas.context import Context
+from mlaas.dataconfig import DataConfig
+from mlaas.datasets import read_config, read_frame
+from mlaas.drift import ColumnOptions, ColumnSpec, DriftReport, compare
+from mlaas.drift.html import render_html
+from mlaas.errors import InvalidInput, NotFound
+from mlaas.services import capture
+from mlaas.services.drift_checks import baseline_of, log_drift_run, spec_of
+from mlaas.uris import S3Uri, parse_uri
+
+Progress = Callable[[str, int], None]
+ADHOC_EXPERIMENT = "data-drift"
+
+
+def prepare(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+    """Check URIs and resolve model references now (400/404 before anything is queued)."""
+    params = dict(request)
+    for side in ("reference", "current"):
+        value = request[side]
+        if isinstance(value, str):
+            parse_uri(value, allowed_buckets=ctx.settings.buckets, field=side)
+        else:
+            version = ctx.registry.resolve(value["model"], value.get("version"))
+            if side == "reference" and not version.tags.get("drift-data"):
+                raise InvalidInput(f"reference: {version.name} v{version.version} has no drift-data baseline")
+            params[side] = {**value, "model": version.name, "version": version.version}
+    if request.get("data_config"):
+        parse_uri(request["data_config"], allowed_buckets=ctx.settings.buckets, field="data_config")
+    elif not request.get("columns") and isinstance(request["reference"], str):
+        raise InvalidInput("data_config or columns: give one, to say which columns to compare and as what")
+    return params
+
+
+def run(ctx: Context, job_id: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Load both sides, run the drift engine, log ``drift_{timestamp}`` with JSON and HTML reports."""
+    progress("load_reference", 10)
+    reference, ref_config, ref_label = _load_side(ctx, params["reference"], "reference")
+    progress("load_current", 30)
+    current, _, cur_label = _load_side(ctx, params["current"], "current")
+    spec = _spec(ctx, params, ref_config)
+    overrides = {name: ColumnOptions(**opts) for name, opts in (params.get("overrides") or {}).items()}
+
+    progress("compare", 50)
+    report = compare(reference, current, spec, overrides=overrides, drift_share=params.get("drift_share", 0.5),
+                     correction=params.get("correction"), domain_classifier=bool(params.get("domain_classifier")),
+                     min_rows=params.get("min_rows", 30))
+
+    progress("report", 75)
+    model = _model_of(params)
+    meta = {"job": job_id, "reference": ref_label, "current": cur_label, "rows reference": str(len(reference)),
+            "rows current": str(len(current))}
+    html = render_html(report, title=f"Data drift: {model or 'two data sets'}", reference_label="reference",
+                       current_label="current", meta=meta)
+    report_uri = S3Uri(ctx.settings.drift_bucket, f"reports/{job_id}/drift_report.html")
+    ctx.storage.put_bytes(report_uri, html.encode(), content_type="text/html; charset=utf-8")
+    run_id, run_name = log_drift_run(
+        ctx, "drift", model or ADHOC_EXPERIMENT, report,
+        params={"reference": ref_label, "current": cur_label, "rows_reference": len(reference),
+                "rows_current": len(current), "drift_share": report.drift_share, "correction": report.correction},
+        tags={"mlaas.job_id": job_id}, artifacts={"drift_report.html": html},
+    )
+    return {**summary(report), "run_id": run_id, "run_name": run_name, "report_url": f"/jobs/{job_id}/report",
+            "artifacts": {"html": f"runs:/{run_id}/drift_report.html", "json": f"runs:/{run_id}/drift_report.json",
+                          "html_s3": str(report_uri)}}
+
+
+def summary(report: DriftReport) -> dict[str, Any]:
+    """The verdict and a per-column summary for job results."""
+    return {
+        "dataset_drift": report.dataset_drift, "verdict": "drift" if report.dataset_drift else "no drift",
+        "share_drifted": report.share_drifted, "drift_share": report.drift_share,
+        "drifted_columns": report.drifted_columns, "rows_reference": report.n_reference_rows,
+        "rows_current": report.n_current_rows,
+        "columns": [{"column": c.column, "kind": c.kind, "method": c.method, "statistic": c.statistic,
+                     "p_value": c.p_value, "threshold": c.threshold, "drifted": c.drifted, "status": c.status}
+                    for c in report.columns],
+        "domain_classifier": None if report.domain_classifier is None else {
+            "auc": report.domain_classifier.auc, "threshold": report.domain_classifier.threshold,
+            "drifted": report.domain_classifier.drifted},
+    }
+
+
+def report_html(ctx: Context, job: dict[str, Any]) -> bytes:
+    """The HTML report of a finished drift job."""
+    if job["type"] != "drift":
+        raise NotFound(f"job {job['job_id']} is a {job['type']} job; only drift jobs have a report")
+    if job["state"] != "succeeded":
+        raise NotFound(f"job {job['job_id']} is {job['state']}; its report exists once it succeeded")
+    return ctx.storage.get_bytes(S3Uri(ctx.settings.drift_bucket, f"reports/{job['job_id']}/drift_report.html"))
+
+
+def _model_of(params: dict[str, Any]) -> str | None:
+    for side in ("reference", "current"):
+        if isinstance(params[side], dict):
+            return str(params[side]["model"])
+    return None
+
+
+def _spec(ctx: Context, params: dict[str, Any], ref_config: DataConfig | None) -> ColumnSpec:
+    if params.get("columns"):
+        columns = params["columns"]
+        return ColumnSpec(numerical=list(columns.get("numerical", [])),
+                          categorical=list(columns.get("categorical", [])))
+    if params.get("data_config"):
+        uri = parse_uri(params["data_config"], allowed_buckets=ctx.settings.buckets, field="data_config")
+        return spec_of(DataConfig.parse(read_config(ctx.storage, uri), source=str(uri)))
+    if ref_config is None:
+        raise InvalidInput("data_config or columns: give one, to say which columns to compare and as what")
+    return spec_of(ref_config)
+
+
+def _load_side(ctx: Context, value: str | dict[str, Any], side: str) -> tuple[pd.DataFrame, DataConfig | None, str]:
+    if isinstance(value, str):
+        uri = parse_uri(value, allowed_buckets=ctx.settings.buckets, field=side)
+        return read_frame(ctx.storage, uri, field=side).frame, None, str(uri)
+    model, version = value["model"], int(value["version"])
+    if side == "reference":
+        frame, config, uri = baseline_of(ctx, model, version)
+        return frame, config, f"{model} v{version} baseline ({uri})"
+    frame = captured(ctx, model, version, value.get("since"), value.get("until"))
+    return frame, None, f"{model} v{version} captured inference rows"
+
+
+def captured(ctx: Context, model: str, version: int, since: str | None, until: str | None) -> pd.DataFrame:
+    """Captured inference rows of a version between two ISO times (either may be open)."""
+    start = _parse_time(since, "current.since") if since else None
+    end = _parse_time(until, "current.until") if until else None
+    base = capture.folder(ctx.settings.drift_bucket, model, version)
+    frames = []
+    for obj in ctx.storage.list(base.bucket, base.key + "/"):
+        day = obj.uri.key.split("date=")[-1][:10]
+        if (start and day < start.strftime("%Y-%m-%d")) or (end and day > end.strftime("%Y-%m-%d")):
+            continue
+        frame = pd.read_parquet(io.BytesIO(ctx.storage.get_bytes(obj.uri)))
+        mask = pd.Series(True, index=frame.index)
+        if start is not None:
+            mask &= frame["_ts"] >= start
+        if end is not None:
+            mask &= frame["_ts"] <= end
+        frames.append(frame[mask])
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if rows.empty:
+        raise InvalidInput(f"current: no captured inference rows of {model} v{version} in that window")
+    return rows
+
+
+def _parse_time(text: str, field: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{field}: {text!r} is not an ISO 8601 time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
