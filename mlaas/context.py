@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from mlaas.adapters.jobstore import JobStore
+from mlaas.adapters.monitorstore import MonitorStore
 from mlaas.adapters.queue import JobQueue
 from mlaas.adapters.registry import MlflowRegistry
 from mlaas.adapters.storage import BlobStore, MinioBlobStore
@@ -30,6 +31,10 @@ class Context:
     @cached_property
     def jobs(self) -> JobStore:
         return self._overrides.get("jobs") or JobStore(self.settings)  # type: ignore[return-value]
+
+    @cached_property
+    def monitors(self) -> MonitorStore:
+        return self._overrides.get("monitors") or MonitorStore(self.settings)  # type: ignore[return-value]
 
     @cached_property
     def queue(self) -> JobQueue:

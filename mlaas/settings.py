@@ -70,6 +70,12 @@ class Settings:
     capture_flush_seconds: float = 30.0
     capture_flush_batch: int = 5_000  # stream entries (requests) per Parquet file
     drift_min_rows: int = 200  # captured rows needed before a drift check of inference traffic
+    # Monitors.
+    monitor_sweep_seconds: float = 15.0
+    monitor_default_seconds: int = 3600  # schedule of the default monitor every production model gets
+    retrain_cooldown_seconds: int = 24 * 3600
+    webhook_allowlist: tuple[str, ...] = ()  # host or host:port entries a monitor's webhook may call
+    webhook_timeout: float = 5.0
     # Training defaults.
     drift_fraction: float = 0.1
     test_fraction: float = 0.2

@@ -10,8 +10,8 @@ from celery import Task
 
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.context import Context
-from mlaas.errors import Unavailable
-from mlaas.services import capture_jobs, drift_checks, drift_jobs, evaluation, jobs, training
+from mlaas.errors import MlaasError, Unavailable
+from mlaas.services import capture_jobs, drift_jobs, evaluation, jobs, monitors, training
 from worker.celery_app import app, settings
 
 log = logging.getLogger(__name__)
@@ -72,14 +72,23 @@ def drift(self: Task, job_id: str) -> str:
 
 @app.task(name="mlaas.capture_flush", bind=True, max_retries=0)
 def capture_flush(self: Task) -> dict[str, Any]:
-    """Write buffered inference rows to Parquet and queue the drift checks that are due."""
-    return capture_jobs.flush_all(context(), buffer())
+    """Write buffered inference rows to Parquet and queue the monitor checks that are due."""
+    return capture_jobs.flush_all(context(), buffer(), context().monitors)
 
 
-@app.task(name="mlaas.inference_drift", bind=True)
-def inference_drift(self: Task, model: str, version: int, min_rows: int | None = None) -> dict[str, Any]:
-    """Check captured rows of one model version against its baseline (logs ``infer_{timestamp}``)."""
+@app.task(name="mlaas.monitor_sweep", bind=True, max_retries=0)
+def monitor_sweep(self: Task) -> list[dict[str, Any]]:
+    """Queue one check per due monitor (each due time once)."""
+    return monitors.sweep(context(), context().monitors)
+
+
+@app.task(name="mlaas.monitor_check", bind=True)
+def monitor_check(self: Task, monitor_id: str, due: str | None = None) -> dict[str, Any]:
+    """Check a monitor's captured rows against the baseline (logs ``infer_{timestamp}``), act on drift."""
     try:
-        return drift_checks.check_inference(context(), buffer(), model, int(version), min_rows=min_rows)
+        return monitors.run_check(context(), context().monitors, buffer(), monitor_id, due)
     except Unavailable as exc:
         raise self.retry(countdown=30, max_retries=3) from exc
+    except MlaasError as exc:
+        log.warning("monitor %s check failed: %s", monitor_id, exc.message)
+        return {"monitor": monitor_id, "checked": False, "error": exc.to_dict()}

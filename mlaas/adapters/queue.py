@@ -18,7 +18,7 @@ TASK_QUEUES: dict[str, str] = {
     "mlaas.drift": "drift",
     "mlaas.monitor_sweep": "drift",
     "mlaas.capture_flush": "drift",
-    "mlaas.inference_drift": "drift",
+    "mlaas.monitor_check": "drift",
 }
 QUEUES = tuple(dict.fromkeys(TASK_QUEUES.values()))
 

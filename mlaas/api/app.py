@@ -10,7 +10,7 @@ from flask_openapi3 import Info, OpenAPI
 
 import mlaas
 from mlaas.api.errors import register_error_handlers, validation_error_response
-from mlaas.api.routes import datasets, drift, health, inference, jobs, models, train
+from mlaas.api.routes import datasets, drift, health, inference, jobs, models, monitors, train
 from mlaas.context import Context
 from mlaas.logs import configure_logging
 from mlaas.services.serving import Server
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         server.warm()
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_error_handlers(app)
-    for blueprint in (health.bp, jobs.bp, train.bp, inference.bp, models.bp, drift.bp, datasets.bp):
+    for blueprint in (health.bp, jobs.bp, train.bp, inference.bp, models.bp, drift.bp, datasets.bp, monitors.bp):
         app.register_api(blueprint)
 
     @app.before_request

@@ -314,3 +314,77 @@ class DatasetInfo(BaseModel):
 
 class DatasetList(BaseModel):
     datasets: list[DatasetInfo]
+
+
+class MonitorSchedule(Strict):
+    every_seconds: int | None = Field(default=None, ge=10, le=366 * 24 * 3600)
+    cron: str | None = Field(default=None, max_length=100, examples=["*/30 * * * *"])
+
+
+class WebhookAction(Strict):
+    url: str = Field(max_length=2000, examples=["https://hooks.example.com/mlaas"])
+    secret: str = Field(default="", max_length=256, description="HMAC-SHA256 key; the body's signature is sent "
+                                                                  "as X-Mlaas-Signature: sha256=<hex>")
+
+
+class RetrainAction(Strict):
+    dataset: str = Field(min_length=6, max_length=1100, pattern=r"^s3://")
+    data_config: str = Field(min_length=6, max_length=1100, pattern=r"^s3://")
+    promote: bool = False
+    cooldown_seconds: int | None = Field(default=None, ge=0, le=366 * 24 * 3600)
+
+
+class OnDrift(Strict):
+    webhook: WebhookAction | None = None
+    retrain: RetrainAction | None = None
+
+
+class MonitorFields(Strict):
+    version: VersionRef = Field(default=None, description="Omitted: the production version at each check")
+    schedule: MonitorSchedule | None = None
+    window_seconds: int | None = Field(default=None, ge=60, description="Omitted: the rows not checked yet")
+    min_rows: int | None = Field(default=None, ge=1, le=10_000_000)
+    overrides: dict[str, DriftOverride] | None = None
+    drift_share: float | None = Field(default=None, gt=0, le=1)
+    correction: Literal["bonferroni", "bh"] | None = None
+    prediction_drift: bool | None = None
+    on_drift: OnDrift | None = None
+    enabled: bool | None = None
+
+
+class MonitorCreate(MonitorFields):
+    id: str | None = Field(default=None, max_length=128)
+    model: str = ModelName
+
+
+class MonitorPath(BaseModel):
+    monitor_id: str = Field(max_length=128)
+
+
+class Monitor(BaseModel):
+    id: str
+    model: str
+    version: int | str | None
+    schedule: dict[str, Any]
+    window_seconds: int | None
+    min_rows: int
+    overrides: dict[str, Any]
+    drift_share: float
+    correction: str | None
+    prediction_drift: bool
+    on_drift: dict[str, Any]
+    enabled: bool
+    created_at: str
+    last_run_at: str | None = None
+    last_due: str | None = None
+    last_result: dict[str, Any] | None = None
+    last_retrain_at: str | None = None
+
+
+class MonitorList(BaseModel):
+    monitors: list[Monitor]
+
+
+class MonitorRunAccepted(BaseModel):
+    monitor: str
+    queued: bool

@@ -1,4 +1,4 @@
-"""Periodic work on captured traffic: flush every stream, then start drift checks where enough rows wait."""
+"""Periodic work on captured traffic: flush every stream, then start the monitor checks that are due."""
 
 from __future__ import annotations
 
@@ -6,16 +6,17 @@ import logging
 from typing import Any
 
 from mlaas.adapters.capture_buffer import CaptureBuffer
+from mlaas.adapters.monitorstore import MonitorStore
 from mlaas.context import Context
 from mlaas.errors import MlaasError
-from mlaas.services import capture
+from mlaas.services import capture, monitors
 
 log = logging.getLogger(__name__)
 MAX_BATCHES_PER_STREAM = 20
 
 
-def flush_all(ctx: Context, buffer: CaptureBuffer) -> dict[str, Any]:
-    """Flush each stream (a failing stream does not stop the others); queue drift checks that are due."""
+def flush_all(ctx: Context, buffer: CaptureBuffer, store: MonitorStore | None = None) -> dict[str, Any]:
+    """Flush each stream (a failing stream does not stop the others); queue monitor checks that are due."""
     flushed, checks, errors = [], [], []
     for key in buffer.streams():
         try:
@@ -25,10 +26,13 @@ def flush_all(ctx: Context, buffer: CaptureBuffer) -> dict[str, Any]:
                     flushed.append(out)
                 if not out["rows"] or out.get("skipped"):
                     break
+            if store is None:
+                continue
             model, version = buffer.parse_stream_key(key)
-            if buffer.add_unchecked(key, 0) >= ctx.settings.drift_min_rows:
-                ctx.queue.send("mlaas.inference_drift", [model, version, ctx.settings.drift_min_rows])
-                checks.append({"model": model, "version": version})
+            waiting = buffer.add_unchecked(key, 0)
+            for monitor_id in monitors.due_on_flush(ctx, store, model, version, waiting):
+                ctx.queue.send("mlaas.monitor_check", [monitor_id, None])
+                checks.append({"monitor": monitor_id, "model": model, "version": version})
         except MlaasError as exc:
             log.warning("flushing %s failed: %s", key, exc.message)
             errors.append({"stream": key, "error": exc.to_dict()})

@@ -1,28 +1,28 @@
-"""Drift checks: captured inference rows of a model version against its ``drift-data`` baseline.
+"""Drift checks of served traffic: a monitor's captured rows of a model version against its baseline.
 
-One mechanism for every check of served traffic: the flush task starts it once enough rows are waiting,
-beat's sweep starts it too, and each check logs an MLflow run ``infer_{timestamp}``.
+One mechanism for every check of inference traffic: the flush task starts it once enough rows wait,
+beat's sweep starts it on each monitor's schedule, and each check logs an MLflow run ``infer_{timestamp}``.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
-from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.context import Context
 from mlaas.dataconfig import DataConfig
 from mlaas.datasets import read_config, read_frame
-from mlaas.drift import ColumnSpec, DriftReport, compare
+from mlaas.drift import ColumnOptions, ColumnSpec, DriftReport, compare
 from mlaas.errors import InvalidInput
-from mlaas.services import capture
+from mlaas.services import capture, metrics
 from mlaas.uris import S3Uri, parse_uri
 
 log = logging.getLogger(__name__)
-CHECK_LOCK_SECONDS = 900
+PREDICTION = "_prediction"
 
 
 def baseline_of(ctx: Context, model: str, version: int) -> tuple[pd.DataFrame, DataConfig, str]:
@@ -43,48 +43,71 @@ def spec_of(config: DataConfig) -> ColumnSpec:
     return ColumnSpec(numerical=list(config.numerical_features), categorical=list(config.categorical_features))
 
 
-def check_inference(ctx: Context, buffer: CaptureBuffer, model: str, version: int, *,
-                    min_rows: int | None = None) -> dict[str, Any]:
-    """Compare the captured rows not yet checked with the baseline; log ``infer_{timestamp}``."""
-    key = buffer.stream_key(model, version)
-    lock = buffer.lock(f"check:{key}", CHECK_LOCK_SECONDS)
-    if not lock.acquire(blocking=False):
-        return {"model": model, "version": version, "checked": False, "reason": "a check is already running"}
-    try:
-        return _check(ctx, buffer, key, model, version, ctx.settings.drift_min_rows if min_rows is None else min_rows)
-    finally:
-        try:
-            lock.release()
-        except Exception:
-            log.warning("drift check lock of %s expired before release", key)
-
-
-def _check(ctx: Context, buffer: CaptureBuffer, key: str, model: str, version: int, min_rows: int) -> dict[str, Any]:
-    watermark = buffer.get_text(f"checked:{key}") or ""
+def select_captured(ctx: Context, model: str, version: int, *, after_file: str = "",
+                    since: datetime | None = None, until: datetime | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Captured rows of a version: files after a watermark, rows between two times (each bound optional)."""
     base = capture.folder(ctx.settings.drift_bucket, model, version)
-    files = sorted(o.uri.key for o in ctx.storage.list(base.bucket, base.key + "/") if o.uri.key > watermark
-                   and o.uri.key.endswith(".parquet"))
-    if not files:
-        return {"model": model, "version": version, "checked": False, "reason": "no new captured rows"}
-    frames = [pd.read_parquet(io.BytesIO(ctx.storage.get_bytes(S3Uri(base.bucket, f)))) for f in files]
-    current = pd.concat(frames, ignore_index=True)
-    if len(current) < min_rows:
-        return {"model": model, "version": version, "checked": False,
-                "reason": f"{len(current)} captured rows waiting, fewer than {min_rows}"}
+    frames, files = [], []
+    for obj in sorted(ctx.storage.list(base.bucket, base.key + "/"), key=lambda o: o.uri.key):
+        key = obj.uri.key
+        day = key.split("date=")[-1][:10]
+        if key <= after_file or not key.endswith(".parquet"):
+            continue
+        if (since and day < since.strftime("%Y-%m-%d")) or (until and day > until.strftime("%Y-%m-%d")):
+            continue
+        frame = pd.read_parquet(io.BytesIO(ctx.storage.get_bytes(obj.uri)))
+        if since is not None:
+            frame = frame[frame["_ts"] >= since]
+        if until is not None:
+            frame = frame[frame["_ts"] <= until]
+        frames.append(frame)
+        files.append(key)
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return rows, files
+
+
+def check(ctx: Context, monitor: dict[str, Any], version: int, *, now: datetime, watermark: str = "",
+          predictor: Any = None) -> dict[str, Any]:
+    """One check of a monitor; returns the outcome, with ``last_file`` to advance its watermark."""
+    model = monitor["model"]
+    window = monitor.get("window_seconds")
+    since = now - timedelta(seconds=window) if window else None
+    current, files = select_captured(ctx, model, version, after_file="" if window else watermark, since=since)
+    outcome: dict[str, Any] = {"model": model, "version": version, "monitor": monitor["id"], "checked": False}
+    if len(current) < monitor["min_rows"]:
+        return {**outcome, "reason": f"{len(current)} captured rows, fewer than {monitor['min_rows']}"}
     reference, config, baseline_uri = baseline_of(ctx, model, version)
-    report = compare(reference, current, spec_of(config))
-    window = {"from": str(current["_ts"].min()), "to": str(current["_ts"].max()), "rows": len(current),
-              "files": len(files), "first_file": files[0], "last_file": files[-1]}
+    spec = spec_of(config)
+    if monitor.get("prediction_drift") and predictor is not None:
+        reference, current, spec = _with_predictions(reference, current, spec, predictor, config)
+    overrides = {k: ColumnOptions(**v) for k, v in (monitor.get("overrides") or {}).items()}
+    report = compare(reference, current, spec, overrides=overrides, drift_share=monitor.get("drift_share", 0.5),
+                     correction=monitor.get("correction"))
+    window_info = {"from": str(current["_ts"].min()), "to": str(current["_ts"].max()), "rows": len(current),
+                   "files": len(files)}
     run_id, run_name = log_drift_run(ctx, "infer", model, report, params={
-        "model": model, "version": version, "reference": baseline_uri,
-        "current": f"s3://{base.bucket}/{base.key}/", "window_from": window["from"], "window_to": window["to"],
-        "rows_reference": len(reference), "rows_current": len(current), "files": len(files),
-    }, tags={"mlaas.model_version": str(version)})
-    buffer.set_text(f"checked:{key}", files[-1])
-    buffer.take_unchecked(key, len(current))
-    return {"model": model, "version": version, "checked": True, "run_id": run_id, "run_name": run_name,
+        "model": model, "version": version, "monitor": monitor["id"], "reference": baseline_uri,
+        "current": str(capture.folder(ctx.settings.drift_bucket, model, version)) + "/",
+        "window_from": window_info["from"], "window_to": window_info["to"], "rows_reference": len(reference),
+        "rows_current": len(current), "files": len(files),
+    }, tags={"mlaas.model_version": str(version), "mlaas.monitor": monitor["id"]})
+    return {**outcome, "checked": True, "run_id": run_id, "run_name": run_name,
             "dataset_drift": report.dataset_drift, "share_drifted": report.share_drifted,
-            "drifted_columns": report.drifted_columns, "window": window}
+            "drifted_columns": report.drifted_columns, "window": window_info, "last_file": files[-1] if files else ""}
+
+
+def _with_predictions(reference: pd.DataFrame, current: pd.DataFrame, spec: ColumnSpec, predictor: Any,
+                      config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, ColumnSpec]:
+    """Add the model's outputs on the baseline and the captured outputs as one more column to compare."""
+    task = config.infer_task(reference[config.target_column]) if config.target_column in reference else "regression"
+    predicted, _, _ = metrics.predict(predictor, reference[config.features], task)
+    reference = reference.assign(**{PREDICTION: predicted})
+    if task == "classification":
+        reference[PREDICTION] = reference[PREDICTION].astype(str)
+        return reference, current.assign(**{PREDICTION: current[PREDICTION].astype(str)}), ColumnSpec(
+            spec.numerical, [*spec.categorical, PREDICTION])
+    current = current.assign(**{PREDICTION: pd.to_numeric(current[PREDICTION], errors="coerce")})
+    return reference, current, ColumnSpec([*spec.numerical, PREDICTION], spec.categorical)
 
 
 def log_drift_run(ctx: Context, kind: str, model: str, report: DriftReport, *, params: dict[str, Any],
@@ -94,15 +117,15 @@ def log_drift_run(ctx: Context, kind: str, model: str, report: DriftReport, *, p
     run_tags = {"mlaas.kind": kind, "drift.verdict": verdict, **(tags or {})}
     with ctx.registry.run(kind, model, tags=run_tags) as run:
         run.log_params(params)
-        metrics: dict[str, float] = {"dataset_drift": float(report.dataset_drift),
-                                     "share_drifted": float(report.share_drifted)}
+        values: dict[str, float] = {"dataset_drift": float(report.dataset_drift),
+                                    "share_drifted": float(report.share_drifted)}
         for column in report.columns:
             if column.statistic is not None:
-                metrics[f"{column.column}.statistic"] = float(column.statistic)
+                values[f"{column.column}.statistic"] = float(column.statistic)
             if column.p_value is not None:
-                metrics[f"{column.column}.p_value"] = float(column.p_value)
-            metrics[f"{column.column}.drifted"] = float(column.drifted)
-        run.log_metrics({_metric_name(k): v for k, v in metrics.items()})
+                values[f"{column.column}.p_value"] = float(column.p_value)
+            values[f"{column.column}.drifted"] = float(column.drifted)
+        run.log_metrics({_metric_name(k): v for k, v in values.items()})
         run.log_json(report.to_dict(), "drift_report.json")
         for name, text in (artifacts or {}).items():
             run.log_text(text, name)

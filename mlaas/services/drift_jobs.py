@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -15,8 +14,7 @@ from mlaas.datasets import read_config, read_frame
 from mlaas.drift import ColumnOptions, ColumnSpec, DriftReport, compare
 from mlaas.drift.html import render_html
 from mlaas.errors import InvalidInput, NotFound
-from mlaas.services import capture
-from mlaas.services.drift_checks import baseline_of, log_drift_run, spec_of
+from mlaas.services.drift_checks import baseline_of, log_drift_run, select_captured, spec_of
 from mlaas.uris import S3Uri, parse_uri
 
 Progress = Callable[[str, int], None]
@@ -136,20 +134,7 @@ def captured(ctx: Context, model: str, version: int, since: str | None, until: s
     """Captured inference rows of a version between two ISO times (either may be open)."""
     start = _parse_time(since, "current.since") if since else None
     end = _parse_time(until, "current.until") if until else None
-    base = capture.folder(ctx.settings.drift_bucket, model, version)
-    frames = []
-    for obj in ctx.storage.list(base.bucket, base.key + "/"):
-        day = obj.uri.key.split("date=")[-1][:10]
-        if (start and day < start.strftime("%Y-%m-%d")) or (end and day > end.strftime("%Y-%m-%d")):
-            continue
-        frame = pd.read_parquet(io.BytesIO(ctx.storage.get_bytes(obj.uri)))
-        mask = pd.Series(True, index=frame.index)
-        if start is not None:
-            mask &= frame["_ts"] >= start
-        if end is not None:
-            mask &= frame["_ts"] <= end
-        frames.append(frame[mask])
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    rows, _ = select_captured(ctx, model, version, since=start, until=end)
     if rows.empty:
         raise InvalidInput(f"current: no captured inference rows of {model} v{version} in that window")
     return rows

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import math
 import time
@@ -16,9 +15,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
 from mlaas.adapters.capture_buffer import CaptureBuffer
-from mlaas.context import Context
-from mlaas.services import capture, capture_jobs, drift_checks
-from mlaas.uris import S3Uri
+from mlaas.services import capture, capture_jobs, monitors
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 
 pytestmark = pytest.mark.integration
@@ -206,43 +203,43 @@ def test_drift_of_inference_traffic_is_checked_off_the_request_path(api, ctx, se
                                                 "random_state": 0}).json()["job_id"])
     assert job["state"] == "succeeded", job
     version = job["result"]["version"]
+    created = api.post("/monitors", json={"id": f"m-{unique}", "model": unique, "version": version, "min_rows": 200})
+    assert created.status_code == 201, created.text
     buffer = CaptureBuffer(settings)
     key = buffer.stream_key(unique, version)
 
-    # a window drawn from the baseline's distribution
+    # a window drawn from the baseline's distribution, checked here
     for start in range(0, 400, 50):
         assert api.post("/inference", json={"model": unique, "version": version,
                                             "data": records(TEST.iloc[start:start + 50])}).status_code == 200
     drain(ctx, buffer, key)
-    calm = drift_checks.check_inference(ctx, buffer, unique, version, min_rows=200)
+    calm = monitors.run_check(ctx, ctx.monitors, buffer, f"m-{unique}", None)
     assert calm["checked"] and calm["dataset_drift"] is False, calm
     assert calm["window"]["rows"] == 400
 
-    # a shifted window, checked by the worker: the flush queues the task once enough rows wait
+    # a shifted window, checked by the worker: the flush queues the check once enough rows wait
     shifted = TEST.iloc[:300].assign(Age=lambda f: f["Age"] + 40, Fare=lambda f: f["Fare"] * 8 + 100,
                                      Sex="female", Pclass=1, Embarked="Q")
     for start in range(0, 300, 50):
         assert api.post("/inference", json={"model": unique, "version": version,
                                             "data": records(shifted.iloc[start:start + 50])}).status_code == 200
-    eager = Context(dataclasses.replace(settings, drift_min_rows=200))
-    drain(eager, buffer, key)
     client = MlflowClient(settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(f"mlaas/{unique}")
     deadline = time.monotonic() + 120
     while True:
+        capture_jobs.flush_all(ctx, buffer, ctx.monitors)
         runs = client.search_runs([experiment.experiment_id], "attributes.run_name LIKE 'infer_%'",
                                   order_by=["attributes.start_time ASC"])
         if len(runs) >= 2 or time.monotonic() > deadline:
             break
-        capture_jobs.flush_all(eager, buffer)
         time.sleep(1)
     assert len(runs) == 2, [r.info.run_name for r in runs]
     first, second = runs
-    assert first.data.tags["drift.verdict"] == "no drift"
+    assert first.data.tags["drift.verdict"] == "no drift" and first.data.tags["mlaas.monitor"] == f"m-{unique}"
     assert second.data.tags["drift.verdict"] == "drift"
     assert second.data.params["rows_current"] == "300"
     assert second.data.metrics["dataset_drift"] == 1.0
     assert second.data.metrics["Age.drifted"] == 1.0 and second.data.metrics["Sex.drifted"] == 1.0
-    artifacts = [a.path for a in client.list_artifacts(second.info.run_id)]
-    assert "drift_report.json" in artifacts
-    assert ctx.storage.exists(S3Uri(settings.drift_bucket, job["result"]["drift_data"].split("/", 3)[3]))
+    assert "drift_report.json" in [a.path for a in client.list_artifacts(second.info.run_id)]
+    shown = api.get(f"/monitors/m-{unique}").json()
+    assert shown["last_result"]["checked"] and shown["last_result"]["dataset_drift"] is True

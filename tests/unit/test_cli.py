@@ -56,8 +56,8 @@ class FakeApi:
                 self.end_headers()
                 self.wfile.write(raw)
 
-            do_GET = do_POST = do_PUT = do_DELETE = handle_one
-
+        for verb in ("GET", "POST", "PUT", "DELETE"):
+            setattr(Handler, f"do_{verb}", Handler.handle_one)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
@@ -74,7 +74,7 @@ class FakeApi:
 @pytest.fixture
 def api() -> Iterator[FakeApi]:
     fake = FakeApi()
-    thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
+    thread = threading.Thread(target=fake.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     try:
         yield fake

@@ -1,0 +1,156 @@
+"""Scheduled monitors against the real stack: CRUD, firing on beat's schedule, webhook and retraining."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mlaas.services import monitors
+from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
+
+pytestmark = pytest.mark.integration
+TRAIN = pd.read_csv("examples/data/titanic/titanic.csv")
+TEST = pd.read_csv("examples/data/titanic/titanic_test.csv")
+FEATURES = NUMERIC + CATEGORICAL
+
+
+class Receiver:
+    """A webhook endpoint on loopback that records what it receives."""
+
+    def __init__(self) -> None:
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((dict(self.headers), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def rows(frame):
+    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+            for r in frame[FEATURES].to_dict(orient="records")]
+
+
+def test_monitor_crud_and_validation(api, settings, titanic, unique):
+    register(settings, unique, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
+    body = {"id": f"crud-{unique}", "model": unique, "schedule": {"cron": "*/30 * * * *"}, "min_rows": 50,
+            "on_drift": {"webhook": {"url": "http://127.0.0.1:9/x", "secret": "hush"}}}
+    created = api.post("/monitors", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["on_drift"]["webhook"]["secret"] == "***"
+    assert api.post("/monitors", json=body).status_code == 409
+    assert api.get(f"/monitors/crud-{unique}").json()["schedule"] == {"cron": "*/30 * * * *"}
+    changed = api.request("PATCH", f"/monitors/crud-{unique}", json={"min_rows": 75, "enabled": False})
+    assert changed.status_code == 200 and changed.json()["min_rows"] == 75 and changed.json()["enabled"] is False
+    assert any(m["id"] == f"crud-{unique}" for m in api.get("/monitors").json()["monitors"])
+    assert "hush" not in api.get("/monitors").text
+
+    for bad, status, fragment in [
+        ({"model": "nobody-at-all"}, 404, "nobody-at-all"),
+        ({"model": unique, "schedule": {"cron": "every day"}}, 400, "five fields"),
+        ({"model": unique, "on_drift": {"webhook": {"url": "http://10.1.2.3/x"}}}, 400, "ALLOWLIST"),
+        ({"model": unique, "on_drift": {"webhook": {"url": "http://169.254.169.254/latest"}}}, 400, "ALLOWLIST"),
+        ({"model": unique, "on_drift": {"retrain": {"dataset": "s3://elsewhere/x.csv",
+                                                    "data_config": titanic["data_config"]}}}, 400, "elsewhere"),
+    ]:
+        response = api.post("/monitors", json=bad)
+        assert response.status_code == status, (bad, response.text)
+        assert fragment in response.json()["message"]
+    assert api.delete(f"/monitors/crud-{unique}").status_code == 204
+    assert api.get(f"/monitors/crud-{unique}").status_code == 404
+
+
+def test_one_due_time_is_queued_once(ctx, settings, unique):
+    register(settings, unique, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
+    monitors.create(ctx, ctx.monitors, {"id": f"once-{unique}", "model": unique, "schedule": {"every_seconds": 3600},
+                                        "enabled": True})
+    now = datetime.now(UTC)
+    first = [q for q in monitors.sweep(ctx, ctx.monitors, now=now) if q["monitor"] == f"once-{unique}"]
+    second = [q for q in monitors.sweep(ctx, ctx.monitors, now=now) if q["monitor"] == f"once-{unique}"]
+    assert len(first) == 1 and second == []
+    ctx.monitors.delete(f"once-{unique}")
+
+
+def test_monitor_fires_on_schedule_calls_the_webhook_and_retrains_once(api, ctx, settings, titanic, unique, receiver):
+    register(settings, unique, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
+    trained = api.wait_job(api.post("/train", json={"model": unique, "dataset": titanic["train"],
+                                                    "data_config": titanic["data_config"],
+                                                    "drift_fraction": 0.3}).json()["job_id"])
+    version = trained["result"]["version"]
+    assert api.post(f"/models/{unique}/promote", json={"version": version}).status_code == 200
+    monitor = {
+        "id": f"sched-{unique}", "model": unique, "schedule": {"every_seconds": 10}, "min_rows": 150,
+        "on_drift": {"webhook": {"url": receiver.url, "secret": "shh"},
+                     "retrain": {"dataset": titanic["train"], "data_config": titanic["data_config"],
+                                 "cooldown_seconds": 3600}},
+    }
+    assert api.post("/monitors", json=monitor).status_code == 201
+    shifted = TEST.iloc[:200].assign(Age=lambda f: f["Age"] + 40, Sex="female", Pclass=1, Embarked="Q")
+    for start in range(0, 200, 50):
+        response = api.post("/inference", json={"model": unique, "data": rows(shifted.iloc[start:start + 50])})
+        assert response.status_code == 200 and response.json()["version"] == version
+
+    deadline = time.monotonic() + 120
+    while not receiver.received:
+        assert time.monotonic() < deadline, api.get(f"/monitors/sched-{unique}").json()
+        time.sleep(1)
+    headers, body = receiver.received[0]
+    expected = "sha256=" + hmac.new(b"shh", body, hashlib.sha256).hexdigest()
+    assert headers["X-Mlaas-Signature"] == expected
+    event = json.loads(body)
+    assert event["monitor"] == f"sched-{unique}" and event["version"] == version and "Age" in event["drifted_columns"]
+
+    shown = api.get(f"/monitors/sched-{unique}").json()
+    retrain = shown["last_result"]["actions"]["retrain"]
+    assert retrain["started"] is True
+    job = api.wait_job(retrain["job_id"])
+    assert job["state"] == "succeeded", job
+    new_version = job["result"]["version"]
+    assert new_version == version + 1 and job["result"]["source_version"] == version
+    runs = MlflowClient(settings.mlflow_tracking_uri).search_runs(
+        [MlflowClient(settings.mlflow_tracking_uri).get_experiment_by_name(f"mlaas/{unique}").experiment_id],
+        f"tags.`mlaas.monitor` = 'sched-{unique}'")
+    assert runs and all(r.info.run_name.startswith("infer_") for r in runs)
+
+    # more drifting rows: the next check drifts again, but the cooldown holds retraining back
+    for start in range(0, 200, 50):
+        api.post("/inference", json={"model": unique, "version": version, "data": rows(shifted.iloc[start:start + 50])})
+    deadline = time.monotonic() + 120
+    while len(receiver.received) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    time.sleep(1)
+    again = api.get(f"/monitors/sched-{unique}").json()["last_result"]["actions"]["retrain"]
+    assert again["started"] is False and "cooldown" in again["reason"]
+    versions = MlflowClient(settings.mlflow_tracking_uri).search_model_versions(f"name = '{unique}'")
+    assert len(versions) == new_version
+    api.delete(f"/monitors/sched-{unique}")
