@@ -43,8 +43,8 @@ def step(title: str) -> None:
 
 def call(method: str, path: str, **kwargs: Any) -> requests.Response:
     url = os.environ["MLAAS_API_URL"].rstrip("/") + path
-    response = requests.request(method, url, timeout=60, **kwargs)
-    return response
+    headers = {"Authorization": f"Bearer {os.environ['MLAAS_API_KEY']}"} if os.environ.get("MLAAS_API_KEY") else {}
+    return requests.request(method, url, timeout=60, headers=headers, **kwargs)
 
 
 def wait_for_job(job_id: str, timeout: float = 600) -> dict[str, Any]:

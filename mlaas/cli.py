@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 a job that ended failed or cancelled; 2 usage errors; 3
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -21,7 +22,7 @@ from typing import Any, TextIO
 import mlaas
 from mlaas.client import DEFAULT_URL, TERMINAL_STATES, ApiError, ApiUnavailable, Client, dataset_key
 
-OK, JOB_FAILED, USAGE, API_ERROR, UNAVAILABLE, INTERRUPTED = 0, 1, 2, 3, 4, 130
+OK, JOB_FAILED, USAGE, API_ERROR, UNAVAILABLE, INTERRUPTED, SIGPIPE = 0, 1, 2, 3, 4, 130, 141
 # What pandas reads as a missing value, so rows from a CSV arrive as they did when the model was trained.
 MISSING = {"", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "null", "NULL", "None", "<NA>", "#N/A"}
 _INT = re.compile(r"^[+-]?\d+$")
@@ -99,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail("interrupted")
         return INTERRUPTED
+    except BrokenPipeError:  # stdout closed early (`mlaas jobs list | head -1`): stop quietly, as cat does
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -330,7 +335,7 @@ def read_rows(path: str) -> list[dict[str, Any]]:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{name}: {getattr(exc, 'strerror', None) or exc}") from None
-    is_json = path.lower().endswith(".json") or (not path.lower().endswith(".csv") and text.lstrip()[:1] in "[{")
+    is_json = path.lower().endswith(".json") or (not path.lower().endswith(".csv") and text.lstrip()[:1] in ("[", "{"))
     rows = _json_rows(text, name) if is_json and text.strip() else _csv_rows(text, name)
     if not rows:
         raise UsageError(f"{name}: no rows to score")

@@ -52,6 +52,9 @@ class Settings:
     visibility_timeout: int = 12 * 3600
     broker_publish_timeout: float = 3.0
     # HTTP API.
+    auth_enabled: bool = True
+    api_keys: tuple[str, ...] = ()  # name:scope+scope:sha256hex entries, see mlaas/auth.py
+    rate_limit_per_minute: int = 0  # per API key; 0: no limit
     max_body_bytes: int = 16 * 1024 * 1024
     max_inference_rows: int = 10_000
     max_dataset_bytes: int = 1024 * 1024 * 1024  # PUT /datasets uploads

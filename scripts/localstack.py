@@ -17,6 +17,7 @@ import io
 import json
 import os
 import random
+import secrets
 import shlex
 import shutil
 import signal
@@ -506,6 +507,7 @@ class Stack:
 
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = config or StackConfig.from_env()
+        self.new_api_key = False
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- public API --
@@ -563,7 +565,23 @@ class Stack:
             "MLAAS_DATASETS_BUCKET": c.datasets_bucket,
             "MLAAS_DRIFT_BUCKET": c.drift_bucket,
             "MLAAS_API_URL": c.url("api"),
+            **self._api_key(),
         }
+
+    def _api_key(self) -> dict[str, str]:
+        """An admin API key for the local stack, made once and kept in the state directory.
+
+        When the caller configures MLAAS_API_KEYS itself, that configuration is used unchanged.
+        """
+        if os.environ.get("MLAAS_API_KEYS"):
+            return {}
+        path = self.config.path("api-key")
+        if not path.exists():
+            _write_private(path, "mlaas_" + secrets.token_urlsafe(32) + "\n")
+            self.new_api_key = True
+        key = path.read_text().strip()
+        entry = f"local-admin:predict+jobs+admin:{hashlib.sha256(key.encode()).hexdigest()}"
+        return {"MLAAS_API_KEY": key, "MLAAS_API_KEYS": entry}
 
     def write_env_file(self) -> Path:
         """Write ``stack.env`` (shell-sourceable KEY=VALUE lines) into the state directory."""
@@ -863,6 +881,8 @@ def _cmd_up(stack: Stack, only: tuple[str, ...] | None) -> int:
         print(f"\nS3 credentials: access key {c.s3_access_key}  secret key {c.s3_secret_key}"
               f"  buckets {', '.join(c.buckets)}")
     env_file = _relative(c.path("stack.env"))
+    if stack.new_api_key:
+        print(f"\nAPI key (admin; shown once, kept in {env_file} as MLAAS_API_KEY): {stack.env()['MLAAS_API_KEY']}")
     print(f"Client variables: {env_file}  (set -a; . {env_file}; set +a)")
     print(f"up in {time.monotonic() - began:.1f}s")
     return 0

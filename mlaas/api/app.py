@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import uuid
 
-from flask import Response, g, request
+from flask import Response, g, redirect, request
 from flask_openapi3 import Info, OpenAPI
 
 import mlaas
+from mlaas.api import security
 from mlaas.api.errors import register_error_handlers, validation_error_response
 from mlaas.api.routes import datasets, drift, health, inference, jobs, models, monitors, train
 from mlaas.context import Context
@@ -31,6 +32,10 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         validation_error_callback=validation_error_response,
         doc_prefix="/docs",
         doc_url="/openapi.json",
+        security_schemes={
+            "bearer": {"type": "http", "scheme": "bearer", "description": "An mlaas API key"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        },
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["MLAAS_SETTINGS"] = settings
@@ -40,13 +45,18 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         server.warm()
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_error_handlers(app)
-    for blueprint in (health.bp, jobs.bp, train.bp, inference.bp, models.bp, drift.bp, datasets.bp, monitors.bp):
-        app.register_api(blueprint)
 
     @app.before_request
     def _request_id() -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+
+    security.install(app, settings)
+    for blueprint in (health.bp, jobs.bp, train.bp, inference.bp, models.bp, drift.bp, datasets.bp, monitors.bp):
+        app.register_api(blueprint)
+
+    app.add_url_rule("/openapi.json", "openapi_json", lambda: app.api_doc)
+    app.add_url_rule("/docs", "docs_page", lambda: redirect("/docs/swagger"))
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:

@@ -34,6 +34,10 @@ VersionRef = Annotated[
 URI = Field(default=None, min_length=6, max_length=1100, pattern=r"^s3://", examples=["s3://datasets/titanic/train.csv"])
 
 
+# Every route but /health and /ready takes an API key, as a bearer token or an X-API-Key header.
+SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -18,11 +18,15 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import localstack  # noqa: E402
 
+from mlaas.auth import generate_key  # noqa: E402
 from mlaas.context import Context  # noqa: E402
 from mlaas.settings import Settings  # noqa: E402
 from mlaas.uris import S3Uri  # noqa: E402
 
 DATA = ROOT / "examples" / "data" / "titanic"
+ADMIN_KEY, ADMIN_ENTRY = generate_key("test-admin")
+PREDICT_KEY, PREDICT_ENTRY = generate_key("test-scorer", ("predict",))
+LIMITED_KEY, LIMITED_ENTRY = generate_key("test-limited", ("predict",))
 # Settings the worker and API of the test stack run with (a short visibility timeout for redelivery tests).
 # Drift checks of captured traffic start only when a test asks (a high minimum), flushes run every 2 s.
 TEST_SERVICE_ENV = {
@@ -34,15 +38,18 @@ TEST_SERVICE_ENV = {
     "MLAAS_MAX_DATASET_BYTES": str(4 * 1024 * 1024),
     "MLAAS_MONITOR_SWEEP_SECONDS": "2",
     "MLAAS_WEBHOOK_ALLOWLIST": "127.0.0.1",
+    "MLAAS_API_KEYS": ",".join([ADMIN_ENTRY, PREDICT_ENTRY, LIMITED_ENTRY + ":5"]),
 }
 
 
 class Api:
     """A small HTTP client for the API under test."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, key: str | None = ADMIN_KEY) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
+        if key:
+            self.session.headers["Authorization"] = f"Bearer {key}"
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", 60)

@@ -125,3 +125,23 @@ def test_ready_turns_503_when_s3_stops_and_recovers(api, stack):
     while api.get("/ready").status_code != 200:
         assert time.monotonic() < deadline, "not ready again 60 s after S3 came back"
         time.sleep(0.5)
+
+
+def test_keys_scopes_and_rate_limits_on_the_real_server(api, stack):
+    from tests.integration.conftest import LIMITED_KEY, PREDICT_KEY, Api
+
+    anonymous = Api(stack.config.url("api"), key=None)
+    assert anonymous.get("/health").status_code == 200 and anonymous.get("/ready").status_code == 200
+    assert anonymous.post("/train", json={"model": "x"}).status_code == 401
+    scorer = Api(stack.config.url("api"), key=PREDICT_KEY)
+    assert scorer.post("/train", json={"model": "x"}).status_code == 403
+    assert scorer.post("/inference", json={"model": "no-such-model", "data": [{"a": 1}]}).status_code == 404
+    limited = Api(stack.config.url("api"), key=LIMITED_KEY)
+    # 5 per minute: the sixth request in a window is refused (a window may turn over once in between)
+    answers = []
+    while len(answers) < 11 and (not answers or answers[-1].status_code != 429):
+        answers.append(limited.post("/inference", json={"model": "no-such-model", "data": [{"a": 1}]}))
+    refused = answers[-1]
+    assert refused.status_code == 429 and refused.json()["code"] == "rate_limited", [a.status_code for a in answers]
+    assert all(a.status_code == 404 for a in answers[:5])
+    assert 1 <= int(refused.headers["Retry-After"]) <= 61

@@ -3,6 +3,7 @@
 import pytest
 
 from mlaas.api.app import create_app
+from mlaas.auth import generate_key
 from mlaas.context import Context
 from mlaas.errors import NotFound, Unavailable
 from mlaas.settings import Settings
@@ -36,10 +37,21 @@ def parts():
     return {"storage": MemoryBlobStore(), "registry": FakeRegistry(), "jobs": FakeJobs()}
 
 
+ADMIN_KEY, ADMIN_ENTRY = generate_key("admin")
+PREDICT_KEY, PREDICT_ENTRY = generate_key("scorer", ("predict",))
+
+
 @pytest.fixture
-def client(parts):
-    settings = Settings(max_body_bytes=2048)
-    return create_app(settings, Context(settings, parts)).test_client()
+def app(parts):
+    settings = Settings(max_body_bytes=2048, api_keys=(ADMIN_ENTRY, PREDICT_ENTRY))
+    return create_app(settings, Context(settings, parts))
+
+
+@pytest.fixture
+def client(app):
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN_KEY}"
+    return client
 
 
 def assert_error(response, status, code):
@@ -103,3 +115,49 @@ def test_request_id_round_trips(client):
     assert client.get("/health", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
     generated = client.get("/health", headers={"X-Request-ID": "bad id with spaces"}).headers["X-Request-ID"]
     assert generated and " " not in generated
+
+
+def test_keys_and_scopes(app):
+    anonymous = app.test_client()
+    assert anonymous.get("/health").status_code == 200
+    assert anonymous.get("/openapi.json").status_code == 200
+    assert anonymous.get("/docs/swagger").status_code == 200
+    response = anonymous.get("/jobs/abc")
+    body = assert_error(response, 401, "unauthorized")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "API key is required" in body["message"]
+    assert_error(anonymous.get("/jobs/abc", headers={"Authorization": "Bearer mlaas_wrong"}), 401, "unauthorized")
+    assert_error(anonymous.get("/jobs/abc", headers={"X-API-Key": PREDICT_KEY}), 403, "forbidden")
+    assert_error(anonymous.get("/jobs/abc", headers={"X-API-Key": ADMIN_KEY}), 404, "not_found")
+    body = assert_error(anonymous.post("/inference", json={"model": "ghost", "data": [{"a": 1}]},
+                                       headers={"Authorization": f"Bearer {PREDICT_KEY}"}), 404, "not_found")
+    assert_error(anonymous.post("/models/m/promote", json={"version": 1},
+                                headers={"Authorization": f"Bearer {PREDICT_KEY}"}), 403, "forbidden")
+
+
+def test_auth_can_be_switched_off(parts):
+    settings = Settings(auth_enabled=False)
+    client = create_app(settings, Context(settings, parts)).test_client()
+    assert_error(client.get("/jobs/abc"), 404, "not_found")
+
+
+def test_every_route_is_in_the_openapi_document(app):
+    spec = app.test_client().get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.1")
+    documented = {path for path in spec["paths"]}
+    undocumented = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in ("static", "openapi_json", "docs_page") or rule.endpoint.split(".")[0] in (
+                "openapi", "swagger"):
+            continue
+        path = str(rule).replace("<int:", "{").replace("<path:", "{").replace("<", "{").replace(">", "}")
+        if path not in documented:
+            undocumented.append(path)
+    assert undocumented == []
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert spec["paths"]["/train"]["post"]["security"] == [{"bearer": []}, {"apiKey": []}]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert operation.get("summary") or operation.get("description"), (method, path)
+            assert "200" in operation["responses"] or "201" in operation["responses"] or \
+                "202" in operation["responses"] or "204" in operation["responses"], (method, path)

@@ -8,10 +8,20 @@ from flask import current_app, request
 from flask_openapi3 import APIBlueprint, Tag
 
 from mlaas.api.routes.jobs import ctx
-from mlaas.api.schemas import DatasetList, DatasetListQuery, DatasetPath, DatasetPutQuery, DatasetStored, ErrorBody
+from mlaas.api.schemas import (
+    SECURITY,
+    DatasetList,
+    DatasetListQuery,
+    DatasetPath,
+    DatasetPutQuery,
+    DatasetStored,
+    ErrorBody,
+)
 from mlaas.services import uploads
 
-bp = APIBlueprint("datasets", __name__, abp_tags=[Tag(name="datasets", description="Data in the datasets bucket")])
+bp = APIBlueprint("datasets", __name__, abp_tags=[
+    Tag(name="datasets", description="Data in the datasets bucket")
+], abp_security=SECURITY)
 
 
 @bp.put("/datasets/<path:key>", responses={201: DatasetStored, 400: ErrorBody, 409: ErrorBody, 413: ErrorBody,

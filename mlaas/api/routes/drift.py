@@ -8,10 +8,12 @@ from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
 from mlaas.api.routes.jobs import accepted, ctx
-from mlaas.api.schemas import DriftRequest, ErrorBody, IdempotencyHeader, JobAccepted, JobPath
+from mlaas.api.schemas import SECURITY, DriftRequest, ErrorBody, IdempotencyHeader, JobAccepted, JobPath
 from mlaas.services import drift_jobs
 
-bp = APIBlueprint("drift", __name__, abp_tags=[Tag(name="drift", description="Data drift")])
+bp = APIBlueprint("drift", __name__, abp_tags=[
+    Tag(name="drift", description="Data drift")
+], abp_security=SECURITY)
 
 
 @bp.post("/data-drift", responses={202: JobAccepted, 400: ErrorBody, 404: ErrorBody, 503: ErrorBody})

@@ -7,10 +7,12 @@ from typing import Any
 from flask import current_app, g
 from flask_openapi3 import APIBlueprint, Tag
 
-from mlaas.api.schemas import ErrorBody, InferenceQuery, InferenceRequest, InferenceResponse
+from mlaas.api.schemas import SECURITY, ErrorBody, InferenceQuery, InferenceRequest, InferenceResponse
 from mlaas.services.serving import Server
 
-bp = APIBlueprint("inference", __name__, abp_tags=[Tag(name="inference", description="Synchronous predictions")])
+bp = APIBlueprint("inference", __name__, abp_tags=[
+    Tag(name="inference", description="Synchronous predictions")
+], abp_security=SECURITY)
 
 
 @bp.post("/inference", responses={200: InferenceResponse, 400: ErrorBody, 404: ErrorBody, 413: ErrorBody,

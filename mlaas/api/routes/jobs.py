@@ -7,11 +7,13 @@ from typing import Any
 from flask import current_app, g, url_for
 from flask_openapi3 import APIBlueprint, Tag
 
-from mlaas.api.schemas import ErrorBody, JobList, JobListQuery, JobPath, JobStatus
+from mlaas.api.schemas import SECURITY, ErrorBody, JobList, JobListQuery, JobPath, JobStatus
 from mlaas.context import Context
 from mlaas.services import jobs
 
-bp = APIBlueprint("jobs", __name__, abp_tags=[Tag(name="jobs", description="Asynchronous jobs")])
+bp = APIBlueprint("jobs", __name__, abp_tags=[
+    Tag(name="jobs", description="Asynchronous jobs")
+], abp_security=SECURITY)
 
 
 def ctx() -> Context:

@@ -9,6 +9,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from mlaas.api.routes.jobs import accepted, ctx
 from mlaas.api.schemas import (
+    SECURITY,
     ErrorBody,
     EvaluateRequest,
     IdempotencyHeader,
@@ -23,7 +24,9 @@ from mlaas.api.schemas import (
 )
 from mlaas.services import evaluation, models
 
-bp = APIBlueprint("models", __name__, abp_tags=[Tag(name="models", description="The model registry through mlaas")])
+bp = APIBlueprint("models", __name__, abp_tags=[
+    Tag(name="models", description="The model registry through mlaas")
+], abp_security=SECURITY)
 
 
 def actor() -> str:

@@ -9,6 +9,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from mlaas.adapters.monitorstore import MonitorStore
 from mlaas.api.routes.jobs import ctx
 from mlaas.api.schemas import (
+    SECURITY,
     ErrorBody,
     Monitor,
     MonitorCreate,
@@ -19,7 +20,9 @@ from mlaas.api.schemas import (
 )
 from mlaas.services import monitors
 
-bp = APIBlueprint("monitors", __name__, abp_tags=[Tag(name="monitors", description="Scheduled drift checks")])
+bp = APIBlueprint("monitors", __name__, abp_tags=[
+    Tag(name="monitors", description="Scheduled drift checks")
+], abp_security=SECURITY)
 
 
 def store() -> MonitorStore:

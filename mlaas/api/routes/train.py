@@ -7,10 +7,12 @@ from typing import Any
 from flask_openapi3 import APIBlueprint, Tag
 
 from mlaas.api.routes.jobs import accepted, ctx
-from mlaas.api.schemas import ErrorBody, IdempotencyHeader, JobAccepted, TrainRequest
+from mlaas.api.schemas import SECURITY, ErrorBody, IdempotencyHeader, JobAccepted, TrainRequest
 from mlaas.services import training
 
-bp = APIBlueprint("train", __name__, abp_tags=[Tag(name="training", description="Retrain registered models")])
+bp = APIBlueprint("train", __name__, abp_tags=[
+    Tag(name="training", description="Retrain registered models")
+], abp_security=SECURITY)
 
 
 @bp.post("/train", responses={202: JobAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody})

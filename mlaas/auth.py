@@ -1,0 +1,81 @@
+"""API keys: configured as SHA-256 hashes with scopes, checked in constant time.
+
+``MLAAS_API_KEYS`` holds comma-separated entries ``name:scope+scope:sha256hex[:requests per minute]``.
+Keys are long random strings (``mlaas_`` + 43 URL-safe characters), so a plain SHA-256 is enough: no slow
+password hash sits on the hot path, and the plaintext never appears in configuration or logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from mlaas.errors import InvalidInput
+
+SCOPES = ("predict", "jobs", "admin")
+KEY_PREFIX = "mlaas_"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A configured key: who it is, what it may do, and the hash it is recognised by."""
+
+    name: str
+    scopes: frozenset[str]
+    digest: bytes
+    per_minute: int | None = None  # this key's rate limit; None: the global MLAAS_RATE_LIMIT_PER_MINUTE
+
+    def allows(self, scope: str | None) -> bool:
+        """Whether this key may use a route that needs ``scope`` (None: any valid key)."""
+        return scope is None or "admin" in self.scopes or scope in self.scopes
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_key(name: str, scopes: tuple[str, ...] = SCOPES) -> tuple[str, str]:
+    """A new random key and its configuration entry: ``(key, "name:scopes:sha256")``."""
+    unknown = set(scopes) - set(SCOPES)
+    if unknown or not scopes:
+        raise InvalidInput(f"scopes: choose from {', '.join(SCOPES)}")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, f"{name}:{'+'.join(scopes)}:{hash_key(key)}"
+
+
+def parse_keys(entries: tuple[str, ...]) -> list[ApiKey]:
+    """Parse ``name:scope+scope:sha256hex`` entries, naming the faulty one."""
+    keys = []
+    for entry in entries:
+        parts = entry.split(":")
+        if len(parts) not in (3, 4):
+            raise InvalidInput(f"MLAAS_API_KEYS: {parts[0]!r} is not name:scopes:sha256[:per_minute]")
+        name, scopes_text, digest = parts[:3]
+        per_minute = None
+        if len(parts) == 4:
+            if not parts[3].isdigit():
+                raise InvalidInput(f"MLAAS_API_KEYS: key {name!r} has a rate limit that is not a whole number")
+            per_minute = int(parts[3])
+        scopes = frozenset(s for s in scopes_text.split("+") if s)
+        if not scopes or scopes - set(SCOPES):
+            raise InvalidInput(f"MLAAS_API_KEYS: key {name!r} has scopes outside {', '.join(SCOPES)}")
+        try:
+            raw = bytes.fromhex(digest)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise InvalidInput(f"MLAAS_API_KEYS: key {name!r} needs a 64-character hex SHA-256")
+        keys.append(ApiKey(name, scopes, raw, per_minute))
+    return keys
+
+
+def identify(keys: list[ApiKey], presented: str) -> ApiKey | None:
+    """The key whose hash matches, compared in constant time against every configured key."""
+    digest = hashlib.sha256(presented.encode()).digest()
+    found = None
+    for key in keys:
+        if hmac.compare_digest(digest, key.digest):
+            found = key
+    return found
