@@ -84,6 +84,7 @@ class Settings:
     test_fraction: float = 0.2
     default_test_dataset: str = ""
     log_level: str = "INFO"
+    worker_metrics_port: int = 0  # Celery workers serve Prometheus metrics here (0: off)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

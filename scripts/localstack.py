@@ -732,7 +732,8 @@ class Stack:
     def _api(self) -> Unit:
         c, (log, pidfile) = self.config, self._files("api")
         control = _socket_path(c, "gunicorn")
-        argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{c.api_port}",
+        argv = [sys.executable, "-m", "gunicorn", "-c", "python:mlaas.api.gunicorn_conf",
+                "--bind", f"127.0.0.1:{c.api_port}",
                 "--workers", str(c.api_workers), "--timeout", "120", "--pid", str(pidfile),
                 "--access-logfile", str(c.path("logs", "api-access.log")),
                 "--error-logfile", str(log),

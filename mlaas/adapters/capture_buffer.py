@@ -54,12 +54,12 @@ class CaptureBuffer:
         return unquote(encoded), int(version)
 
     # -- request path -------------------------------------------------------------------------------
-    def append(self, model: str, version: int, entry: dict[str, Any], rows: int) -> bool:
-        """Buffer one request's rows; on Redis trouble count and log, never raise (a breaker skips 5 s)."""
+    def append(self, model: str, version: int, entry: dict[str, Any], rows: int) -> str | None:
+        """Buffer one request's rows; None when buffered, else why not. Never raises (a breaker skips 5 s)."""
         now = time.monotonic()
         if now < self._open_until:
             self._count_failure(rows, None)
-            return False
+            return "redis_unavailable"
         key = self.stream_key(model, version)
         try:
             added = self._append(keys=[key, f"{key}:dropped", f"{self.prefix}:streams"],
@@ -67,8 +67,8 @@ class CaptureBuffer:
         except redis.RedisError as exc:
             self._open_until = time.monotonic() + BREAKER_SECONDS
             self._count_failure(rows, exc)
-            return False
-        return bool(added)
+            return "redis_unavailable"
+        return None if added else "buffer_full"
 
     def _count_failure(self, rows: int, exc: Exception | None) -> None:
         with self._lock:

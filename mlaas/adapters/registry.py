@@ -18,6 +18,7 @@ import requests
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
+from mlaas import logs
 from mlaas.adapters.model_files import LoadedModel, ModelLoader, input_schema_of
 from mlaas.adapters.runlog import RunLogger
 from mlaas.errors import InvalidInput, MlaasError, NotFound, Unavailable
@@ -211,8 +212,12 @@ class MlflowRegistry:
         """Open a run named ``{kind}_{timestamp}`` in the model's experiment."""
         experiment_id = self.experiment_id(model_name)
         name = run_name(kind)
+        all_tags = dict(tags or {})
+        request_id = logs.current("request_id")
+        if request_id:
+            all_tags.setdefault("mlaas.request_id", request_id)
         with translate_errors(f"run {name}"):
-            active = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags or {})
+            active = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=all_tags)
         try:
             with translate_errors(f"run {name}"):
                 yield RunLogger(self, active.info.run_id, name)

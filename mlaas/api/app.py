@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from flask import Response, g, redirect, request
 from flask_openapi3 import Info, OpenAPI
 
 import mlaas
+from mlaas import logs
+from mlaas.adapters import telemetry
 from mlaas.api import security
 from mlaas.api.errors import register_error_handlers, validation_error_response
-from mlaas.api.routes import datasets, drift, health, inference, jobs, models, monitors, train
+from mlaas.api.routes import datasets, drift, health, inference, jobs, metrics, models, monitors, train
 from mlaas.context import Context
 from mlaas.logs import configure_logging
 from mlaas.services.serving import Server
@@ -48,19 +51,31 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
 
     @app.before_request
     def _request_id() -> None:
+        g.started = time.perf_counter()
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        g.log_token = logs.bind(request_id=g.request_id)
+
+    @app.teardown_request
+    def _unbind(_: BaseException | None) -> None:
+        token = g.pop("log_token", None)
+        if token is not None:
+            logs.unbind(token)
 
     security.install(app, settings)
-    for blueprint in (health.bp, jobs.bp, train.bp, inference.bp, models.bp, drift.bp, datasets.bp, monitors.bp):
+    for blueprint in (health.bp, jobs.bp, train.bp, inference.bp, models.bp, drift.bp, datasets.bp, monitors.bp,
+                      metrics.bp):
         app.register_api(blueprint)
 
     app.add_url_rule("/openapi.json", "openapi_json", lambda: app.api_doc)
     app.add_url_rule("/docs", "docs_page", lambda: redirect("/docs/swagger"))
 
     @app.after_request
-    def _echo_request_id(response: Response) -> Response:
+    def _finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = getattr(g, "request_id", "")
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        telemetry.request_done(rule, request.method, response.status_code,
+                               time.perf_counter() - getattr(g, "started", time.perf_counter()))
         return response
 
     return app

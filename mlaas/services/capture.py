@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from mlaas.adapters import telemetry
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.datasets import write_frame
 from mlaas.services.inference import Prediction
@@ -25,7 +26,7 @@ FLUSH_LOCK_SECONDS = 300
 
 
 def record(buffer: CaptureBuffer, model: str, version: int, result: Prediction, request_id: str) -> bool:
-    """Buffer one answered request (ids, inputs, outputs, version, time); never raises."""
+    """Buffer one answered request (ids, inputs, outputs, version, time); never raises, counts drops."""
     features = result.features
     entry: dict[str, Any] = {
         "ts": time.time(),
@@ -37,7 +38,10 @@ def record(buffer: CaptureBuffer, model: str, version: int, result: Prediction, 
     }
     if result.probabilities is not None:
         entry["proba"] = result.probabilities
-    return buffer.append(model, version, entry, len(result.ids))
+    refused = buffer.append(model, version, entry, len(result.ids))
+    if refused:
+        telemetry.capture_dropped(model, refused, len(result.ids))
+    return refused is None
 
 
 def folder(drift_bucket: str, model: str, version: int) -> S3Uri:

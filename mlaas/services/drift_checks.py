@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlaas.adapters import telemetry
 from mlaas.context import Context
 from mlaas.dataconfig import DataConfig
 from mlaas.datasets import read_config, read_frame
@@ -114,6 +115,8 @@ def log_drift_run(ctx: Context, kind: str, model: str, report: DriftReport, *, p
                   tags: dict[str, str] | None = None, artifacts: dict[str, str] | None = None) -> tuple[str, str]:
     """Log a drift run (``infer_`` or ``drift_``): per-column statistics, the verdict, the JSON report."""
     verdict = "drift" if report.dataset_drift else "no drift"
+    telemetry.drift_verdict(model, report.dataset_drift,
+                            {c.column: c.drifted for c in report.columns if c.status == "ok"})
     run_tags = {"mlaas.kind": kind, "drift.verdict": verdict, **(tags or {})}
     with ctx.registry.run(kind, model, tags=run_tags) as run:
         run.log_params(params)

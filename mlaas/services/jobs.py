@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
+from mlaas.adapters import telemetry
 from mlaas.adapters.jobstore import TERMINAL
 from mlaas.context import Context
 from mlaas.errors import Cancelled, Conflict, MlaasError, Unavailable
+from mlaas.logs import log_context
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,15 @@ def run(ctx: Context, job_id: str, handler: Handler, *, final_attempt: bool = Tr
         return state
     ctx.jobs.transition(job_id, "running", allowed_from=("queued", "running"))
     ctx.jobs.bump_attempts(job_id)
-    params = ctx.jobs.params(job_id)
+    job = ctx.jobs.get(job_id)
+    started = time.monotonic()
+    with log_context(job_id=job_id, request_id=job.get("request_id") or ""):
+        state = _execute(ctx, job_id, job["params"], handler, final_attempt)
+    telemetry.job_finished(job["type"], state, time.monotonic() - started)
+    return state
+
+
+def _execute(ctx: Context, job_id: str, params: dict[str, Any], handler: Handler, final_attempt: bool) -> str:
     try:
         result = handler(job_id, params, Progress(ctx, job_id))
     except Cancelled:
@@ -93,6 +104,7 @@ def run(ctx: Context, job_id: str, handler: Handler, *, final_attempt: bool = Tr
                             progress={"step": "done", "percent": 100})
     except Conflict:
         return ctx.jobs.state(job_id) or "missing"
+    log.info("job %s succeeded", job_id)
     return "succeeded"
 
 

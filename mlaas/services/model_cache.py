@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlaas.adapters import telemetry
 from mlaas.adapters.registry import ModelVersion
 from mlaas.context import Context
 from mlaas.dataconfig import DataConfig
@@ -94,6 +95,7 @@ class ModelCache:
             if served is not None:
                 self._models.move_to_end(key)
                 self.stats["hits"] += 1
+                telemetry.cache_lookup(hit=True)
                 return served
             failure = self._failures.get(key)
             if failure and self.clock() - failure.at < FAILED_LOAD_RETRY_SECONDS:
@@ -104,6 +106,7 @@ class ModelCache:
                 if key in self._models:
                     return self._models[key]
             self.stats["misses"] += 1
+            telemetry.cache_lookup(hit=False)
             try:
                 served = self._load(version)
             except (InvalidInput, NotFound) as exc:
@@ -117,6 +120,7 @@ class ModelCache:
                 self.stats["loads"] += 1
                 while len(self._models) > self.size:
                     self._models.popitem(last=False)
+            telemetry.model_loaded(version.name, version.version, served.load_seconds)
             return served
 
     def loaded(self) -> list[dict[str, Any]]:

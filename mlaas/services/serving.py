@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import Any
 
+from mlaas.adapters import telemetry
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.context import Context
 from mlaas.errors import InvalidInput, MlaasError, NotFound
@@ -39,6 +40,7 @@ class Server:
         served = self.cache.get(resolved)
         features, ignored = inference.prepare_features(rows, served)
         result = inference.predict(served, features, rows, ignored)
+        telemetry.predicted(served.name, served.version, len(rows.ids))
         if self.ctx.settings.capture_enabled:
             capture.record(self.buffer, served.name, served.version, result, request_id)
         return inference.response_body(served, rows, result)
