@@ -79,3 +79,21 @@ def identify(keys: list[ApiKey], presented: str) -> ApiKey | None:
         if hmac.compare_digest(digest, key.digest):
             found = key
     return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlaas.auth NAME [SCOPE ...]``: print a new key and its MLAAS_API_KEYS entry."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0].startswith("-"):
+        print("usage: python -m mlaas.auth NAME [predict] [jobs] [admin]", file=sys.stderr)
+        return 2
+    key, entry = generate_key(args[0], tuple(args[1:]) or SCOPES)
+    print(f"key (give it to the caller; it is not stored anywhere): {key}")
+    print(f"MLAAS_API_KEYS entry: {entry}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

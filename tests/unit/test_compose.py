@@ -471,8 +471,8 @@ def test_dockerfiles_build_a_slim_non_root_image(dockerfiles: dict[str, Dockerfi
 def test_api_image_runs_gunicorn_with_a_health_check_and_without_worker_code(
         dockerfiles: dict[str, Dockerfile]) -> None:
     api = dockerfiles["Dockerfile.api"]
-    assert api.cmd == ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--timeout", "120",
-                       "mlaas.api.app:create_app()"]
+    assert api.cmd == ["gunicorn", "-c", "python:mlaas.api.gunicorn_conf", "--bind", "0.0.0.0:8000",
+                       "--workers", "2", "--timeout", "120", "mlaas.api.app:create_app()"]
     assert "/health" in api.last("HEALTHCHECK") and "8000" in api.last("HEALTHCHECK")
     copied = {source.rstrip("/") for sources, _ in api.copies() for source in sources}
     assert copied == {"requirements.txt", "mlaas"}
@@ -528,7 +528,7 @@ def venv_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[Doc
 def _checks(cmd: list[str], bin_dir: Path) -> list[list[str]]:
     """The start command's check form: loads the application without serving or connecting."""
     if cmd[0] == "gunicorn":
-        return [[str(bin_dir / "gunicorn"), "--check-config", cmd[-1]]]
+        return [[str(bin_dir / "gunicorn"), "-c", option(cmd, "-c"), "--check-config", cmd[-1]]]
     if cmd[0] == "celery":
         app = option(cmd, "-A", "--app")
         return [[str(bin_dir / "celery"), "-A", app, "report"],
