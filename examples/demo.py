@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,11 +107,56 @@ def main() -> None:
     promotion = result["promotion"]
     print(f"   promoted: {promotion['promoted']} ({promotion.get('reason', '')})")
 
+    new_version = result["version"]
+    test = pd.read_csv(DATA / "titanic_test.csv").head(5)
+    step(f"POST /inference: score {len(test)} passengers with v{new_version} (ids paired with predictions)")
+    records = [{k: (None if pd.isna(v) else v) for k, v in row.items()} | {"id": f"passenger-{row['PassengerId']}"}
+               for row in test.drop(columns=["Survived"]).to_dict(orient="records")]
+    response = call("POST", "/inference", json={"model": "titanic", "version": new_version, "data": records})
+    response.raise_for_status()
+    for item in response.json()["predictions"]:
+        print(f"   {item['id']:<16} survived={item['prediction']}  p={item['probabilities']['1']:.3f}")
+    print(f"   columns the model does not use were ignored: {response.json().get('ignored_columns')}")
+
+    step(f"POST /evaluate: v{new_version} against the production version on the test set")
+    response = call("POST", "/evaluate", json={"model": "titanic", "version": new_version,
+                                               "dataset": uris["test.csv"], "data_config": uris["data_config.yaml"],
+                                               "compare_with": "prod"})
+    response.raise_for_status()
+    job = wait_for_job(response.json()["job_id"])
+    if job["state"] != "succeeded":
+        sys.exit(f"evaluation failed: {json.dumps(job['error'])}")
+    evaluation = job["result"]
+    print("   " + ", ".join(f"{k}={v:.3f}" for k, v in evaluation["metrics"].items()))
+    if "comparison" in evaluation:
+        print(f"   against v{evaluation['comparison']['challenger_version']}: {evaluation['comparison']['reason']}")
+    print(f"   run {evaluation['run_name']}: confusion matrix and ROC curve are artifacts in MLflow")
+
+    step("POST /data-drift: the test set against the training set, column by column")
+    response = call("POST", "/data-drift", json={"reference": uris["train.csv"], "current": uris["test.csv"],
+                                                 "data_config": uris["data_config.yaml"]})
+    response.raise_for_status()
+    job = wait_for_job(response.json()["job_id"])
+    if job["state"] != "succeeded":
+        sys.exit(f"drift check failed: {json.dumps(job['error'])}")
+    drift = job["result"]
+    print(f"   verdict: {drift['verdict']} ({drift['share_drifted']:.0%} of columns drifted: "
+          f"{', '.join(drift['drifted_columns']) or 'none'})")
+    report = call("GET", drift["report_url"])
+    report.raise_for_status()
+    saved = Path(os.environ.get("MLAAS_STACK_DIR", ROOT / ".stack")) / "reports" / f"drift-{job['job_id']}.html"
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_bytes(report.content)
+    print(f"   HTML report: {saved}  (also GET {drift['report_url']} and the MLflow run {drift['run_name']})")
+
     step("GET /jobs: recent jobs")
     listing = call("GET", "/jobs?limit=5").json()
     for item in listing["jobs"]:
         print(f"   {item['job_id']} {item['type']:<8} {item['state']:<10} {item['created_at']}")
-    print("\nDemo finished. MLflow UI: " + os.environ.get("MLAAS_MLFLOW_TRACKING_URI", ""))
+    print("\nDemo finished.")
+    print(f"   API docs:  {os.environ['MLAAS_API_URL']}/docs")
+    print(f"   MLflow UI: {os.environ.get('MLAAS_MLFLOW_TRACKING_URI', '')}")
+    print("   The API key is MLAAS_API_KEY in .stack/stack.env; stop everything with `make down`.")
 
 
 if __name__ == "__main__":
