@@ -81,7 +81,7 @@ def register_error_handlers(app: Flask) -> None:
         code = _HTTP_TO_CODE.get(status, "internal" if status >= 500 else "invalid_input")
         message = exc.description or _TITLES.get(code, "error")
         if status == 413:
-            message = f"the request body is larger than {app.config.get('MAX_CONTENT_LENGTH')} bytes"
+            message = f"the request body is larger than {request.max_content_length} bytes"
         response = error_response(code, message)
         if status == 405 and isinstance(exc.valid_methods, list | tuple | set):  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))  # type: ignore[attr-defined]

@@ -59,7 +59,7 @@ def upload(ctx: Context, key: str, stream: BinaryIO, *, content_type: str, lengt
         if str(uri) in referenced_uris(ctx):
             raise Conflict(f"{uri} is used by a model version; it is never overwritten")
         if not overwrite:
-            raise Conflict(f"{uri} exists; add ?overwrite=true to replace it")
+            raise Conflict(f"{uri} exists; ask to overwrite it (overwrite=true) to replace it")
     head = stream.read(CONFIG_LIMIT + 1 if suffix in (".json", ".yaml") else SNIFF_BYTES)
     _sniff(head, suffix, uri)
     body = _Hashing(head, stream)

@@ -35,10 +35,19 @@ def model(settings, unique):
     return unique
 
 
+def api_key(api) -> str | None:
+    """The key the test stack's own client sends, if the stack requires keys."""
+    bearer = api.session.headers.get("Authorization", "")
+    return bearer.removeprefix("Bearer ") or None
+
+
 @pytest.fixture
 def mlaas(api, capsys, monkeypatch):
-    """Run ``mlaas --url <stack> ARGS`` in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.delenv("MLAAS_API_KEY", raising=False)
+    """Run ``mlaas --url <stack> ARGS`` in-process, with the stack's key in MLAAS_API_KEY; (exit code, out, err)."""
+    if api_key(api):
+        monkeypatch.setenv("MLAAS_API_KEY", api_key(api))
+    else:
+        monkeypatch.delenv("MLAAS_API_KEY", raising=False)
 
     def run(*args: str, url: str = api.base_url) -> tuple[int, str, str]:
         capsys.readouterr()  # drop what fixtures printed (MLflow's run links)
@@ -119,6 +128,16 @@ def test_api_errors_exit_3_and_an_unreachable_api_4(mlaas, unique, tmp_path):
         closed = sock.getsockname()[1]
     code, _, err = mlaas("models", "list", url=f"http://127.0.0.1:{closed}")
     assert code == 4 and err.startswith("error: unavailable: cannot reach the mlaas API")
+
+
+def test_a_missing_or_wrong_api_key_exits_3(mlaas, api, monkeypatch):
+    if not api_key(api):
+        pytest.skip("the test stack runs without API keys")
+    monkeypatch.delenv("MLAAS_API_KEY")
+    code, out, err = mlaas("models", "list")
+    assert (code, out) == (3, "") and err.startswith("error: unauthorized: ")
+    code, _, err = mlaas("--api-key", "mlaas_not-a-key", "jobs", "list")
+    assert code == 3 and err.startswith("error: unauthorized: ") and "not-a-key" not in err
 
 
 @needs("/datasets/{key}")
