@@ -517,6 +517,7 @@ class Stack:
         wanted = self._select(components, self.config.components)
         with self._locked():
             self._check_needs(wanted)
+            self._ensure_api_key()
             self.write_env_file()
             reports: list[Report] = []
             for stage in STAGES:
@@ -568,17 +569,21 @@ class Stack:
             **self._api_key(),
         }
 
+    def _ensure_api_key(self) -> None:
+        """Make the local admin key on the first start (unless MLAAS_API_KEYS is configured)."""
+        path = self.config.path("api-key")
+        if not os.environ.get("MLAAS_API_KEYS") and not path.exists():
+            _write_private(path, "mlaas_" + secrets.token_urlsafe(32) + "\n")
+            self.new_api_key = True
+
     def _api_key(self) -> dict[str, str]:
         """An admin API key for the local stack, made once and kept in the state directory.
 
         When the caller configures MLAAS_API_KEYS itself, that configuration is used unchanged.
         """
-        if os.environ.get("MLAAS_API_KEYS"):
-            return {}
         path = self.config.path("api-key")
-        if not path.exists():
-            _write_private(path, "mlaas_" + secrets.token_urlsafe(32) + "\n")
-            self.new_api_key = True
+        if os.environ.get("MLAAS_API_KEYS") or not path.exists():
+            return {}
         key = path.read_text().strip()
         entry = f"local-admin:predict+jobs+admin:{hashlib.sha256(key.encode()).hexdigest()}"
         return {"MLAAS_API_KEY": key, "MLAAS_API_KEYS": entry}
