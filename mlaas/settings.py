@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mlaas.errors import InvalidInput
@@ -85,7 +85,6 @@ class Settings:
     default_test_dataset: str = ""
     log_level: str = "INFO"
     worker_metrics_port: int = 0  # Celery workers serve Prometheus metrics here (0: off)
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def buckets(self) -> tuple[str, ...]:
@@ -99,8 +98,6 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            if f.name == "extra":
-                continue
             raw = env.get(PREFIX + f.name.upper())
             if raw is None:
                 continue
@@ -112,8 +109,6 @@ class Settings:
         """Settings as a dict with secrets masked, for logs and diagnostics."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name == "extra":
-                continue
             value = getattr(self, f.name)
             out[f.name] = "***" if isinstance(value, Secret) and value else value
         return out
