@@ -15,24 +15,48 @@ from mlaas.adapters import telemetry
 from mlaas.api import security
 from mlaas.api.errors import register_error_handlers, validation_error_response
 from mlaas.api.routes import datasets, drift, health, inference, jobs, metrics, models, monitors, train
+from mlaas.api.schemas import ErrorBody
 from mlaas.context import Context
 from mlaas.logs import configure_logging
 from mlaas.services.serving import Server
 from mlaas.settings import Settings
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+_ERRORS = {"400": "Invalid input", "401": "No valid API key", "403": "The key lacks the scope",
+           "413": "Payload too large", "429": "Rate limit exceeded", "500": "Unexpected error",
+           "503": "A dependency (redis, mlflow, s3) is down"}
+_OPEN_PATHS = ("/health", "/ready")
+
+
+class MlaasOpenAPI(OpenAPI):
+    """The generated document, with every error response described as what it is: problem+json ErrorBody."""
+
+    def generate_spec_json(self) -> None:
+        super().generate_spec_json()
+        for path, item in self.spec_json["paths"].items():
+            for operation in item.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in _ERRORS.items():
+                    if path in _OPEN_PATHS and status in ("401", "403", "429"):
+                        continue
+                    responses.setdefault(status, {"description": description})
+                for status, response in responses.items():
+                    if int(status) >= 400:
+                        response["content"] = {"application/problem+json": {"schema": _ERROR_REF}}
 
 
 def create_app(settings: Settings | None = None, context: Context | None = None) -> OpenAPI:
     """Build the API. Settings come from MLAAS_* variables unless given."""
     settings = settings or (context.settings if context else Settings.from_env())
     configure_logging(settings.log_level)
-    app = OpenAPI(
+    app = MlaasOpenAPI(
         __name__,
         info=Info(title="mlaas", version=mlaas.__version__,
                   description="Retrain, serve, evaluate and watch registered MLflow models."),
         validation_error_status=400,
         validation_error_callback=validation_error_response,
+        validation_error_model=ErrorBody,
         doc_prefix="/docs",
         doc_url="/openapi.json",
         security_schemes={
