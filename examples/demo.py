@@ -64,6 +64,17 @@ def wait_for_job(job_id: str, timeout: float = 600) -> dict[str, Any]:
     sys.exit(f"job {job_id} did not finish in {timeout} s")
 
 
+def run_job(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Submit a job, follow its steps, and return its result (or stop with its error)."""
+    response = call("POST", path, json=body)
+    print(f"   {response.status_code} job {response.json().get('job_id', response.json())}")
+    response.raise_for_status()
+    job = wait_for_job(response.json()["job_id"])
+    if job["state"] != "succeeded":
+        sys.exit(f"{path} failed: {json.dumps(job['error'])}")
+    return dict(job["result"])
+
+
 def main() -> None:
     load_stack_env()
     settings = Settings.from_env()
@@ -92,13 +103,7 @@ def main() -> None:
     step("POST /train: retrain the production model on the data in storage, promote if at least as good")
     body = {"model": "titanic", "dataset": uris["train.csv"], "data_config": uris["data_config.yaml"],
             "test_dataset": uris["test.csv"], "promote": True, "random_state": 42}
-    response = call("POST", "/train", json=body)
-    print(f"   {response.status_code} {response.json()}")
-    response.raise_for_status()
-    job = wait_for_job(response.json()["job_id"])
-    if job["state"] != "succeeded":
-        sys.exit(f"training failed: {json.dumps(job['error'])}")
-    result = job["result"]
+    result = run_job("/train", body)
     print(f"   new version: {result['model']} v{result['version']} (from v{result['source_version']}), "
           f"run {result['run_name']}")
     scores = ", ".join(f"{k}={v:.3f}" for k, v in result["metrics"].items())
@@ -118,33 +123,23 @@ def main() -> None:
         print(f"   {item['id']:<16} survived={item['prediction']}  p={item['probabilities']['1']:.3f}")
     print(f"   columns the model does not use were ignored: {response.json().get('ignored_columns')}")
 
-    step(f"POST /evaluate: v{new_version} against the production version on the test set")
-    response = call("POST", "/evaluate", json={"model": "titanic", "version": new_version,
-                                               "dataset": uris["test.csv"], "data_config": uris["data_config.yaml"],
-                                               "compare_with": "prod"})
-    response.raise_for_status()
-    job = wait_for_job(response.json()["job_id"])
-    if job["state"] != "succeeded":
-        sys.exit(f"evaluation failed: {json.dumps(job['error'])}")
-    evaluation = job["result"]
+    step(f"POST /evaluate: v{new_version} against v{result['source_version']}, the version it was retrained from")
+    evaluation = run_job("/evaluate", {"model": "titanic", "version": new_version, "dataset": uris["test.csv"],
+                                       "data_config": uris["data_config.yaml"],
+                                       "compare_with": result["source_version"]})
     print("   " + ", ".join(f"{k}={v:.3f}" for k, v in evaluation["metrics"].items()))
     if "comparison" in evaluation:
         print(f"   against v{evaluation['comparison']['challenger_version']}: {evaluation['comparison']['reason']}")
     print(f"   run {evaluation['run_name']}: confusion matrix and ROC curve are artifacts in MLflow")
 
     step("POST /data-drift: the test set against the training set, column by column")
-    response = call("POST", "/data-drift", json={"reference": uris["train.csv"], "current": uris["test.csv"],
-                                                 "data_config": uris["data_config.yaml"]})
-    response.raise_for_status()
-    job = wait_for_job(response.json()["job_id"])
-    if job["state"] != "succeeded":
-        sys.exit(f"drift check failed: {json.dumps(job['error'])}")
-    drift = job["result"]
+    drift = run_job("/data-drift", {"reference": uris["train.csv"], "current": uris["test.csv"],
+                                    "data_config": uris["data_config.yaml"]})
     print(f"   verdict: {drift['verdict']} ({drift['share_drifted']:.0%} of columns drifted: "
           f"{', '.join(drift['drifted_columns']) or 'none'})")
     report = call("GET", drift["report_url"])
     report.raise_for_status()
-    saved = Path(os.environ.get("MLAAS_STACK_DIR", ROOT / ".stack")) / "reports" / f"drift-{job['job_id']}.html"
+    saved = Path(os.environ.get("MLAAS_STACK_DIR", ROOT / ".stack")) / "reports" / f"{drift['run_name']}.html"
     saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_bytes(report.content)
     print(f"   HTML report: {saved}  (also GET {drift['report_url']} and the MLflow run {drift['run_name']})")
