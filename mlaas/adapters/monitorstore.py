@@ -67,6 +67,11 @@ class MonitorStore:
         with redis_errors():
             return bool(self.redis.set(f"{self.prefix}:monitor-claim:{monitor_id}:{due}", "1", nx=True, ex=ttl))
 
+    def release(self, monitor_id: str, due: str) -> None:
+        """Drop a claim (a pending check on enough waiting rows is claimed until it starts)."""
+        with redis_errors():
+            self.redis.delete(f"{self.prefix}:monitor-claim:{monitor_id}:{due}")
+
     def lock(self, monitor_id: str, ttl: int) -> Any:
         return self.redis.lock(f"{self.prefix}:monitor-lock:{monitor_id}", timeout=ttl, blocking=False)
 

@@ -381,7 +381,8 @@ class Monitor(BaseModel):
     created_at: str
     last_run_at: str | None = None
     last_due: str | None = None
-    last_result: dict[str, Any] | None = None
+    last_result: dict[str, Any] | None = Field(default=None, description="The last check that ran")
+    last_skip: dict[str, Any] | None = Field(default=None, description="The last check skipped (too few rows)")
     last_retrain_at: str | None = None
 
 

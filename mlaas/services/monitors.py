@@ -23,6 +23,7 @@ from mlaas.uris import parse_uri
 
 log = logging.getLogger(__name__)
 CHECK_LOCK_SECONDS = 900
+ROWS_WAITING = "rows-waiting"  # the claim of a check queued because enough captured rows wait
 DEFAULTS_REFRESH_SECONDS = 300
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
@@ -63,7 +64,8 @@ def _validated(ctx: Context, spec: dict[str, Any]) -> dict[str, Any]:
     if retrain:
         for field in ("dataset", "data_config"):
             parse_uri(retrain[field], allowed_buckets=ctx.settings.buckets, field=f"on_drift.retrain.{field}")
-    state = {k: spec.get(k) for k in ("last_run_at", "last_due", "last_result", "last_retrain_at", "watermark")}
+    state = {k: spec.get(k) for k in ("last_run_at", "last_due", "last_result", "last_skip", "last_retrain_at",
+                                      "watermark")}
     return {
         "id": spec["id"], "model": spec["model"], "version": spec.get("version"), "schedule": schedule,
         "window_seconds": spec.get("window_seconds"),
@@ -114,7 +116,7 @@ def ensure_defaults(ctx: Context, store: MonitorStore) -> None:
 
 
 def due_on_flush(ctx: Context, store: MonitorStore, model: str, version: int, waiting: int) -> list[str]:
-    """Monitors of unchecked rows of this model version that have enough rows waiting now."""
+    """Monitors of unchecked rows of this model version that have enough rows waiting now (and no check queued)."""
     if not any(m["id"] == default_id(model) for m in store.all()):
         try:
             if ctx.registry.production_version(model).version == version:
@@ -128,7 +130,8 @@ def due_on_flush(ctx: Context, store: MonitorStore, model: str, version: int, wa
         if waiting < monitor["min_rows"]:
             continue
         try:
-            if ctx.registry.resolve(model, monitor.get("version")).version == version:
+            if ctx.registry.resolve(model, monitor.get("version")).version == version and store.claim(
+                    monitor["id"], ROWS_WAITING, ttl=CHECK_LOCK_SECONDS):
                 due.append(monitor["id"])
         except MlaasError as exc:
             log.warning("monitor %s skipped: %s", monitor["id"], exc.message)
@@ -165,6 +168,7 @@ def run_check(ctx: Context, store: MonitorStore, buffer: CaptureBuffer, monitor_
     lock = store.lock(monitor_id, CHECK_LOCK_SECONDS)
     if not lock.acquire(blocking=False):
         return {"monitor": monitor_id, "checked": False, "reason": "a check of this monitor is running"}
+    store.release(monitor_id, ROWS_WAITING)
     try:
         monitor = store.get(monitor_id)
         now = utcnow()
@@ -179,7 +183,11 @@ def run_check(ctx: Context, store: MonitorStore, buffer: CaptureBuffer, monitor_
         if outcome.get("last_file"):
             monitor["watermark"] = {**(monitor.get("watermark") or {}), str(version.version): outcome["last_file"]}
             buffer.take_unchecked(buffer.stream_key(monitor["model"], version.version), outcome["window"]["rows"])
-        monitor.update(last_run_at=now.isoformat(), last_result=outcome)
+        monitor["last_run_at"] = now.isoformat()
+        if outcome["checked"]:
+            monitor["last_result"] = outcome
+        else:  # a check with too few rows keeps the last real result visible
+            monitor["last_skip"] = {"at": now.isoformat(), "reason": outcome.get("reason")}
         if due:
             monitor["last_due"] = due
         if outcome.get("actions", {}).get("retrain", {}).get("job_id"):
