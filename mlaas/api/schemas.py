@@ -38,111 +38,148 @@ URI = Field(default=None, min_length=6, max_length=1100, pattern=r"^s3://", exam
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Doc(BaseModel):
+    """Field docstrings become the fields' descriptions in the OpenAPI document."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
 
-class ErrorBody(BaseModel):
+class Strict(Doc):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class ErrorBody(Doc):
     """Every error: a code, a human message, the HTTP status."""
 
     code: str = Field(examples=["not_found"])
+    """Transport-neutral error code: invalid_input, unauthorized, forbidden, not_found, conflict, too_large,
+    rate_limited, unavailable, internal"""
     message: str = Field(examples=["model 'titanic' does not exist"])
+    """What went wrong, for a person: names the field, row, column or dependency"""
     status: int = Field(examples=[404])
+    """The HTTP status"""
     title: str = Field(examples=["Not found"])
+    """Short title of the status"""
     details: dict[str, Any] | None = None
+    """Machine-readable extras (e.g. the failing field, the dependency that is down)"""
 
 
 class TrainRequest(Strict):
     """Retrain a registered model version on data in blob storage."""
 
     model: str = ModelName
+    """Registered model name"""
     version: VersionRef = Field(
         default=None, description="Integer version, 'latest', an alias, or omitted for the production version",
         examples=[1, "latest", "prod"],
     )
     dataset: str | None = URI
+    """Training data (CSV or Parquet) in blob storage; default: the one recorded on the source version"""
     data_config: str | None = Field(default=None, min_length=6, max_length=1100, pattern=r"^s3://",
                                     examples=["s3://datasets/titanic/data_config.yaml"])
+    """Data config (YAML or JSON) in blob storage; default: the one recorded on the source version"""
     test_dataset: str | None = Field(default=None, min_length=6, max_length=1100, pattern=r"^s3://")
+    """Labelled test set; default: a stratified holdout of test_fraction"""
     drift_fraction: float = Field(default=0.1, gt=0, lt=0.5, description="Share of rows kept as drift baseline")
     test_fraction: float = Field(default=0.2, ge=0, lt=0.5, description="Share of rows held out when no test_dataset")
     random_state: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    """Seed of the splits"""
     promote: bool = Field(default=False, description="Promote when at least as good as production")
 
 
-class IdempotencyHeader(BaseModel):
+class IdempotencyHeader(Doc):
     idempotency_key: str | None = Field(
         default=None, alias="Idempotency-Key", max_length=255,
         description="The same key (with the same body) returns the same job",
     )
 
 
-class JobAccepted(BaseModel):
+class JobAccepted(Doc):
     job_id: str
+    """Poll it at status_url"""
     status_url: str
+    """GET this for the job status"""
     state: str
+    """queued when just created; the current state when an Idempotency-Key matched an existing job"""
     model: str | None = None
+    """The model, as resolved"""
     version: int | None = None
+    """The concrete version the job is pinned to"""
 
 
-class JobProgress(BaseModel):
+class JobProgress(Doc):
     step: str
+    """Name of the current step (download_data, split, fit, evaluate, register, ...)"""
     percent: int
+    """Rough completion, 0-100"""
 
 
-class JobError(BaseModel):
+class JobError(Doc):
     code: str
     message: str
     details: dict[str, Any] | None = None
 
 
-class JobTransition(BaseModel):
+class JobTransition(Doc):
     state: str
     at: str | None
 
 
-class JobStatus(BaseModel):
+class JobStatus(Doc):
     job_id: str
     type: str
+    """train, evaluate or drift"""
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    """queued, running, succeeded, failed or cancelled"""
     progress: JobProgress
     params: dict[str, Any]
+    """The job's parameters as pinned at submission"""
     result: dict[str, Any] | None = None
+    """The result when succeeded"""
     error: JobError | None = None
+    """code and message when failed"""
     created_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
     updated_at: str | None = None
     request_id: str | None = None
+    """X-Request-ID of the request that created the job"""
     attempts: int = 0
+    """How many times a worker started it (more than 1 after a redelivery)"""
     history: list[JobTransition] = []
+    """Every recorded state transition with its time"""
 
 
-class JobPath(BaseModel):
+class JobPath(Doc):
     job_id: str = Field(max_length=64)
 
 
 class JobListQuery(Strict):
     type: Literal["train", "evaluate", "drift"] | None = None
+    """Only jobs of this type"""
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None
+    """Only jobs in this state"""
     limit: int = Field(default=50, ge=1, le=500)
+    """Page size"""
     offset: int = Field(default=0, ge=0)
+    """Jobs to skip (newest first)"""
 
 
-class JobList(BaseModel):
+class JobList(Doc):
     jobs: list[JobStatus]
     total: int
     limit: int
     offset: int
 
 
-class Health(BaseModel):
+class Health(Doc):
     status: str = "ok"
 
 
-class Readiness(BaseModel):
+class Readiness(Doc):
     status: Literal["ready", "unavailable"]
     checks: dict[str, str]
+    """redis, mlflow, s3: ok or why not"""
 
 
 class InferenceQuery(Strict):
@@ -159,23 +196,33 @@ class InferenceRequest(Strict):
         default=None, examples=[[{"id": "p-1", "Pclass": 3, "Sex": "male", "Age": 22, "SibSp": 1, "Parch": 0,
                                   "Fare": 7.25, "Embarked": "S"}]],
     )
+    """Records to score; each may carry an id (string or integer)"""
     dataframe_split: dict[str, Any] | None = None
+    """MLflow payload: columns, data (rows of values) and optionally index (ids)"""
     dataframe_records: list[dict[str, Any]] | None = None
+    """MLflow payload: a list of records"""
     instances: list[Any] | dict[str, Any] | None = None
+    """MLflow payload: records, or column -> values"""
     inputs: list[Any] | dict[str, Any] | None = None
+    """MLflow payload: records, or column -> values"""
     params: dict[str, Any] | None = Field(default=None, description="Accepted for MLflow compatibility; unused")
 
 
-class PredictionItem(BaseModel):
+class PredictionItem(Doc):
     id: int | str
+    """The row's id as sent (or its position)"""
     prediction: Any
+    """The model's output for the row"""
     probabilities: dict[str, float] | None = None
+    """Class -> probability, for classifiers that have them"""
 
 
-class InferenceResponse(BaseModel):
+class InferenceResponse(Doc):
     model: str
     version: int
+    """The concrete version that answered"""
     predictions: list[PredictionItem] | list[Any]
+    """In request order: id, prediction, probabilities items (a plain list for MLflow payloads)"""
     ids: list[int | str] | None = Field(default=None, description="With MLflow-style payloads")
     probabilities: list[dict[str, float]] | None = Field(default=None, description="With MLflow-style payloads")
     ignored_columns: list[str] | None = Field(default=None, description="Columns the model does not use")
@@ -188,17 +235,19 @@ class EvaluateRequest(Strict):
     version: VersionRef = Field(default=None, examples=[2, "latest"])
     dataset: str | None = Field(default=None, min_length=6, max_length=1100, pattern=r"^s3://",
                                 examples=["s3://datasets/titanic/test.csv"])
+    """Labelled test set; default: the version's test_dataset tag, then MLAAS_DEFAULT_TEST_DATASET"""
     data_config: str | None = Field(default=None, min_length=6, max_length=1100, pattern=r"^s3://")
+    """Default: the version's data_config tag"""
     compare_with: VersionRef = Field(default=None, description="Another version (or 'prod') on the same rows",
                                      examples=["prod"])
     promote: bool = Field(default=False, description="Promote when at least as good as production")
 
 
-class ModelPath(BaseModel):
+class ModelPath(Doc):
     name: str = Field(max_length=256)
 
 
-class ModelVersionPath(BaseModel):
+class ModelVersionPath(Doc):
     name: str = Field(max_length=256)
     version: int = Field(ge=1)
 
@@ -208,7 +257,7 @@ class PromoteRequest(Strict):
     require_better: bool = Field(default=False, description="Apply the promotion gate to recorded evaluations")
 
 
-class ModelSummary(BaseModel):
+class ModelSummary(Doc):
     name: str
     description: str
     aliases: dict[str, int]
@@ -217,11 +266,11 @@ class ModelSummary(BaseModel):
     versions: int
 
 
-class ModelList(BaseModel):
+class ModelList(Doc):
     models: list[ModelSummary]
 
 
-class VersionDetail(BaseModel):
+class VersionDetail(Doc):
     version: int
     stage: str | None
     aliases: list[str]
@@ -238,7 +287,7 @@ class VersionDetail(BaseModel):
     servable: dict[str, Any] | None = None
 
 
-class ModelDetail(BaseModel):
+class ModelDetail(Doc):
     name: str
     description: str
     aliases: dict[str, int]
@@ -247,7 +296,7 @@ class ModelDetail(BaseModel):
     versions: list[VersionDetail]
 
 
-class PromotionRecord(BaseModel):
+class PromotionRecord(Doc):
     at: str
     from_: int | None = Field(alias="from")
     to: int
@@ -281,17 +330,26 @@ class DriftRequest(Strict):
     """Compare a current data set with a reference, column by column."""
 
     reference: str | ModelData = Field(examples=["s3://datasets/titanic/train.csv"])
+    """A dataset URI, or a model version whose drift-data baseline is the reference"""
     current: str | ModelData = Field(examples=["s3://datasets/titanic/test.csv"])
+    """A dataset URI, or a model version whose captured inference rows are compared"""
     data_config: str | None = Field(default=None, min_length=6, max_length=1100, pattern=r"^s3://")
+    """Which columns to compare and as what (or give columns)"""
     columns: DriftColumns | None = None
+    """Numerical and categorical columns to compare (instead of data_config)"""
     overrides: dict[str, DriftOverride] | None = None
+    """Per column: method (ks, chisquare, z, psi, wasserstein, jensenshannon, hellinger, anderson) and threshold"""
     drift_share: float = Field(default=0.5, gt=0, le=1)
+    """The data set drifts when at least this share of columns drifts"""
     correction: Literal["bonferroni", "bh"] | None = None
+    """Multiple-testing correction of the p-value tests"""
     domain_classifier: bool = False
+    """Also train a classifier to tell the two sides apart (cross-validated ROC AUC)"""
     min_rows: int = Field(default=30, ge=1, le=1_000_000)
+    """Columns with fewer non-missing values on a side are reported insufficient_data"""
 
 
-class DatasetPath(BaseModel):
+class DatasetPath(Doc):
     key: str = Field(min_length=1, max_length=1024)
 
 
@@ -304,19 +362,19 @@ class DatasetListQuery(Strict):
     limit: int = Field(default=1000, ge=1, le=10_000)
 
 
-class DatasetStored(BaseModel):
+class DatasetStored(Doc):
     uri: str
     size: int
     sha256: str
 
 
-class DatasetInfo(BaseModel):
+class DatasetInfo(Doc):
     uri: str
     size: int
     last_modified: str | None
 
 
-class DatasetList(BaseModel):
+class DatasetList(Doc):
     datasets: list[DatasetInfo]
 
 
@@ -361,11 +419,11 @@ class MonitorCreate(MonitorFields):
     model: str = ModelName
 
 
-class MonitorPath(BaseModel):
+class MonitorPath(Doc):
     monitor_id: str = Field(max_length=128)
 
 
-class Monitor(BaseModel):
+class Monitor(Doc):
     id: str
     model: str
     version: int | str | None
@@ -386,10 +444,10 @@ class Monitor(BaseModel):
     last_retrain_at: str | None = None
 
 
-class MonitorList(BaseModel):
+class MonitorList(Doc):
     monitors: list[Monitor]
 
 
-class MonitorRunAccepted(BaseModel):
+class MonitorRunAccepted(Doc):
     monitor: str
     queued: bool
