@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from mlaas.errors import Conflict, NotFound, Unavailable
 from mlaas.settings import Settings
@@ -57,11 +59,15 @@ def redis_errors() -> Iterator[None]:
 
 
 def connect(settings: Settings) -> redis.Redis:
-    """A Redis client with bounded timeouts, so a dead server fails fast."""
+    """A Redis client with bounded timeouts and one retry, so a dead or hung server fails within seconds.
+
+    (redis-py's default is ten retries, each waiting the full socket timeout on a hung server.)
+    """
     return redis.Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_socket_timeout,
         socket_connect_timeout=settings.redis_socket_timeout,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 1),
         health_check_interval=30,
         decode_responses=True,
     )

@@ -40,6 +40,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_timeout": timeout,
         "broker_transport_options": {
             "visibility_timeout": settings.visibility_timeout,
+            # kombu looks for messages of dead workers every interval x throttle seconds (100 s by default):
+            # look every fifth of the visibility timeout (at most every minute), so redelivery follows it closely.
+            "unacked_restore_interval": max(1, min(60, settings.visibility_timeout // 5)),
+            "unacked_restore_throttle": 1,
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
             "max_retries": 1,

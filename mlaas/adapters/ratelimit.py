@@ -10,6 +10,8 @@ import logging
 import time
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from mlaas.settings import Settings
 
@@ -23,7 +25,8 @@ class RateLimiter:
         self.limit = settings.rate_limit_per_minute
         self.prefix = f"{settings.redis_prefix}:rate"
         timeout = settings.capture_timeout
-        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                          retry=Retry(NoBackoff(), 0))  # on the request path: fail once, fast
         self._open_until = 0.0
 
     def check(self, key_name: str, limit: int | None = None) -> int | None:

@@ -7,6 +7,7 @@ import time
 import uuid
 
 from flask import Response, g, redirect, request
+from flask.json.provider import DefaultJSONProvider
 from flask_openapi3 import Info, OpenAPI
 
 import mlaas
@@ -22,6 +23,23 @@ from mlaas.services.serving import Server
 from mlaas.settings import Settings
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Standard JSON bodies only: NaN and Infinity literals, or nesting past the parser's depth, are invalid."""
+
+    def loads(self, s: str | bytes, **kwargs: object) -> object:
+        kwargs.setdefault("parse_constant", _refuse_constant)
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("the JSON body is nested too deeply") from None
+
+
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 _ERRORS = {"400": "Invalid input", "401": "No valid API key", "403": "The key lacks the scope",
            "413": "Payload too large", "429": "Rate limit exceeded", "500": "Unexpected error",
@@ -70,6 +88,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     app.config["MLAAS_SERVER"] = server = Server(app.config["MLAAS_CONTEXT"])
     if settings.warm_models:
         server.warm()
+    app.json = StrictJSONProvider(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_error_handlers(app)
 

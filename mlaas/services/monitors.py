@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 CHECK_LOCK_SECONDS = 900
 ROWS_WAITING = "rows-waiting"  # the claim of a check queued because enough captured rows wait
 DEFAULTS_REFRESH_SECONDS = 300
+MAX_MISSED_CRON_TIMES = 10_000
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -88,15 +89,26 @@ def public(monitor: dict[str, Any]) -> dict[str, Any]:
 
 
 def next_due(monitor: dict[str, Any], now: datetime) -> datetime:
-    """When the monitor is next due, from its last due time (the first run is due at once)."""
+    """When the monitor is next due, from its last due time; due times missed meanwhile count once.
+
+    The first run is due at the monitor's creation: a fixed time, so every sweep before that run
+    claims the same due time. After an outage of beat the latest missed due time runs, not each of them.
+    """
     last = monitor.get("last_due")
     if not last:
-        return now
+        return datetime.fromisoformat(monitor["created_at"]) if monitor.get("created_at") else now
     previous = datetime.fromisoformat(last)
     schedule = monitor["schedule"]
     if schedule.get("cron"):
-        return next_cron_time(schedule["cron"], previous)
-    return previous + timedelta(seconds=float(schedule["every_seconds"]))
+        due = next_cron_time(schedule["cron"], previous)
+        for _ in range(MAX_MISSED_CRON_TIMES):
+            following = next_cron_time(schedule["cron"], due)
+            if following > now:
+                break
+            due = following
+        return due
+    interval = timedelta(seconds=float(schedule["every_seconds"]))
+    return previous + interval * max(1, int((now - previous) / interval))
 
 
 def ensure_defaults(ctx: Context, store: MonitorStore) -> None:

@@ -1,0 +1,525 @@
+"""Fault tests: kill, stop and restart the real servers of a stack of their own, and check what users see.
+
+The module starts its own stack (a short broker visibility timeout, beat sweeping every second), so the
+session's stack never loses a server. Each test gives back every server it stopped. Figures printed with
+``-s`` (recovery times, 503 latencies) are the ones quoted in docs/RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import localstack
+import mlflow
+import pandas as pd
+import pytest
+import requests
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.linear_model import LogisticRegression
+
+from mlaas.adapters.capture_buffer import CaptureBuffer
+from mlaas.context import Context
+from mlaas.services import capture, jobs, monitors, training
+from mlaas.settings import Settings
+from mlaas.uris import S3Uri
+from tests.integration.conftest import DATA, ROOT, TEST_SERVICE_ENV, Api
+from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TRAIN = pd.read_csv(DATA / "titanic.csv")
+TEST = pd.read_csv(DATA / "titanic_test.csv")
+FEATURES = NUMERIC + CATEGORICAL
+VISIBILITY_TIMEOUT = 15
+REDIS_OUTAGE_SECONDS = 6
+FAULT_ENV = {
+    **TEST_SERVICE_ENV,
+    "MLAAS_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+    "MLAAS_MONITOR_SWEEP_SECONDS": "1",
+    "MLAAS_WORKER_METRICS_PORT": str(localstack.free_ports(1)[0]),
+}
+SAGA_SECONDS_PER_ITERATION = 65e-6  # one saga epoch over ~620 titanic rows on this machine kind
+
+
+@contextlib.contextmanager
+def service_env() -> Iterator[None]:
+    """The fault stack's service settings in os.environ, for the processes started meanwhile."""
+    saved = {k: os.environ.get(k) for k in FAULT_ENV}
+    os.environ.update(FAULT_ENV)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll until ``check`` returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except (requests.RequestException, OSError):
+            value = None
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not after {timeout} s"
+        time.sleep(interval)
+
+
+class Faults:
+    """The fault stack with clients, and ways to take its servers away and give them back."""
+
+    def __init__(self, stack: localstack.Stack) -> None:
+        self.stack = stack
+        self.api = Api(stack.config.url("api"))
+        self.settings = Settings.from_env({**stack.env(), **FAULT_ENV})
+        self.ctx = Context(self.settings)
+        self.figures: dict[str, float] = {}
+
+    def start(self, component: str, timeout: float = 90) -> None:
+        """Start a component again; retry while the ports it left behind are still held (TIME_WAIT)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with service_env():
+                    self.stack.start_component(component)
+                return
+            except localstack.StackError as exc:
+                if "not available" not in str(exc) and "in use" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
+
+    @contextlib.contextmanager
+    def down(self, component: str) -> Iterator[None]:
+        """Stop a component for the block; start it again (and wait for readiness) whatever happens."""
+        self.stack.stop_component(component)
+        try:
+            yield
+        finally:
+            self.start(component)
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 90) -> float:
+        started = time.monotonic()
+        wait_for(lambda: self.api.get("/ready", timeout=10).status_code == 200, timeout, "/ready after recovery")
+        return time.monotonic() - started
+
+    def worker_pid(self) -> int:
+        return next(pid for name, pid in self.stack.pids().items() if name.startswith("worker-"))
+
+    def worker_log(self) -> str:
+        unit = next(u for u in self.stack.units(["workers"]))
+        return unit.log.read_text(errors="replace")
+
+    def upload_titanic(self) -> dict[str, str]:
+        uris = {}
+        for local, name in (("titanic.csv", "train.csv"), ("titanic_test.csv", "test.csv"),
+                            ("data_config.yaml", "data_config.yaml")):
+            uri = S3Uri(self.settings.datasets_bucket, f"fixtures/titanic/{name}")
+            self.ctx.storage.put_bytes(uri, (DATA / local).read_bytes())
+            uris[name.split(".")[0]] = str(uri)
+        return uris
+
+    def note(self, name: str, value: float) -> None:
+        self.figures[name] = round(value, 3)
+        print(f"\nFIGURE {name} = {value:.3f}")
+
+
+@pytest.fixture(scope="module")
+def faults() -> Iterator[Faults]:
+    state = ROOT / ".test-stack" / f"faults-{uuid.uuid4().hex[:8]}"
+    config = localstack.StackConfig.with_free_ports(state, worker_groups=("train,evaluate,drift",), api_workers=2)
+    stack = localstack.Stack(config)
+    # the fault stack's clients set process-wide MLflow and temp-dir state: give the session's back afterwards
+    tracking_uri, tmp = mlflow.get_tracking_uri(), (os.environ.get("TMPDIR"), tempfile.tempdir)
+    try:
+        with service_env():
+            stack.start()
+        yield Faults(stack)
+    finally:
+        stack.stop()
+        mlflow.set_tracking_uri(tracking_uri)
+        if tmp[0] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = tmp[0]
+        tempfile.tempdir = tmp[1]
+
+
+@pytest.fixture(scope="module")
+def data(faults: Faults) -> dict[str, str]:
+    return faults.upload_titanic()
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def register_slow(settings: Settings, name: str, fit_seconds: float) -> None:
+    """A production model whose retraining spends about ``fit_seconds`` in its fit step (saga, no early stop)."""
+    pipeline = titanic_pipeline()
+    pipeline.set_params(clf=LogisticRegression(solver="saga", tol=0, max_iter=200))
+    X, y = TRAIN[FEATURES], TRAIN["Survived"]
+    pipeline.fit(X, y)
+    pipeline.set_params(clf__max_iter=int(fit_seconds / SAGA_SECONDS_PER_ITERATION))  # what a retraining uses
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment(f"notebooks/{name}")
+    with mlflow.start_run(run_name="notebook"):
+        info = mlflow.sklearn.log_model(
+            pipeline, name="model", registered_model_name=name,
+            signature=infer_signature(X.head(), pipeline.predict(X.head())),
+            pip_requirements=["scikit-learn", "skops", "pandas"], skops_trusted_types=["numpy.dtype"],
+        )
+    MlflowClient(settings.mlflow_tracking_uri).set_model_version_tag(
+        name, str(info.registered_model_version), "stage", "prod")
+
+
+def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in r.items()}
+            for r in frame[FEATURES].to_dict(orient="records")]
+
+
+def model_loads(api: Api, model: str, version: int) -> float:
+    """How many API worker processes have loaded a model version (from the merged Prometheus metrics)."""
+    text = api.get("/metrics").text
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "mlaas_model_load_seconds_count"
+               and sample.labels.get("model") == model and sample.labels.get("version") == str(version))
+
+
+def warm(faults: Faults, model: str, version: int | None = None) -> None:
+    """Serve a model concurrently until every gunicorn worker has loaded it (by name: and resolved the name)."""
+    body = {"model": model, "data": rows(TEST.head(2)), **({"version": version} if version else {})}
+
+    def one(_: int) -> int:
+        return requests.post(faults.api.base_url + "/inference", json=body, headers=dict(faults.api.session.headers),
+                             timeout=60).status_code
+
+    deadline = time.monotonic() + 120
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        while model_loads(faults.api, model, version or 1) < faults.stack.config.api_workers:
+            assert time.monotonic() < deadline, f"{model} not loaded by every API worker"
+            assert set(pool.map(one, range(8))) == {200}
+
+
+def wait_step(api: Api, job_id: str, step: str, timeout: float = 120) -> dict[str, Any]:
+    def at_step() -> dict[str, Any] | None:
+        job = api.get(f"/jobs/{job_id}").json()
+        assert job["state"] not in ("succeeded", "failed", "cancelled"), job
+        return job if job["progress"]["step"] == step else None
+
+    return wait_for(at_step, timeout, f"job {job_id} reaching step {step}", interval=0.05)  # type: ignore[no-any-return]
+
+
+def train_body(model: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"model": model, "dataset": data["train"], "data_config": data["data_config"], "random_state": 3}
+
+
+def timed(call: Callable[[], requests.Response]) -> tuple[requests.Response, float]:
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started
+
+
+# ---- 1. a worker killed in the middle of a training ----------------------------------------------
+
+
+def test_a_worker_killed_mid_fit_redelivers_the_job_which_registers_one_version(faults, data):
+    name = unique_name("killed")
+    register_slow(faults.settings, name, fit_seconds=6)
+    job_id = faults.api.post("/train", json=train_body(name, data)).json()["job_id"]
+    wait_step(faults.api, job_id, "fit")
+    time.sleep(0.5)  # well inside the fit
+    pid = faults.worker_pid()
+    os.killpg(pid, signal.SIGKILL)  # the worker and its pool child, no chance to ack or reject
+    killed = time.monotonic()
+    wait_for(lambda: not localstack.pid_alive(pid), 10, "the killed worker gone")
+    faults.start("workers")
+
+    def redelivered() -> bool:
+        return int(faults.api.get(f"/jobs/{job_id}").json()["attempts"]) >= 2
+
+    wait_for(redelivered, VISIBILITY_TIMEOUT + 90, "redelivery of the killed job")
+    faults.note("worker_kill.redelivered_after_s", time.monotonic() - killed)
+    job = faults.api.wait_job(job_id, timeout=180)
+    faults.note("worker_kill.succeeded_after_s", time.monotonic() - killed)
+    assert job["state"] == "succeeded", job
+    assert job["attempts"] == 2
+    assert [h["state"] for h in job["history"]] == ["queued", "running", "running", "succeeded"]
+
+    client = MlflowClient(faults.settings.mlflow_tracking_uri)
+    tagged = client.search_model_versions(f"name = '{name}' and tags.job_id = '{job_id}'")
+    assert [int(v.version) for v in tagged] == [2]
+    assert len(client.search_model_versions(f"name = '{name}'")) == 2
+    experiment = client.get_experiment_by_name(f"mlaas/{name}")
+    runs = client.search_runs([experiment.experiment_id], f"tags.`mlaas.job_id` = '{job_id}'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+
+    # the baseline lives in a folder named after the job: the second attempt rewrote it, nothing is orphaned
+    stored = [o.uri.key for o in faults.ctx.storage.list(faults.settings.drift_bucket, f"{name}/")]
+    assert {key.split("/")[1] for key in stored} == {job_id}
+    baseline = f"s3://{faults.settings.drift_bucket}/{name}/{job_id}/baseline.parquet"
+    assert tagged[0].tags["drift-data"] == baseline == job["result"]["drift_data"]
+    assert f"{name}/{job_id}/baseline.parquet" in stored
+
+
+# ---- 2. Redis restarted while jobs wait in its queue ----------------------------------------------
+
+
+def test_redis_restart_keeps_accepted_jobs_and_everything_recovers_without_restarts(faults, data):
+    slow, quick = unique_name("redis-slow"), unique_name("redis-quick")
+    register_slow(faults.settings, slow, fit_seconds=15)
+    register(faults.settings, quick, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
+    warm(faults, quick)
+    processes = dict(faults.stack.pids())
+
+    running = faults.api.post("/train", json=train_body(slow, data)).json()["job_id"]
+    wait_step(faults.api, running, "fit")
+    queued = []
+    for _ in range(2):
+        response = faults.api.post("/train", json=train_body(quick, data))
+        assert response.status_code == 202, response.text
+        queued.append(response.json()["job_id"])
+    assert all(faults.api.get(f"/jobs/{j}").json()["state"] == "queued" for j in queued)
+
+    faults.stack.stop_component("redis")  # SIGTERM: Redis writes its AOF out before it exits
+    stopped = time.monotonic()
+    try:
+        response, seconds = timed(lambda: faults.api.post("/train", json=train_body(quick, data), timeout=30))
+        faults.note("redis_down.post_train_503_s", seconds)
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "unavailable" and "redis" in response.json()["message"]
+        assert seconds < 10
+
+        latencies = []
+        for _ in range(6):
+            response, seconds = timed(lambda: requests.post(
+                faults.api.base_url + "/inference", json={"model": quick, "data": rows(TEST.head(3))},
+                headers=dict(faults.api.session.headers), timeout=30))
+            assert response.status_code == 200, response.text
+            latencies.append(seconds)
+        faults.note("redis_down.inference_max_s", max(latencies))
+        assert max(latencies) < 5
+
+        response, seconds = timed(lambda: faults.api.get("/ready", timeout=30))
+        faults.note("redis_down.ready_s", seconds)
+        assert response.status_code == 503 and "redis" in response.json()["message"]
+        time.sleep(max(0.0, REDIS_OUTAGE_SECONDS - (time.monotonic() - stopped)))  # long enough to reconnect
+    finally:
+        faults.start("redis")
+    faults.note("redis_down.outage_s", time.monotonic() - stopped)
+    faults.note("redis_up.ready_after_s", faults.wait_ready())
+
+    # nothing was restarted but Redis itself
+    assert {k: v for k, v in faults.stack.pids().items() if k != "redis"} == {
+        k: v for k, v in processes.items() if k != "redis"}
+    after = faults.api.post("/train", json=train_body(quick, data))
+    assert after.status_code == 202, after.text
+    restarted = time.monotonic()
+    for job_id in [running, *queued, after.json()["job_id"]]:
+        job = faults.api.wait_job(job_id, timeout=240)
+        assert job["state"] == "succeeded", job
+    faults.note("redis_up.all_jobs_done_after_s", time.monotonic() - restarted)
+
+
+def test_a_hung_redis_answers_503_within_seconds_and_inference_keeps_answering(faults, data):
+    name = unique_name("redis-hung")
+    register(faults.settings, name, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
+    warm(faults, name)
+    pid = faults.stack.pids()["redis"]
+    os.kill(pid, signal.SIGSTOP)  # accepts connections, answers nothing: what a partition looks like
+    try:
+        response, seconds = timed(lambda: faults.api.post("/train", json=train_body(name, data), timeout=60))
+        faults.note("redis_hung.post_train_503_s", seconds)
+        assert response.status_code == 503 and "redis" in response.json()["message"], response.text
+        assert seconds < 15
+        latencies = []
+        for _ in range(6):
+            response, seconds = timed(lambda: faults.api.post("/inference", json={"model": name,
+                                                                                  "data": rows(TEST.head(3))}))
+            assert response.status_code == 200, response.text
+            latencies.append(seconds)
+        faults.note("redis_hung.inference_max_s", max(latencies))
+        response, seconds = timed(lambda: faults.api.get("/ready", timeout=30))
+        faults.note("redis_hung.ready_s", seconds)
+        assert response.status_code == 503 and "redis" in response.json()["message"]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    faults.wait_ready()
+    after = faults.api.post("/train", json=train_body(name, data))
+    assert after.status_code == 202, after.text
+    assert faults.api.wait_job(after.json()["job_id"])["state"] == "succeeded"
+
+
+# ---- 3. MLflow down ------------------------------------------------------------------------------
+
+
+def test_mlflow_down_cached_models_serve_new_ones_503_and_jobs_fail_unavailable(faults, data):
+    cached, fresh = unique_name("mlflow-cached"), unique_name("mlflow-fresh")
+    for name in (cached, fresh):
+        register(faults.settings, name, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
+    warm(faults, cached)  # the production version, resolved by name
+    warm(faults, cached, version=1)
+    prepared = training.prepare(faults.ctx, train_body(cached, data))  # accepted before the outage
+
+    with faults.down("mlflow"):
+        latencies = []
+        for version in (None, 1) * 4:
+            response, seconds = timed(lambda v=version: requests.post(
+                faults.api.base_url + "/inference",
+                json={"model": cached, "data": rows(TEST.head(3)), **({"version": v} if v else {})},
+                headers=dict(faults.api.session.headers), timeout=60))
+            assert response.status_code == 200, response.text
+            latencies.append(seconds)
+        faults.note("mlflow_down.cached_inference_max_s", max(latencies))
+
+        response, seconds = timed(lambda: faults.api.post("/inference", json={"model": fresh,
+                                                                              "data": rows(TEST.head(1))}))
+        faults.note("mlflow_down.new_model_503_s", seconds)
+        assert response.status_code == 503, response.text
+        assert response.json()["details"]["dependency"] == "mlflow"
+        response = faults.api.post("/train", json=train_body(cached, data))
+        assert response.status_code == 503 and "mlflow" in response.json()["message"]
+
+        job, _ = jobs.submit(faults.ctx, "train", prepared.params)
+        started = time.monotonic()
+        failed = faults.api.wait_job(job["job_id"], timeout=180)
+        faults.note("mlflow_down.job_failed_after_s", time.monotonic() - started)
+    assert failed["state"] == "failed", failed
+    assert failed["attempts"] == 4  # the first run and three retries with backoff
+    assert failed["error"]["code"] == "unavailable"
+    assert failed["error"]["details"] == {"dependency": "mlflow"}
+    assert "Traceback" not in failed["error"]["message"]
+    assert faults.api.post("/inference", json={"model": fresh, "data": rows(TEST.head(1))}).status_code == 200
+
+
+# ---- 4. S3 down for a while ----------------------------------------------------------------------
+
+
+def test_s3_down_jobs_fail_unavailable_and_capture_flushes_every_row_once_after(faults, data):
+    name = unique_name("s3-capture")
+    register(faults.settings, name, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
+    warm(faults, name, version=1)
+    buffer = CaptureBuffer(faults.settings)
+    key = buffer.stream_key(name, 1)
+    wait_for(lambda: buffer.redis.xlen(key) == 0 and buffer.plan(key) is None, 60, "the warm-up rows flushed")
+    folder = capture.folder(faults.settings.drift_bucket, name, 1)
+    before = captured(faults, folder)
+
+    answered = 0
+    stopped = time.monotonic()
+    with faults.down("s3"):
+        response = faults.api.get("/ready")
+        assert response.status_code == 503 and response.json()["details"]["dependency"] == "s3"
+        for start in range(0, 60, 6):
+            response = faults.api.post("/inference", json={"model": name, "version": 1,
+                                                           "data": rows(TEST.iloc[start:start + 6])})
+            assert response.status_code == 200, response.text
+            answered += len(response.json()["predictions"])
+        accepted = faults.api.post("/train", json=train_body(name, data))
+        assert accepted.status_code == 202, accepted.text
+        failed = faults.api.wait_job(accepted.json()["job_id"], timeout=120)
+        assert failed["state"] == "failed" and failed["error"]["code"] == "unavailable", failed
+        assert failed["error"]["details"] == {"dependency": "s3"} and "s3" in failed["error"]["message"]
+        assert buffer.redis.xlen(key) > 0  # the rows wait in Redis while the store is away
+    restored = time.monotonic()
+    faults.note("s3_down.outage_s", restored - stopped)
+
+    def all_flushed() -> bool:
+        return buffer.redis.xlen(key) == 0 and buffer.plan(key) is None
+
+    wait_for(all_flushed, 60, "the buffered rows flushed after S3 came back")
+    faults.note("s3_up.capture_flushed_after_s", time.monotonic() - restored)
+    after = captured(faults, folder)
+    new = after[~after["_entry"].isin(before["_entry"])] if len(before) else after
+    assert len(new) == answered == 60
+    assert not after.duplicated(["_entry", "_id"]).any()
+
+
+def captured(faults: Faults, folder: S3Uri) -> pd.DataFrame:
+    frames = [pd.read_parquet(io.BytesIO(faults.ctx.storage.get_bytes(o.uri)))
+              for o in faults.ctx.storage.list(folder.bucket, folder.key + "/")]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["_entry", "_id"])
+
+
+# ---- 5. two beats, and a restarted beat ----------------------------------------------------------
+
+
+def claimed_dues(faults: Faults, monitor_id: str) -> list[datetime]:
+    prefix = f"{faults.settings.redis_prefix}:monitor-claim:{monitor_id}:"
+    keys = faults.ctx.monitors.redis.keys(prefix + "*")
+    return sorted(datetime.fromisoformat(k[len(prefix):]) for k in keys)
+
+
+def checks_run(faults: Faults, monitor_id: str) -> int:
+    return sum(1 for line in faults.worker_log().splitlines()
+               if "mlaas.monitor_check[" in line and " succeeded in " in line and f"'{monitor_id}'" in line)
+
+
+@contextlib.contextmanager
+def second_beat(faults: Faults) -> Iterator[subprocess.Popen[bytes]]:
+    """A second ``celery beat`` with its own schedule file, as an operator might start by mistake."""
+    state = faults.stack.config.path("beat-2")
+    state.mkdir(exist_ok=True)
+    env = {**os.environ, **faults.stack.env(), **FAULT_ENV, "PYTHONPATH": str(ROOT)}
+    with (state / "beat.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "beat", "--schedule",
+             str(state / "schedule"), "--pidfile", str(state / "beat.pid"), "--loglevel", "INFO"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        localstack.terminate(proc.pid, 10)
+        proc.wait(timeout=10)
+
+
+def test_two_beats_or_a_restarted_beat_never_run_a_monitor_twice_for_one_due_time(faults):
+    name, every = unique_name("beats"), 3
+    register(faults.settings, name, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
+    monitor_id = f"m-{name}"
+    with second_beat(faults):
+        # an interval shorter than the API allows (10 s), to keep the test short
+        monitors.create(faults.ctx, faults.ctx.monitors, {"id": monitor_id, "model": name,
+                                                          "schedule": {"every_seconds": every}, "min_rows": 1})
+        time.sleep(4 * every + 1)
+        dues = claimed_dues(faults, monitor_id)
+        assert len(dues) >= 3, dues
+        gaps = [(b - a).total_seconds() for a, b in zip(dues, dues[1:], strict=False)]
+        assert all(gap >= every for gap in gaps), dues  # one claim per due time, never two close together
+        wait_for(lambda: checks_run(faults, monitor_id) >= len(claimed_dues(faults, monitor_id)), 30,
+                 "the claimed checks run")
+        assert checks_run(faults, monitor_id) == len(claimed_dues(faults, monitor_id))
+
+    # beat away for several intervals, then back: the missed due times are one run, not a burst of them
+    faults.stack.stop_component("beat")
+    wait_for(lambda: len(claimed_dues(faults, monitor_id)) == checks_run(faults, monitor_id), 30, "checks drained")
+    claimed_before = len(claimed_dues(faults, monitor_id))
+    time.sleep(4 * every)
+    faults.start("beat")
+    wait_for(lambda: len(claimed_dues(faults, monitor_id)) > claimed_before, 30, "a check after beat's restart")
+    time.sleep(every - 1)
+    dues = claimed_dues(faults, monitor_id)
+    assert len(dues) - claimed_before <= 2, dues  # the missed due times as one run, then perhaps the next on time
+    assert all((b - a).total_seconds() >= every for a, b in zip(dues, dues[1:], strict=False)), dues
+    wait_for(lambda: checks_run(faults, monitor_id) == len(claimed_dues(faults, monitor_id)), 30,
+             "every claimed check ran once")
+    faults.ctx.monitors.delete(monitor_id)
