@@ -179,6 +179,8 @@ def run_check(ctx: Context, store: MonitorStore, buffer: CaptureBuffer, monitor_
     """Run one check of a monitor (never two at once), then its actions on drift."""
     lock = store.lock(monitor_id, CHECK_LOCK_SECONDS)
     if not lock.acquire(blocking=False):
+        if due:  # give the due time back: a later sweep queues it again once the running check ends
+            store.release(monitor_id, due)
         return {"monitor": monitor_id, "checked": False, "reason": "a check of this monitor is running"}
     store.release(monitor_id, ROWS_WAITING)
     try:
