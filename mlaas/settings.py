@@ -66,10 +66,12 @@ class Settings:
     allow_sklearn_version_mismatch: bool = False
     tmp_dir: str = ""
     warm_models: bool = False
+    fast_path: bool = True  # serve scikit-learn pipelines through checked compiled arithmetic (services/fastpath.py)
     # Inference capture (drift checks of served traffic run off the request path).
     capture_enabled: bool = True
     capture_max_entries: int = 100_000  # per model version; requests beyond are dropped and counted
     capture_timeout: float = 0.25
+    capture_batch_seconds: float = 0.0  # > 0: hold captured requests this long and write them in one round trip
     capture_flush_seconds: float = 30.0
     capture_flush_batch: int = 5_000  # stream entries (requests) per Parquet file
     drift_min_rows: int = 200  # captured rows needed before a drift check of inference traffic

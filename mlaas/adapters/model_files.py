@@ -8,12 +8,14 @@ anything. mlaas ignores that list: skops objects load only when every type in th
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import sklearn
 import yaml
 
@@ -47,6 +49,7 @@ class LoadedModel:
     input_schema: list[dict[str, Any]] | None
     sklearn_version: str | None
     path: str
+    input_example: pd.DataFrame | None = None  # the example rows saved with the model, when it has them
 
 
 class ModelLoader:
@@ -68,7 +71,8 @@ class ModelLoader:
             conf = flavors["sklearn"]
             model_file = os.path.join(path, conf.get("pickled_model") or "model.skops")
             fmt = conf.get("serialization_format", "pickle")
-            return LoadedModel(self._load_sklearn(model_file, fmt, label), "sklearn", schema, recorded, path)
+            return LoadedModel(self._load_sklearn(model_file, fmt, label), "sklearn", schema, recorded, path,
+                               _input_example(path, meta))
         if "python_function" in flavors:
             if not self.allow_pickle:
                 raise InvalidInput(
@@ -141,6 +145,19 @@ def _input_schema(meta: dict[str, Any]) -> list[dict[str, Any]] | None:
     except yaml.YAMLError:
         return None
     return parsed if isinstance(parsed, list) else None
+
+
+def _input_example(path: str, meta: dict[str, Any], max_rows: int = 100) -> pd.DataFrame | None:
+    """The model's saved input example (MLflow's split-oriented data frame), or None."""
+    info = meta.get("saved_input_example_info") or {}
+    if not isinstance(info, dict) or info.get("type") != "dataframe" or info.get("pandas_orient", "split") != "split":
+        return None
+    try:
+        with open(os.path.join(path, str(info.get("artifact_path") or "input_example.json"))) as fh:
+            raw = json.load(fh)
+        return pd.DataFrame(raw["data"][:max_rows], columns=raw["columns"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _recorded_sklearn_version(path: str, flavors: dict[str, Any]) -> str | None:

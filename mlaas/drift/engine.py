@@ -33,7 +33,9 @@ standard deviation of ~0.02 around 0.5 at 500 rows per side and ~0.01 at 2,000.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -54,6 +56,7 @@ DEFAULT_MIN_ROWS = 30
 SMALL_REFERENCE = 1000  # at most this many reference rows: p-value tests, above: distances
 FEW_DISTINCT = 5  # numerical columns with at most this many distinct values are tested as categories
 TOP_CATEGORIES = 20  # categories shown one by one in a histogram; the rest are summed as "other"
+PARALLEL_FROM_ROWS = 50_000  # from this many rows on a side, columns are compared on a thread per core
 
 Statistic = tuple[float, float | None]
 
@@ -412,14 +415,18 @@ def compare(
     if correction is not None:
         adjust_p_values([], correction)  # reject an unknown name before any work
     kinds = [(c, NUMERICAL) for c in spec.numerical] + [(c, CATEGORICAL) for c in spec.categorical]
-    results = [
-        _evaluate(
-            _prepare(name, kind, reference[name], current[name]),
-            overrides.get(name, ColumnOptions()),
-            min_rows,
-        )
-        for name, kind in kinds
-    ]
+
+    def one(column: tuple[str, str]) -> ColumnResult:
+        name, kind = column
+        prepared = _prepare(name, kind, reference[name], current[name])
+        return _evaluate(prepared, overrides.get(name, ColumnOptions()), min_rows)
+
+    threads = min(os.cpu_count() or 1, len(kinds))
+    if threads > 1 and max(len(reference), len(current)) >= PARALLEL_FROM_ROWS:
+        with ThreadPoolExecutor(threads, thread_name_prefix="drift") as pool:  # numpy sorts without the GIL
+            results = list(pool.map(one, kinds))
+    else:
+        results = [one(column) for column in kinds]
     if correction is not None:
         results = _correct(results, correction)
     tested = [r for r in results if r.status == OK]

@@ -60,11 +60,10 @@ def wasserstein(ref_sorted: FloatArray, cur_sorted: FloatArray) -> float:
     """1-D Wasserstein (earth mover's) distance of two sorted samples, in O(n) after the sorts."""
     pooled = np.concatenate([ref_sorted, cur_sorted])
     order = np.argsort(pooled, kind="stable")  # timsort merges the two sorted runs in linear time
-    from_ref = order < ref_sorted.size
     steps = np.diff(pooled[order])
-    ref_cdf = np.cumsum(from_ref[:-1]) / ref_sorted.size
-    cur_cdf = np.cumsum(~from_ref[:-1]) / cur_sorted.size
-    return float(np.dot(np.abs(ref_cdf - cur_cdf), steps))
+    # F_ref - F_cur after each pooled value: one running sum of +1/n (reference) and -1/m (current) steps
+    gaps = np.cumsum(np.where(order[:-1] < ref_sorted.size, 1.0 / ref_sorted.size, -1.0 / cur_sorted.size))
+    return float(np.dot(np.abs(gaps, out=gaps), steps))
 
 
 def wasserstein_norm(ref_sorted: FloatArray, cur_sorted: FloatArray) -> float:
@@ -131,9 +130,11 @@ def as_float(values: pd.Series) -> FloatArray:
 
 def finite_sorted(values: pd.Series) -> tuple[FloatArray, int]:
     """Sorted finite values of a numeric series and how many were missing or infinite."""
-    array = as_float(values)
-    finite = array[~np.isnan(array)]
-    return np.sort(finite), int(array.size - finite.size)
+    array = as_float(values) if not pd.api.types.is_numeric_dtype(values) else values.to_numpy(
+        dtype=np.float64, na_value=np.nan, copy=True)
+    array.sort()  # in place: -inf first, then the finite values, +inf, and NaN last
+    low, high = int(np.searchsorted(array, -np.inf, side="right")), int(np.searchsorted(array, np.inf, side="left"))
+    return array[low:high], int(array.size - (high - low))
 
 
 def n_distinct(values_sorted: FloatArray) -> int:

@@ -1,4 +1,9 @@
-"""Synchronous inference: payload → validated frame → one vectorised predict → predictions paired with ids."""
+"""Synchronous inference: payload → validated features → one vectorised predict → predictions paired with ids.
+
+Clean record payloads for a model with a compiled predictor (``fastpath``) are checked and scored on
+plain arrays; anything else (and any row the compiled steps cannot take) goes through pandas and
+scikit-learn, which also word every error.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mlaas.errors import InvalidInput, TooLarge
+from mlaas.services import fastpath
 from mlaas.services.model_cache import ServedModel
 
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -18,12 +24,29 @@ ID_KEY = "id"
 
 @dataclass
 class Rows:
-    """Rows to score, as sent: ids in request order and a frame of the sent columns."""
+    """Rows to score, as sent: ids in request order and the sent columns (records, or a frame)."""
 
     ids: list[Any]
-    frame: pd.DataFrame
     style: str  # "mlaas" (data) or "mlflow" (one of MLflow's scoring payloads)
     explicit_ids: list[bool] = field(default_factory=list)
+    records: list[dict[str, Any]] | None = None  # record payloads, ids removed
+    _frame: pd.DataFrame | None = None
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The sent columns as a data frame (built on first use for record payloads)."""
+        if self._frame is None:
+            self._frame = pd.DataFrame.from_records(self.records) if self.records else pd.DataFrame()
+        return self._frame
+
+
+@dataclass
+class Columns:
+    """Checked model inputs built without pandas: one array per model column, and the values as sent."""
+
+    names: list[str]
+    arrays: dict[str, np.ndarray]  # float64 (NaN for missing) or object (text, NaN for missing)
+    values: list[list[Any]]  # per column, as the feature frame would hold them (None for missing)
 
 
 @dataclass
@@ -34,7 +57,8 @@ class Prediction:
     labels: list[Any]
     probabilities: list[dict[str, float]] | None
     ignored_columns: list[str]
-    features: pd.DataFrame
+    features: pd.DataFrame | Columns
+    proba: np.ndarray | None = None  # the probabilities as one matrix, columns in the order of the classes
 
 
 def parse_rows(body: dict[str, Any], *, max_rows: int) -> Rows:
@@ -84,8 +108,7 @@ def _records_rows(records: list[dict[str, Any]], key: str, *, style: str) -> Row
             ids.append(i)
             explicit.append(False)
         cleaned.append(record)
-    frame = pd.DataFrame.from_records(cleaned) if cleaned else pd.DataFrame()
-    return Rows(ids, frame, style, explicit)
+    return Rows(ids, style, explicit, records=cleaned)
 
 
 def _split_frame(value: Any) -> tuple[pd.DataFrame, list[Any] | None]:
@@ -115,11 +138,11 @@ def _columns_frame(value: dict[str, Any], key: str) -> pd.DataFrame:
 def _with_ids(frame: pd.DataFrame, key: str, index: list[Any] | None, *, style: str) -> Rows:
     if index is not None:
         ids = [_check_id(v, f"{key}.index[{i}]") for i, v in enumerate(index)]
-        return Rows(ids, frame, style, [True] * len(ids))
+        return Rows(ids, style, [True] * len(ids), _frame=frame)
     if ID_KEY in frame.columns:
         ids = [_check_id(v, f"{key}.id[{i}]") for i, v in enumerate(frame.pop(ID_KEY).tolist())]
-        return Rows(ids, frame, style, [True] * len(ids))
-    return Rows(list(range(len(frame))), frame, style, [False] * len(frame))
+        return Rows(ids, style, [True] * len(ids), _frame=frame)
+    return Rows(list(range(len(frame))), style, [False] * len(frame), _frame=frame)
 
 
 def _check_id(value: Any, where: str) -> Any:
@@ -130,8 +153,66 @@ def _check_id(value: Any, where: str) -> Any:
     return value
 
 
-def prepare_features(rows: Rows, model: ServedModel) -> tuple[pd.DataFrame, list[str]]:
+def prepare_features(rows: Rows, model: ServedModel) -> tuple[pd.DataFrame | Columns, list[str]]:
     """Check rows against the model's columns and types; returns (features in model order, ignored columns)."""
+    fast = _fast_features(rows, model) if model.predictor is not None else None
+    return fast if fast is not None else _frame_features(rows, model)
+
+
+def _fast_features(rows: Rows, model: ServedModel) -> tuple[Columns, list[str]] | None:
+    """The features of clean record payloads, without pandas; None sends the rows to ``_frame_features``,
+    which accepts the same rows with the same values and words the errors."""
+    records, columns = rows.records, model.columns
+    if records is None or columns is None:
+        return None
+    first = records[0].keys() if records else {}.keys()
+    same_keys = all(record.keys() == first for record in records)
+    present = list(first) if same_keys else list(dict.fromkeys(k for record in records for k in record))
+    if model.id_column and model.id_column in present and not all(rows.explicit_ids):
+        index = [record.get(model.id_column) for record in records]
+        if not all(type(v) is str or (type(v) is int and abs(v) < 2**63) for v in index):
+            return None  # pandas would turn these ids into floats or missing values
+        for i, value in enumerate(index):
+            if not rows.explicit_ids[i]:
+                rows.ids[i] = _check_id(value, f"row {i}: {model.id_column}")
+    _check_unique(rows.ids)
+    if not set(columns) <= set(present):
+        return None
+    arrays, values = {}, []
+    for name in columns:
+        converted = _fast_column([record.get(name) for record in records], model.column_types.get(name, "any"))
+        if converted is None:
+            return None
+        arrays[name], shown = converted
+        values.append(shown)
+    return Columns(list(columns), arrays, values), [str(c) for c in present if c not in columns]
+
+
+_NONE = type(None)
+
+
+def _fast_column(values: list[Any], kind: str) -> tuple[np.ndarray, list[Any]] | None:
+    """One column as ``_convert`` would give it, when every value is plainly valid; else None."""
+    types = set(map(type, values))
+    if kind in ("number", "integer") or (kind == "any" and types <= {int, float, _NONE} and types != {_NONE}):
+        if not types <= {int, float, _NONE} or (int in types and any(type(v) is int and abs(v) >= 2**63
+                                                                         for v in values)):
+            return None
+        array = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+        if np.isinf(array).any():
+            return None
+        if kind == "number" or float in types or _NONE in types:
+            return array, [None if v != v else v for v in array.tolist()]
+        return array, list(values)
+    if types <= {str, float, _NONE} and (kind == "string" or (kind == "any" and str in types)):
+        if float in types and any(type(v) is float and v == v for v in values):
+            return None  # numbers in a text column: pandas turns them into text first
+        shown = [v if type(v) is str else None for v in values]
+        return np.array([math.nan if v is None else v for v in shown], dtype=object), shown
+    return None
+
+
+def _frame_features(rows: Rows, model: ServedModel) -> tuple[pd.DataFrame, list[str]]:
     frame = rows.frame
     if model.id_column and model.id_column in frame.columns:
         index_values = frame[model.id_column].tolist()
@@ -179,8 +260,9 @@ def _convert(column: pd.Series, kind: str, ids: list[Any]) -> pd.Series:
         if infinite.any():
             _bad(column, int(np.flatnonzero(infinite)[0]), ids, "expected a finite number")
         return numeric.astype(float) if kind == "number" or numeric.isna().any() else numeric
-    if kind == "string":
-        return column.map(lambda v: v if v is None or isinstance(v, str) or _is_nan(v) else str(v)).astype(object)
+    if kind == "string":  # missing is NaN, as pandas makes it when a column holds text too
+        return column.map(lambda v: v if isinstance(v, str) else math.nan if v is None or _is_nan(v) else str(v)
+                          ).astype(object)
     if kind == "boolean" and not pd.api.types.is_bool_dtype(column):
         bad_values = ~column.map(lambda v: isinstance(v, bool) or v is None)
         if bad_values.any():
@@ -197,8 +279,31 @@ def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def predict(model: ServedModel, features: pd.DataFrame, rows: Rows, ignored: list[str]) -> Prediction:
+def predict(model: ServedModel, features: pd.DataFrame | Columns, rows: Rows, ignored: list[str]) -> Prediction:
     """One vectorised predict (and predict_proba for classifiers); model errors on missing values are 400s."""
+    answer = _fast_predict(model.predictor, features) if model.predictor is not None else None
+    if answer is None:
+        if isinstance(features, Columns):
+            features = _frame_features(rows, model)[0]
+        answer = _sklearn_predict(model, features, rows)
+    labels, proba = answer
+    probabilities = None
+    if proba is not None:
+        names = [str(c) for c in model.classes or range(proba.shape[1])]
+        probabilities = [dict(zip(names, row, strict=True)) for row in proba.tolist()]
+    return Prediction(rows.ids, labels.tolist(), probabilities, ignored, features, proba)
+
+
+def _fast_predict(predictor: fastpath.FastPredictor, features: pd.DataFrame | Columns
+                  ) -> tuple[np.ndarray, np.ndarray | None] | None:
+    try:
+        arrays = features.arrays if isinstance(features, Columns) else fastpath.columns_of(features, predictor.inputs)
+        return predictor.predict(arrays)
+    except fastpath.Unsupported:
+        return None
+
+
+def _sklearn_predict(model: ServedModel, features: pd.DataFrame, rows: Rows) -> tuple[np.ndarray, np.ndarray | None]:
     estimator = model.estimator
     try:
         labels = np.asarray(estimator.predict(features))
@@ -207,11 +312,15 @@ def predict(model: ServedModel, features: pd.DataFrame, rows: Rows, ignored: lis
             proba = np.asarray(estimator.predict_proba(features), dtype=float)
     except ValueError as exc:
         raise _explain(exc, features, rows) from None
-    probabilities = None
-    if proba is not None:
-        names = [str(c) for c in model.classes or range(proba.shape[1])]
-        probabilities = [dict(zip(names, row, strict=True)) for row in proba.tolist()]
-    return Prediction(rows.ids, labels.tolist(), probabilities, ignored, features)
+    return labels, proba
+
+
+def feature_columns(features: pd.DataFrame | Columns) -> tuple[list[str], list[list[Any]]]:
+    """Column names and one list of values per column (None for missing), for capture."""
+    if isinstance(features, Columns):
+        return features.names, features.values
+    return [str(c) for c in features.columns], [
+        features[c].astype(object).where(features[c].notna(), None).tolist() for c in features.columns]
 
 
 def _explain(exc: ValueError, features: pd.DataFrame, rows: Rows) -> InvalidInput:

@@ -16,10 +16,12 @@ from mlaas.context import Context
 from mlaas.dataconfig import DataConfig
 from mlaas.datasets import read_config
 from mlaas.errors import InvalidInput, MlaasError, NotFound, Unavailable
+from mlaas.services import fastpath
 from mlaas.uris import parse_uri
 
 log = logging.getLogger(__name__)
 FAILED_LOAD_RETRY_SECONDS = 30.0
+STALE_RETRY_SECONDS = 15.0  # while the registry is down, ask it again this often per reference and process
 
 
 @dataclass
@@ -37,6 +39,7 @@ class ServedModel:
     load_seconds: float
     source: ModelVersion
     extra: dict[str, Any] = field(default_factory=dict)
+    predictor: fastpath.FastPredictor | None = None  # compiled and checked; None: plain scikit-learn
 
 
 @dataclass
@@ -78,8 +81,10 @@ class ModelCache:
         try:
             version = self.ctx.registry.resolve(name, ref)
         except Unavailable:
-            if hit:  # serve the last known answer while the registry is down
+            if hit:  # serve the last known answer while the registry is down, without asking again for a while
                 log.warning("mlflow unavailable; using cached resolution of %s@%s", name, ref)
+                with self._lock:
+                    self._resolved[cache_key] = (hit[0], self.clock() + max(self.ttl, STALE_RETRY_SECONDS))
                 return hit[0]
             raise
         with self._lock:
@@ -144,11 +149,15 @@ class ModelCache:
             columns = config.features
         classes = [c.item() if hasattr(c, "item") else c for c in getattr(estimator, "classes_", [])] or None
         task = version.tags.get("task") or ("classification" if classes is not None else "regression")
+        predictor, fast_path = None, "off"
+        if self.ctx.settings.fast_path and loaded.flavor == "sklearn":
+            predictor, fast_path = fastpath.build(estimator, columns, loaded.input_example)
+            log.info("model %s v%s: fast path %s", version.name, version.version, fast_path)
         return ServedModel(
             name=version.name, version=version.version, estimator=estimator, columns=columns, column_types=types,
             id_column=config.index_columns[0] if config and config.index_columns else None, classes=classes,
             task=task, load_seconds=time.perf_counter() - started, source=version,
-            extra={"flavor": loaded.flavor, "config": config},
+            extra={"flavor": loaded.flavor, "config": config, "fast_path": fast_path}, predictor=predictor,
         )
 
     def _data_config(self, version: ModelVersion) -> DataConfig | None:

@@ -107,20 +107,20 @@ def run(ctx: Context, job_id: str, params: dict[str, Any], progress: Progress) -
     scores = metrics.compute(task, y_test, y_pred, proba, classes)
 
     progress("register", 85)
+    tags = {
+        "drift-data": str(baseline_uri), "dataset": str(data.uri), "data_config": str(config_uri),
+        "test_dataset": test_uri, "source_version": str(source_version), "job_id": job_id, "task": task,
+    }
     existing = ctx.registry.find_version_by_tag(name, "job_id", job_id)
     if existing is not None:  # redelivered after registering: reuse, never register twice
         new_version, run_id, run_name = existing, existing.run_id, existing.tags.get("run_name", "")
-    else:
+        tags.update({STAGE_TAG: existing.tags.get(STAGE_TAG, "staging"), "run_name": run_name})
+        ctx.registry.set_tags(name, new_version.version, tags)  # a redelivery may have stopped before them
+    else:  # the version is created with all its tags: one call to the registry instead of one per tag
         new_version, run_id, run_name = _log_and_register(
             ctx, job_id, params, estimator, config, task, scores, data, test_uri, baseline_uri,
-            sizes={"train": len(train_df), "baseline": len(baseline_df), "test": len(test_df)},
+            sizes={"train": len(train_df), "baseline": len(baseline_df), "test": len(test_df)}, tags=tags,
         )
-    tags = {
-        STAGE_TAG: new_version.tags.get(STAGE_TAG, "staging"), "drift-data": str(baseline_uri),
-        "dataset": str(data.uri), "data_config": str(config_uri), "test_dataset": test_uri,
-        "source_version": str(source_version), "job_id": job_id, "task": task, "run_name": run_name,
-    }
-    ctx.registry.set_tags(name, new_version.version, tags)
 
     decision: dict[str, Any] = {"requested": bool(params.get("promote")), "promoted": False}
     if params.get("promote"):
@@ -199,6 +199,7 @@ def _load_checked(ctx: Context, uri_text: str, config: DataConfig, field: str) -
 def _log_and_register(
     ctx: Context, job_id: str, params: dict[str, Any], estimator: Any, config: DataConfig, task: str,
     scores: dict[str, float], data: LoadedFrame, test_uri: str, baseline_uri: S3Uri, sizes: dict[str, int],
+    tags: dict[str, str],
 ) -> tuple[ModelVersion, str, str]:
     name = params["model"]
     with ctx.registry.run("train", name, tags={"mlaas.job_id": job_id, "mlaas.kind": "train"}) as run:
@@ -215,6 +216,6 @@ def _log_and_register(
         run.log_json(config.model_dump(), "data_config.json")
         example = data.frame[config.features].head(5)
         version = run.register_sklearn_model(
-            estimator, name=name, example=example, tags={"job_id": job_id, STAGE_TAG: "staging"}
+            estimator, name=name, example=example, tags={**tags, STAGE_TAG: "staging", "run_name": run.name}
         )
         return version, run.run_id, run.name

@@ -1,0 +1,433 @@
+"""Fitted scikit-learn pipelines compiled to plain numpy operations, checked against the model itself.
+
+A one-row ``predict`` of a small ColumnTransformer pipeline spends nearly all its time validating its
+input (feature names, dtypes, finiteness, pandas indexing) in every step; the arithmetic is a fraction
+of a millisecond. ``build`` turns a fitted model made of the steps below into a ``FastPredictor`` that
+does the same arithmetic on arrays, then checks it against the model's own ``predict`` and
+``predict_proba`` on probe rows (labels equal, outputs within ``RTOL``). A model with any other step,
+or that fails the check, gets no predictor and is served by scikit-learn as before.
+
+Supported: ``Pipeline``, ``ColumnTransformer`` (any column selection, ``drop``/``passthrough``, no
+weights), ``SimpleImputer`` (missing values NaN, no indicator), ``StandardScaler``, ``MinMaxScaler``,
+``MaxAbsScaler``, ``RobustScaler``, ``OneHotEncoder`` (no infrequent categories), then
+``LogisticRegression``, a linear classifier without ``predict_proba``, or a linear regressor.
+
+Inputs are one array per input column: float64 (NaN for missing) or object (str or number, NaN for
+missing). Rows the compiled steps cannot treat exactly as scikit-learn would (an unknown category
+under ``handle_unknown="error"``, a string where numbers are needed, a missing value that reaches the
+model) raise ``Unsupported``, and the caller answers them with scikit-learn.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import (
+    ElasticNet,
+    Lasso,
+    LinearRegression,
+    LogisticRegression,
+    Ridge,
+    RidgeClassifier,
+    SGDRegressor,
+)
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    MaxAbsScaler,
+    MinMaxScaler,
+    OneHotEncoder,
+    RobustScaler,
+    StandardScaler,
+)
+from sklearn.svm import LinearSVC
+
+RTOL = 1e-6  # outputs must agree with scikit-learn's within this relative tolerance
+UNSEEN = "\x00unseen category"  # a category no model was fitted on, for the probes
+
+Block = list[np.ndarray]  # one 1-D array per column
+Step = Callable[[Block], Block]
+
+
+class Unsupported(Exception):
+    """The model (when compiling) or these rows (when predicting) need plain scikit-learn."""
+
+
+@dataclass(frozen=True)
+class FastPredictor:
+    """A compiled model: input column names, the transforming steps and the final linear model."""
+
+    inputs: list[str]
+    steps: list[Step]
+    coef: np.ndarray
+    intercept: np.ndarray | float
+    classes: np.ndarray | None
+    proba: str | None  # "binary", "softmax" or None
+
+    def predict(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels (or values) and, for models with ``predict_proba``, the class probabilities."""
+        block = [columns[name] for name in self.inputs]
+        for step in self.steps:
+            block = step(block)
+        X = np.column_stack([_as_float(column) for column in block]) if block else np.empty((0, 0))
+        if X.shape[1] != self.coef.shape[-1] or not np.isfinite(X).all():
+            raise Unsupported("the model's input holds missing values or has another width")
+        scores = X @ self.coef.T + self.intercept
+        if scores.ndim > 1 and scores.shape[1] == 1:
+            scores = scores.reshape(-1)
+        if self.classes is None:
+            return scores, None
+        indices = (scores > 0).astype(int) if scores.ndim == 1 else np.argmax(scores, axis=1)
+        labels = self.classes[indices]
+        if self.proba == "binary":
+            positive = expit(scores)
+            return labels, np.stack([1 - positive, positive], axis=1)
+        if self.proba == "softmax":
+            shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+            return labels, shifted / shifted.sum(axis=1, keepdims=True)
+        return labels, None
+
+
+def build(estimator: Any, columns: Sequence[str] | None,
+          examples: pd.DataFrame | None = None) -> tuple[FastPredictor | None, str]:
+    """A checked predictor for ``estimator``, or None and the reason scikit-learn serves it."""
+    try:
+        predictor = compile_model(estimator, columns)
+        if columns is not None and not set(predictor.inputs) <= set(columns):
+            raise Unsupported("the model reads columns its signature does not list")
+        verify(predictor, estimator, probe_frame(predictor, estimator, examples))
+    except Unsupported as exc:
+        return None, str(exc)
+    return predictor, "compiled"
+
+
+def compile_model(estimator: Any, columns: Sequence[str] | None) -> FastPredictor:
+    """Compile a fitted model; raises Unsupported naming the first step it cannot take."""
+    names = getattr(estimator, "feature_names_in_", None)
+    inputs = [str(c) for c in names] if names is not None else list(columns or [])
+    if not inputs or len(inputs) != getattr(estimator, "n_features_in_", -1):
+        raise Unsupported("the model's input columns are not known")
+    steps: list[Any] = [s for _, s in estimator.steps] if type(estimator) is Pipeline else [estimator]
+    compiled = [_transformer(s) for s in steps[:-1]]
+    final = steps[-1]
+    kind = type(final)
+    if kind is LogisticRegression:
+        proba = "binary" if len(final.classes_) <= 2 else "softmax"
+        return FastPredictor(inputs, compiled, final.coef_, final.intercept_, final.classes_, proba)
+    if kind in (RidgeClassifier, LinearSVC):
+        return FastPredictor(inputs, compiled, final.coef_, final.intercept_, final.classes_, None)
+    if kind in (LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor):
+        return FastPredictor(inputs, compiled, np.asarray(final.coef_), final.intercept_, None, None)
+    raise Unsupported(f"final step {kind.__name__} is not compiled")
+
+
+def _transformer(step: Any) -> Step:
+    if step is None or (isinstance(step, str) and step == "passthrough") or (
+        type(step) is FunctionTransformer and step.func is None  # a fitted "passthrough"
+    ):
+        return lambda block: block
+    compilers: dict[type, Callable[[Any], Step]] = {
+        Pipeline: _pipeline, ColumnTransformer: _column_transformer, SimpleImputer: _imputer,
+        StandardScaler: _standard, MinMaxScaler: _minmax, MaxAbsScaler: _maxabs, RobustScaler: _robust,
+        OneHotEncoder: _onehot,
+    }
+    compiler = compilers.get(type(step))
+    if compiler is None:
+        raise Unsupported(f"step {type(step).__name__} is not compiled")
+    return compiler(step)
+
+
+def _pipeline(pipe: Pipeline) -> Step:
+    steps = [_transformer(s) for _, s in pipe.steps]
+
+    def run(block: Block) -> Block:
+        for step in steps:
+            block = step(block)
+        return block
+
+    return run
+
+
+def _column_transformer(ct: ColumnTransformer) -> Step:
+    if ct.transformer_weights:
+        raise Unsupported("ColumnTransformer weights are not compiled")
+    parts: list[tuple[list[int], Step]] = []
+    for name, trans, _ in ct.transformers_:
+        indices = [int(i) for i in ct._transformer_to_input_indices.get(name, [])]
+        if (isinstance(trans, str) and trans == "drop") or not indices:
+            continue
+        parts.append((indices, _transformer(trans)))
+
+    def run(block: Block) -> Block:
+        return [out for indices, step in parts for out in step([block[i] for i in indices])]
+
+    return run
+
+
+def _imputer(imputer: SimpleImputer) -> Step:
+    if not _is_nan(imputer.missing_values) or imputer.add_indicator:
+        raise Unsupported("SimpleImputer with missing values other than NaN or an indicator is not compiled")
+    fills = list(imputer.statistics_)
+    if any(_is_nan(v) or v is None for v in fills):
+        raise Unsupported("SimpleImputer with an all-missing column is not compiled")
+    numeric = imputer.strategy in ("mean", "median")
+
+    def run(block: Block) -> Block:
+        return [_fill(_as_float(c) if numeric else c, v) for c, v in zip(block, fills, strict=True)]
+
+    return run
+
+
+def _fill(column: np.ndarray, value: Any) -> np.ndarray:
+    if column.dtype == np.float64:
+        if isinstance(value, str):
+            raise Unsupported("a text fill value for a numeric column")
+        missing = np.isnan(column)
+    else:
+        missing = np.fromiter((v != v for v in column), bool, len(column))  # NaN is the only missing value
+    if not missing.any():
+        return column
+    filled = column.copy()
+    filled[missing] = value
+    return filled
+
+
+def _affine(subtract: Any, divide: Any, multiply: Any = None, add: Any = None,
+            clip: tuple[float, float] | None = None) -> Step:
+    """x -> ((x - subtract) / divide) * multiply + add per column, each term optional, as scikit-learn orders it."""
+    def run(block: Block) -> Block:
+        X = np.column_stack([_as_float(c) for c in block]) if block else np.empty((0, 0))
+        if subtract is not None:
+            X = X - subtract
+        if divide is not None:
+            X = X / divide
+        if multiply is not None:
+            X = X * multiply
+        if add is not None:
+            X = X + add
+        if clip is not None:
+            X = np.clip(X, clip[0], clip[1])
+        return list(X.T)
+
+    return run
+
+
+def _standard(s: StandardScaler) -> Step:
+    return _affine(s.mean_ if s.with_mean else None, s.scale_ if s.with_std else None)
+
+
+def _robust(s: RobustScaler) -> Step:
+    return _affine(s.center_ if s.with_centering else None, s.scale_ if s.with_scaling else None)
+
+
+def _maxabs(s: MaxAbsScaler) -> Step:
+    return _affine(None, s.scale_)
+
+
+def _minmax(s: MinMaxScaler) -> Step:
+    return _affine(None, None, s.scale_, s.min_, tuple(s.feature_range) if s.clip else None)
+
+
+def _onehot(encoder: OneHotEncoder) -> Step:
+    if getattr(encoder, "_infrequent_enabled", False):
+        raise Unsupported("OneHotEncoder with infrequent categories is not compiled")
+    strict = encoder.handle_unknown == "error"
+    drops = encoder.drop_idx_ if encoder.drop_idx_ is not None else [None] * len(encoder.categories_)
+    features = [_categories(list(cats), drop) for cats, drop in zip(encoder.categories_, drops, strict=True)]
+
+    def run(block: Block) -> Block:
+        out: Block = []
+        for column, (table, nan_slot, kinds, width) in zip(block, features, strict=True):
+            values = column.tolist()
+            slots = [table.get(value, -2) for value in values]
+            for row in [i for i, slot in enumerate(slots) if slot == -2]:  # NaN, unknown, or of another type
+                value = values[row]
+                if value != value:
+                    slots[row] = nan_slot
+                elif _kind(value) not in kinds:
+                    raise Unsupported("a value of another type than the encoder's categories")
+                if slots[row] == -2 and strict:
+                    raise Unsupported("an unknown category under handle_unknown='error'")
+            codes = np.asarray(slots, dtype=np.intp)
+            hit = np.flatnonzero(codes >= 0)
+            encoded = np.zeros((len(values), width))
+            encoded[hit, codes[hit]] = 1.0
+            out.extend(encoded.T)
+        return out
+
+    return run
+
+
+def _categories(categories: list[Any], drop: Any) -> tuple[dict[Any, int], int, set[str], int]:
+    """Category -> output column (-1: dropped), the slot of NaN (-2: unknown), the value kinds, the width."""
+    table: dict[Any, int] = {}
+    nan_slot, width = -2, 0
+    for i, category in enumerate(categories):
+        if category is None:
+            raise Unsupported("a None category is not compiled")
+        slot = -1 if drop is not None and i == int(drop) else width
+        width += slot >= 0
+        if _is_nan(category):
+            nan_slot = slot
+        else:
+            table[category.item() if isinstance(category, np.generic) else category] = slot
+    return table, nan_slot, {_kind(c) for c in table}, width
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        return "other"
+    return "number"
+
+
+def _as_float(column: np.ndarray) -> np.ndarray:
+    if column.dtype == np.float64:
+        return column
+    if column.dtype.kind in "iuf":
+        return column.astype(np.float64)
+    if not all(_kind(v) == "number" for v in column.tolist()):
+        raise Unsupported("a non-numeric value where numbers are needed")
+    return column.astype(np.float64)
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float | np.floating) and math.isnan(value)
+
+
+# -- checking ---------------------------------------------------------------------------------------
+def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """A feature frame as predictor inputs; Unsupported for columns scikit-learn would see differently."""
+    out = {}
+    for name in names:
+        column = frame[name]
+        if pd.api.types.is_bool_dtype(column):
+            raise Unsupported(f"column {name!r} is boolean")
+        if pd.api.types.is_numeric_dtype(column):
+            out[name] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+            continue
+        values = column.to_numpy(dtype=object)
+        if not all(isinstance(v, str) or _kind(v) == "number" for v in values.tolist()):
+            raise Unsupported(f"column {name!r} holds values other than text, numbers and NaN")
+        out[name] = values
+    return out
+
+
+def probe_frame(predictor: FastPredictor, estimator: Any, examples: pd.DataFrame | None,
+                rows: int = 48, seed: int = 0) -> pd.DataFrame:
+    """Rows to check a predictor on: the examples, then values around what each column was fitted on,
+    missing values and unseen categories, drawn column by column."""
+    rng = np.random.default_rng(seed)
+    pools = _value_pools(estimator, predictor.inputs)
+    data: dict[str, list[Any]] = {}
+    for name in predictor.inputs:
+        pool = pools.get(name) or [0.0, 1.0, -1.0, np.nan]
+        data[name] = [pool[i % len(pool)] for i in range(len(pool))]
+        data[name] += [pool[int(k)] for k in rng.integers(0, len(pool), rows)]
+    width = max(len(v) for v in data.values())
+    frame = pd.DataFrame({k: (v * (width // len(v) + 1))[:width] for k, v in data.items()})
+    for name in predictor.inputs:
+        if all(isinstance(v, str) or _is_nan(v) for v in frame[name]):
+            frame[name] = frame[name].astype(object)
+        else:
+            frame[name] = pd.to_numeric(frame[name])
+    if examples is not None and set(predictor.inputs) <= set(examples.columns):
+        frame = pd.concat([examples[predictor.inputs], frame], ignore_index=True)
+    return frame
+
+
+def _value_pools(estimator: Any, inputs: list[str]) -> dict[str, list[Any]]:
+    """Per input column, plausible values from the fitted steps that see it before it changes shape."""
+    pools: dict[str, list[Any]] = {}
+
+    def add(name: str, values: list[Any]) -> None:
+        pool = pools.setdefault(name, [])
+        pool.extend(v for v in values if not any(v is p or (type(v) is type(p) and v == p) for p in pool))
+
+    def visit(step: Any, names: list[str]) -> None:
+        if type(step) is Pipeline:
+            for _, inner in step.steps:
+                visit(inner, names)
+                if type(inner) in (ColumnTransformer, OneHotEncoder, Pipeline):
+                    break  # later steps see other columns
+        elif type(step) is ColumnTransformer:
+            for name, trans, _ in step.transformers_:
+                indices = step._transformer_to_input_indices.get(name, [])
+                visit(trans, [names[int(i)] for i in indices])
+        elif hasattr(step, "categories_"):
+            for name, cats in zip(names, step.categories_, strict=False):
+                values = [c.item() if isinstance(c, np.generic) else c for c in cats]
+                add(name, [*values, np.nan, UNSEEN if any(isinstance(v, str) for v in values) else -999.0])
+        elif hasattr(step, "statistics_"):
+            for name, value in zip(names, step.statistics_, strict=False):
+                if isinstance(value, str):
+                    add(name, [value, np.nan, UNSEEN])
+                else:
+                    v = float(value)
+                    add(name, [v, np.nan, 0.0, v * 2 + 1, -v - 3.5, v * 10 + 0.25])
+        elif hasattr(step, "scale_") or hasattr(step, "mean_") or hasattr(step, "center_"):
+            centre = getattr(step, "mean_", getattr(step, "center_", None))
+            scale = getattr(step, "scale_", None)
+            for i, name in enumerate(names):
+                c = float(centre[i]) if centre is not None else 0.0
+                s = float(scale[i]) if scale is not None else 1.0
+                add(name, [c, c + s, c - 2 * s, c + 3.7 * s, 0.0])
+
+    visit(estimator, inputs)
+    return pools
+
+
+def verify(predictor: FastPredictor, estimator: Any, frame: pd.DataFrame) -> None:
+    """Compare with the model's own outputs on every probe row the predictor takes; Unsupported on a difference."""
+    has_proba = predictor.classes is not None and hasattr(estimator, "predict_proba")
+    if has_proba != (predictor.proba is not None):
+        raise Unsupported("the model's predict_proba is not compiled")
+    taken, labels, probas = [], [], []
+    for i in range(len(frame)):
+        try:
+            got, got_proba = predictor.predict(columns_of(frame.iloc[i:i + 1], predictor.inputs))
+        except Unsupported:
+            continue  # such rows go to scikit-learn
+        taken.append(i)
+        labels.append(got)
+        probas.append(got_proba)
+    if not taken:
+        raise Unsupported("no probe row took the compiled path")
+    rows = frame.iloc[taken]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the probes hold unknown categories on purpose
+            expected = np.asarray(estimator.predict(rows))
+            expected_proba = np.asarray(estimator.predict_proba(rows), float) if has_proba else None
+    except ValueError as exc:
+        raise Unsupported(f"the compiled model answers rows that scikit-learn refuses: {exc}") from None
+    one_by_one = np.concatenate(probas) if has_proba else None
+    _same(expected, np.concatenate(labels), expected_proba, one_by_one)
+    batch, batch_proba = predictor.predict(columns_of(rows, predictor.inputs))  # and as one request
+    _same(expected, batch, expected_proba, batch_proba)
+
+
+def _same(expected: np.ndarray, got: np.ndarray, expected_proba: np.ndarray | None,
+          got_proba: np.ndarray | None) -> None:
+    if expected.dtype.kind == "f":
+        scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+        same = expected.shape == got.shape and np.allclose(got, expected, rtol=RTOL, atol=RTOL * 1e-3 * scale)
+    else:
+        same = expected.tolist() == got.tolist()
+    if not same:
+        raise Unsupported("the compiled model's predictions differ from scikit-learn's")
+    if expected_proba is not None and (
+        got_proba is None or got_proba.shape != expected_proba.shape
+        or not np.allclose(got_proba, expected_proba, rtol=RTOL, atol=0.0)
+    ):
+        raise Unsupported("the compiled model's probabilities differ from scikit-learn's")
