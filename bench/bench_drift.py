@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         for method_set in METHOD_SETS if n in method_sizes else METHOD_SETS[:1]:
             spec = {"numerical": NUMERICAL, "categorical": CATEGORICAL, "num_method": method_set[0],
                     "cat_method": method_set[1], "num_threshold": 0.05 if method_set[0] == "anderson" else None}
-            load = common.wait_quiet(max_wait=60)
+            load = common.wait_quiet(max_wait=30)
             ours = run_worker(sys.executable, "mlaas", ref_path, cur_path, spec, timeout=LIMIT_SECONDS)
             assert ours is not None, "mlaas's engine took more than 5 minutes"
             predicted = previous[1] * n / previous[0] * 1.2 if previous else 0.0

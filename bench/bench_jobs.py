@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
         rounds = []
         for round_no in range(args.rounds):
-            load = common.wait_quiet(max_wait=60)
+            load = common.wait_quiet(max_wait=20)
             order = ["job", "plain", "celery"] if round_no % 2 == 0 else ["celery", "plain", "job"]
             entry: dict[str, Any] = {"round": round_no, "load": round(load, 2)}
             for what in order:

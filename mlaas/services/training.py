@@ -111,7 +111,9 @@ def run(ctx: Context, job_id: str, params: dict[str, Any], progress: Progress) -
         "drift-data": str(baseline_uri), "dataset": str(data.uri), "data_config": str(config_uri),
         "test_dataset": test_uri, "source_version": str(source_version), "job_id": job_id, "task": task,
     }
-    existing = ctx.registry.find_version_by_tag(name, "job_id", job_id)
+    # Only a job that ran before (a redelivery: attempts > 1) can have registered its version already.
+    ran_before = ctx.jobs.get(job_id).get("attempts") != 1
+    existing = ctx.registry.find_version_by_tag(name, "job_id", job_id) if ran_before else None
     if existing is not None:  # redelivered after registering: reuse, never register twice
         new_version, run_id, run_name = existing, existing.run_id, existing.tags.get("run_name", "")
         tags.update({STAGE_TAG: existing.tags.get(STAGE_TAG, "staging"), "run_name": run_name})
