@@ -87,28 +87,19 @@ def folder(drift_bucket: str, model: str, version: int) -> S3Uri:
 
 
 def entries_frame(entries: list[tuple[str, dict[str, Any]]]) -> pd.DataFrame:
-    """One row per captured prediction: features plus ``_entry``, ``_ts``, ``_request_id``, ``_id``, outputs."""
+    """One row per captured prediction: features plus ``_entry``, ``_ts``, ``_request_id``, ``_id``, outputs.
+
+    An entry that cannot be read (not written by ``record``) is logged and left out, so one bad entry
+    never blocks a stream; an empty frame comes back when none can be read.
+    """
     parts = []
     for entry_id, entry in entries:
-        if "cols" in entry:  # packed
-            frame = pd.DataFrame({c: _unpack(v) for c, v in zip(entry["columns"], entry["cols"], strict=True)})
-        else:
-            frame = pd.DataFrame(entry["data"], columns=entry["columns"])
-        ids = entry["ids"]
-        frame.insert(0, "_id", [str(i) for i in range(ids["n"])] if isinstance(ids, dict) else ids)
-        frame.insert(0, "_request_id", entry.get("rid") or "")
-        frame.insert(0, "_ts", pd.to_datetime(entry["ts"], unit="s", utc=True))
-        frame.insert(0, "_entry", entry_id)
-        frame["_prediction"] = [str(p) for p in entry["pred"]]
-        proba = entry.get("proba")
-        if isinstance(proba, dict):  # packed: one float64 matrix, a column per class
-            matrix = np.frombuffer(base64.b64decode(proba["f8"]), np.float64).reshape(len(frame), -1)
-            for i, cls in sorted(enumerate(proba["classes"]), key=lambda item: item[1]):
-                frame[f"_proba_{cls}"] = matrix[:, i]
-        else:
-            for cls in sorted((proba or [{}])[0]):
-                frame[f"_proba_{cls}"] = [float(p[cls]) for p in proba]
-        parts.append(frame)
+        try:
+            parts.append(_entry_frame(entry_id, entry))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("captured entry %s is unreadable (%s: %s); left out", entry_id, type(exc).__name__, exc)
+    if not parts:
+        return pd.DataFrame()
     combined = pd.concat(parts, ignore_index=True)
     for column in combined.columns:
         if combined[column].dtype == object:
@@ -117,6 +108,29 @@ def entries_frame(entries: list[tuple[str, dict[str, Any]]]) -> pd.DataFrame:
             except (ValueError, TypeError):
                 combined[column] = combined[column].map(lambda v: None if v is None else str(v))
     return combined
+
+
+def _entry_frame(entry_id: str, entry: dict[str, Any]) -> pd.DataFrame:
+    """One entry's rows (raises KeyError/TypeError/ValueError when it is not a captured request)."""
+    if "cols" in entry:  # packed
+        frame = pd.DataFrame({c: _unpack(v) for c, v in zip(entry["columns"], entry["cols"], strict=True)})
+    else:
+        frame = pd.DataFrame(entry["data"], columns=entry["columns"])
+    ids = entry["ids"]
+    frame.insert(0, "_id", [str(i) for i in range(ids["n"])] if isinstance(ids, dict) else ids)
+    frame.insert(0, "_request_id", entry.get("rid") or "")
+    frame.insert(0, "_ts", pd.to_datetime(entry["ts"], unit="s", utc=True))
+    frame.insert(0, "_entry", entry_id)
+    frame["_prediction"] = [str(p) for p in entry["pred"]]
+    proba = entry.get("proba")
+    if isinstance(proba, dict):  # packed: one float64 matrix, a column per class
+        matrix = np.frombuffer(base64.b64decode(proba["f8"]), np.float64).reshape(len(frame), -1)
+        for i, cls in sorted(enumerate(proba["classes"]), key=lambda item: item[1]):
+            frame[f"_proba_{cls}"] = matrix[:, i]
+    else:
+        for cls in sorted((proba or [{}])[0]):
+            frame[f"_proba_{cls}"] = [float(p[cls]) for p in proba]
+    return frame
 
 
 def flush_stream(ctx: Any, buffer: CaptureBuffer, key: str) -> dict[str, Any]:
@@ -136,8 +150,8 @@ def flush_stream(ctx: Any, buffer: CaptureBuffer, key: str) -> dict[str, Any]:
         entries = buffer.read(key, *plan)
         written: list[str] = []
         rows = 0
-        if entries:
-            frame = entries_frame(entries)
+        frame = entries_frame(entries) if entries else pd.DataFrame()
+        if not frame.empty:
             base = folder(ctx.settings.drift_bucket, model, version)
             for day, part in frame.groupby(frame["_ts"].dt.strftime("%Y-%m-%d"), sort=True):
                 name = f"{part['_entry'].iloc[0]}_{part['_entry'].iloc[-1]}.parquet"

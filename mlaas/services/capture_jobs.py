@@ -36,4 +36,7 @@ def flush_all(ctx: Context, buffer: CaptureBuffer, store: MonitorStore | None = 
         except MlaasError as exc:
             log.warning("flushing %s failed: %s", key, exc.message)
             errors.append({"stream": key, "error": exc.to_dict()})
+        except Exception:  # one broken stream never stops the others
+            log.exception("flushing %s failed unexpectedly", key)
+            errors.append({"stream": key, "error": {"code": "internal", "message": "unexpected error"}})
     return {"flushed": flushed, "checks_queued": checks, "errors": errors}

@@ -203,7 +203,9 @@ def test_drift_of_inference_traffic_is_checked_off_the_request_path(api, ctx, se
                                                 "random_state": 0}).json()["job_id"])
     assert job["state"] == "succeeded", job
     version = job["result"]["version"]
-    created = api.post("/monitors", json={"id": f"m-{unique}", "model": unique, "version": version, "min_rows": 200})
+    # disabled at first: the worker leaves it alone while this test checks the calm window itself
+    created = api.post("/monitors", json={"id": f"m-{unique}", "model": unique, "version": version, "min_rows": 300,
+                                          "enabled": False})
     assert created.status_code == 201, created.text
     buffer = CaptureBuffer(settings)
     key = buffer.stream_key(unique, version)
@@ -218,6 +220,7 @@ def test_drift_of_inference_traffic_is_checked_off_the_request_path(api, ctx, se
     assert calm["window"]["rows"] == 400
 
     # a shifted window, checked by the worker: the flush queues the check once enough rows wait
+    assert api.request("PATCH", f"/monitors/m-{unique}", json={"enabled": True}).status_code == 200
     shifted = TEST.iloc[:300].assign(Age=lambda f: f["Age"] + 40, Fare=lambda f: f["Fare"] * 8 + 100,
                                      Sex="female", Pclass=1, Embarked="Q")
     for start in range(0, 300, 50):

@@ -68,3 +68,12 @@ def test_packed_and_plain_entries_read_back_the_same(monkeypatch, n, columnar, p
 
 def test_commands_are_written_in_the_redis_protocol():
     assert _command("EVALSHA", "ab", 3, "é") == b"*4\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n3\r\n$2\r\n\xc3\xa9\r\n"
+
+
+def test_an_unreadable_entry_is_left_out_not_fatal():
+    from mlaas.services.capture import entries_frame
+
+    good = ("1-0", {"ts": 1.0, "rid": "r", "ids": ["a"], "columns": ["x"], "data": [[1.5]], "pred": [1]})
+    frame = entries_frame([("0-0", {"i": 0}), good, ("2-0", {"columns": ["x"]})])
+    assert frame["_entry"].tolist() == ["1-0"] and frame["x"].tolist() == [1.5]
+    assert entries_frame([("0-0", {"i": 0})]).empty
