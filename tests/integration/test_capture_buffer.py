@@ -12,6 +12,11 @@ from mlaas.adapters.capture_buffer import CaptureBuffer
 pytestmark = pytest.mark.integration
 
 
+def isolated(settings, unique, **changes):
+    """A buffer under a key prefix of its own: the stack's worker flushes the streams under the usual one."""
+    return CaptureBuffer(dataclasses.replace(settings, redis_prefix=f"iso-{unique}", **changes))
+
+
 def wait_for_length(buffer: CaptureBuffer, key: str, length: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while buffer.redis.xlen(key) < length:
@@ -21,7 +26,7 @@ def wait_for_length(buffer: CaptureBuffer, key: str, length: int, timeout: float
 
 @pytest.mark.parametrize("batch_seconds", [0.0, 0.05])
 def test_every_request_is_written_once_in_order(settings, unique, batch_seconds):
-    buffer = CaptureBuffer(dataclasses.replace(settings, capture_batch_seconds=batch_seconds))
+    buffer = isolated(settings, unique, capture_batch_seconds=batch_seconds)
     key = buffer.stream_key(unique, 1)
     assert [buffer.append(unique, 1, {"i": i}, 2) for i in range(40)] == [None] * 40
     wait_for_length(buffer, key, 40)
@@ -32,7 +37,7 @@ def test_every_request_is_written_once_in_order(settings, unique, batch_seconds)
 
 @pytest.mark.parametrize("batch_seconds", [0.0, 0.05])
 def test_a_full_stream_refuses_and_counts_the_rows(settings, unique, batch_seconds):
-    buffer = CaptureBuffer(dataclasses.replace(settings, capture_max_entries=3, capture_batch_seconds=batch_seconds))
+    buffer = isolated(settings, unique, capture_max_entries=3, capture_batch_seconds=batch_seconds)
     key = buffer.stream_key(unique, 1)
     answers = [buffer.append(unique, 1, {"i": i}, 5) for i in range(5)]
     if batch_seconds:
@@ -44,7 +49,7 @@ def test_a_full_stream_refuses_and_counts_the_rows(settings, unique, batch_secon
 
 
 def test_writes_go_on_after_redis_forgets_the_script(settings, unique):
-    buffer = CaptureBuffer(settings)
+    buffer = isolated(settings, unique)
     key = buffer.stream_key(unique, 1)
     assert buffer.append(unique, 1, {"i": 0}, 1) is None
     buffer.redis.script_flush()

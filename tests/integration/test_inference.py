@@ -233,7 +233,7 @@ def test_drift_of_inference_traffic_is_checked_off_the_request_path(api, ctx, se
         capture_jobs.flush_all(ctx, buffer, ctx.monitors)
         runs = client.search_runs([experiment.experiment_id], "attributes.run_name LIKE 'infer_%'",
                                   order_by=["attributes.start_time ASC"])
-        if len(runs) >= 2 or time.monotonic() > deadline:
+        if (len(runs) >= 2 and all(r.info.status == "FINISHED" for r in runs)) or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert len(runs) == 2, [r.info.run_name for r in runs]
