@@ -132,3 +132,9 @@ def titanic(ctx: Context) -> dict[str, str]:
         ctx.storage.put_bytes(uri, (DATA / local).read_bytes())
         uris[name.split(".")[0]] = str(uri)
     return uris
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the fault tests first: they start a stack of their own, and on 2 cores it should not compete
+    with the shared session stack (which starts with the first test that needs it)."""
+    items.sort(key=lambda item: 0 if item.nodeid.startswith("tests/integration/test_faults.py") else 1)
