@@ -598,7 +598,9 @@ class Stack:
         """Pid of a unit's live process, or None."""
         proc = self._procs.get(unit.name)
         if proc is not None:
-            return proc.pid if proc.poll() is None else None
+            # poll() alone is not enough: a killed multithreaded process is a zombie (dead to us) for a
+            # while before waitpid can reap it, and poll() reports it running until then.
+            return proc.pid if proc.poll() is None and pid_alive(proc.pid) else None
         pid = read_pid(unit.pidfile)
         if pid and pid_alive(pid) and _runs(pid, MARKER[unit.component]):
             return pid

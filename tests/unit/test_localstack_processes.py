@@ -1,0 +1,58 @@
+"""How the local stack script tells a running process from a dead one (no servers started)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import localstack  # noqa: E402
+
+# The main thread leaves with pthread_exit while another thread lives on: the process stays a zombie
+# leader (state Z) that waitpid cannot reap yet, as a killed multithreaded process is for a moment.
+ZOMBIE_LEADER = """
+import ctypes, threading, time
+threading.Thread(target=time.sleep, args=(30,)).start()
+time.sleep(0.2)
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+
+
+def test_a_zombie_leader_is_not_running_though_popen_poll_says_it_is(tmp_path: Path) -> None:
+    stack = localstack.Stack(localstack.StackConfig.with_free_ports(tmp_path))
+    unit = stack.units(["beat"])[0]
+    proc = subprocess.Popen([sys.executable, "-c", ZOMBIE_LEADER])
+    try:
+        stack._procs[unit.name] = proc
+        deadline = time.monotonic() + 10
+        while _state(proc.pid) != "Z":
+            assert time.monotonic() < deadline, "the child's main thread did not exit"
+            time.sleep(0.02)
+        assert proc.poll() is None  # what made a restart after SIGKILL skip the process
+        assert stack.pid_of(unit) is None
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_a_live_child_is_running(tmp_path: Path) -> None:
+    stack = localstack.Stack(localstack.StackConfig.with_free_ports(tmp_path))
+    unit = stack.units(["beat"])[0]
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        stack._procs[unit.name] = proc
+        assert stack.pid_of(unit) == proc.pid
+        proc.kill()
+        proc.wait(timeout=10)
+        assert stack.pid_of(unit) is None
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
