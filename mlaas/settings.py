@@ -71,7 +71,7 @@ class Settings:
     capture_enabled: bool = True
     capture_max_entries: int = 100_000  # per model version; requests beyond are dropped and counted
     capture_timeout: float = 0.25
-    capture_batch_seconds: float = 0.0  # > 0: hold captured requests this long and write them in one round trip
+    capture_batch_seconds: float = 0.1  # hold captured requests this long, then write them in one round trip
     capture_flush_seconds: float = 30.0
     capture_flush_batch: int = 5_000  # stream entries (requests) per Parquet file
     drift_min_rows: int = 200  # captured rows needed before a drift check of inference traffic

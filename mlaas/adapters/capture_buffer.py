@@ -19,16 +19,24 @@ log = logging.getLogger(__name__)
 BREAKER_SECONDS = 5.0
 MAX_PENDING = 10_000  # batched mode: requests held in the process at most; beyond, they are dropped and counted
 
-# Append unless the stream is full; a full stream counts the rows it refused.
+# Append a batch of entries to one stream while it has room; the refused ones count their rows.
+# ARGV: the cap, then (entry, rows) pairs. Returns how many (the first ones) were added.
 _APPEND = """
-if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
-  redis.call('INCRBY', KEYS[2], ARGV[3])
-  return 0
+local room = tonumber(ARGV[1]) - redis.call('XLEN', KEYS[1])
+local added, refused = 0, 0
+for i = 2, #ARGV, 2 do
+  if added < room then
+    redis.call('XADD', KEYS[1], '*', 'd', ARGV[i])
+    added = added + 1
+  else
+    refused = refused + tonumber(ARGV[i + 1])
+  end
 end
-redis.call('XADD', KEYS[1], '*', 'd', ARGV[2])
-redis.call('SADD', KEYS[3], KEYS[1])
-return 1
+if refused > 0 then redis.call('INCRBY', KEYS[2], refused) end
+if added > 0 then redis.call('SADD', KEYS[3], KEYS[1]) end
+return added
 """
+MAX_PER_CALL = 500  # entries per script call
 
 
 def _command(*args: str | int) -> bytes:
@@ -38,6 +46,14 @@ def _command(*args: str | int) -> bytes:
         data = arg.encode() if isinstance(arg, str) else str(arg).encode()
         parts += [b"$%d\r\n" % len(data), data, b"\r\n"]
     return b"".join(parts)
+
+
+def _loads(text: str) -> Any:
+    """An entry as stored; text that is not JSON comes back as itself, for the reader to leave out."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 class CaptureBuffer:
@@ -71,22 +87,21 @@ class CaptureBuffer:
         return unquote(encoded), int(version)
 
     # -- request path -------------------------------------------------------------------------------
-    def append(self, model: str, version: int, entry: dict[str, Any], rows: int) -> str | None:
-        """Buffer one request's rows; None when buffered, else why not. Never raises (a breaker skips 5 s).
+    def append(self, model: str, version: int, entry: str, rows: int) -> str | None:
+        """Buffer one request's rows (``entry``: JSON text); None when buffered, else why not. Never raises.
 
-        With ``capture_batch_seconds`` > 0 the request is held in the process and written with the others
-        of that interval in one round trip (a refusal by Redis is then counted, not returned).
+        With ``capture_batch_seconds`` > 0 (the default) the request is held in the process and written
+        with the others of that interval in one round trip; a refusal by Redis is then counted, not
+        returned. With 0 it is written before this returns. A Redis that fails opens a breaker for 5 s.
         """
-        now = time.monotonic()
-        if now < self._open_until:
+        if time.monotonic() < self._open_until:
             self._count_failure(rows, None)
             return "redis_unavailable"
         key = self.stream_key(model, version)
-        data = json.dumps(entry, default=str)
         if self.batch_seconds > 0:
-            return self._hold(key, data, rows, model)
+            return self._hold(key, entry, rows, model)
         try:
-            added = self._write([(key, data, rows)])[0]
+            added = self._write([(key, entry, rows)])[0]
         except redis.RedisError as exc:
             self._open_until = time.monotonic() + BREAKER_SECONDS
             self._count_failure(rows, exc)
@@ -133,37 +148,48 @@ class CaptureBuffer:
             if not ok:
                 telemetry.capture_dropped(model, "buffer_full", n)
 
-    def _write(self, items: list[tuple[str, str, int]]) -> list[int]:
-        """Run the append script once per item, all in one round trip, on a connection of its own: the
-        general-purpose client costs twice the CPU per call on the request path."""
+    def _write(self, items: list[tuple[str, str, int]]) -> list[bool]:
+        """Append entries (stream key, JSON text, rows) with one script call per stream and up to
+        MAX_PER_CALL entries, all in one round trip, on a connection of its own (the general-purpose
+        client costs twice the CPU per call); whether each entry was added, in order."""
+        calls: list[tuple[list[int], list[str | int]]] = []  # (item indexes, script arguments)
+        by_key: dict[str, list[int]] = {}
+        for i, (key, _, _) in enumerate(items):
+            by_key.setdefault(key, []).append(i)
+        for key, indexes in by_key.items():
+            for start in range(0, len(indexes), MAX_PER_CALL):
+                chunk = indexes[start:start + MAX_PER_CALL]
+                args: list[str | int] = [key, f"{key}:dropped", f"{self.prefix}:streams", self.max_entries]
+                for i in chunk:
+                    args += [items[i][1], items[i][2]]
+                calls.append((chunk, args))
+        added = [False] * len(items)
         with self._connection_lock:
             if self._connection is None:
                 self._connection = self.fast.connection_pool.make_connection()
             connection = self._connection
             try:
-                results: list[int] = []
-                commands = [self._args(*item) for item in items]
                 connection.send_packed_command([b"".join(_command("EVALSHA", self._append.sha, 3, *args)
-                                                         for args in commands)], check_health=False)
-                missing = []
-                for i in range(len(items)):
+                                                         for _, args in calls)], check_health=False)
+                counts: list[int | None] = []
+                for _ in calls:
                     try:
-                        results.append(int(connection.read_response()))
+                        counts.append(int(connection.read_response()))
                     except redis.exceptions.NoScriptError:  # a restarted Redis forgot the script
-                        results.append(0)
-                        missing.append(i)
+                        counts.append(None)
+                missing = [n for n, count in enumerate(counts) if count is None]
                 if missing:
-                    connection.send_packed_command([b"".join(_command("EVAL", _APPEND, 3, *commands[i])
-                                                             for i in missing)])
-                    for i in missing:
-                        results[i] = int(connection.read_response())
-                return results
+                    connection.send_packed_command([b"".join(_command("EVAL", _APPEND, 3, *calls[n][1])
+                                                             for n in missing)])
+                    for n in missing:
+                        counts[n] = int(connection.read_response())
             except BaseException:
                 connection.disconnect()
                 raise
-
-    def _args(self, key: str, data: str, rows: int) -> tuple[str | int, ...]:
-        return key, f"{key}:dropped", f"{self.prefix}:streams", self.max_entries, data, rows
+        for (chunk, _), count in zip(calls, counts, strict=True):
+            for i in chunk[:count]:
+                added[i] = True
+        return added
 
     def _count_failure(self, rows: int, exc: Exception | None) -> None:
         with self._lock:
@@ -179,11 +205,11 @@ class CaptureBuffer:
 
     def head(self, key: str, count: int) -> list[tuple[str, dict[str, Any]]]:
         with redis_errors():
-            return [(i, json.loads(f["d"])) for i, f in self.redis.xrange(key, "-", "+", count=count)]
+            return [(i, _loads(f["d"])) for i, f in self.redis.xrange(key, "-", "+", count=count)]
 
     def read(self, key: str, first: str, last: str) -> list[tuple[str, dict[str, Any]]]:
         with redis_errors():
-            return [(i, json.loads(f["d"])) for i, f in self.redis.xrange(key, first, last)]
+            return [(i, _loads(f["d"])) for i, f in self.redis.xrange(key, first, last)]
 
     def plan(self, key: str) -> tuple[str, str] | None:
         with redis_errors():

@@ -9,7 +9,9 @@ duplicates rows.
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import sys
 import time
 from typing import Any
 from urllib.parse import quote
@@ -20,36 +22,32 @@ import pandas as pd
 from mlaas.adapters import telemetry
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.datasets import write_frame
-from mlaas.services.inference import Prediction, feature_columns
+from mlaas.services.inference import Prediction, feature_names, parse_rows
 from mlaas.uris import S3Uri
 
 log = logging.getLogger(__name__)
 FLUSH_LOCK_SECONDS = 300
-# Requests with more rows store numbers packed (float64/int64 bytes, base64) rather than as JSON text:
-# printing floats was most of the cost of capturing a 100-row request.
-PACK_FROM_ROWS = 16
 
 
-def record(buffer: CaptureBuffer, model: str, version: int, result: Prediction, request_id: str) -> bool:
-    """Buffer one answered request (ids, inputs, outputs, version, time); never raises, counts drops."""
-    columns, values = feature_columns(result.features)
-    entry: dict[str, Any] = {
-        "ts": time.time(),
-        "rid": request_id,
-        "ids": [str(i) for i in result.ids],
-        "columns": columns,
-        "pred": result.labels,
-    }
-    if result.ids == list(range(len(result.ids))):  # ids by position, as MLflow's payloads have them
-        entry["ids"] = {"n": len(result.ids)}
-    if len(result.ids) < PACK_FROM_ROWS:
-        entry["data"] = [list(row) for row in zip(*values, strict=True)]
-        if result.probabilities is not None:
-            entry["proba"] = result.probabilities
-    else:
-        entry["cols"] = [_pack(column) for column in values]
-        if result.probabilities is not None and result.proba is not None:
-            entry["proba"] = {"classes": list(result.probabilities[0]), "f8": _b64(result.proba, np.float64)}
+def record(buffer: CaptureBuffer, model: str, version: int, result: Prediction, request_id: str,
+           body: bytes) -> bool:
+    """Buffer one answered request; never raises, counts drops.
+
+    The entry keeps the request's own JSON text (``body``) untouched, beside the names of the columns the
+    model used and the outputs: nothing per row is encoded on the request path. The flush reads the rows
+    back from it with the parser that answered the request, so ids and values are the ones scored.
+    """
+    head: dict[str, Any] = {"ts": time.time(), "rid": request_id, "columns": feature_names(result.features),
+                            "pred": result.labels}
+    if result.proba is not None and result.probabilities is not None:
+        head["proba"] = {"classes": list(result.probabilities[0]), "f8": _b64(result.proba, np.float64)}
+    elif result.probabilities is not None:
+        head["proba"] = result.probabilities
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:  # JSON in UTF-16/32: rare enough to re-encode
+        text = json.dumps(json.loads(body))
+    entry = json.dumps(head, default=str)[:-1] + ', "body": ' + text + "}"
     refused = buffer.append(model, version, entry, len(result.ids))
     if refused:
         telemetry.capture_dropped(model, refused, len(result.ids))
@@ -58,19 +56,6 @@ def record(buffer: CaptureBuffer, model: str, version: int, result: Prediction, 
 
 def _b64(values: Any, dtype: Any) -> str:
     return base64.b64encode(np.ascontiguousarray(values, dtype=dtype).tobytes()).decode("ascii")
-
-
-_NONE = type(None)
-
-
-def _pack(values: list[Any]) -> dict[str, Any]:
-    """One captured column: int64 or float64 bytes (NaN for None) when it holds only numbers, else a list."""
-    types = set(map(type, values))
-    if types == {int} and min(values) >= -(2**63) and max(values) < 2**63:
-        return {"i8": _b64(values, np.int64)}
-    if types <= {int, float, _NONE} and types & {float, _NONE} and types != {_NONE}:
-        return {"f8": _b64([np.nan if v is None else v for v in values], np.float64)}
-    return {"v": values}
 
 
 def _unpack(column: dict[str, Any]) -> Any:
@@ -112,12 +97,20 @@ def entries_frame(entries: list[tuple[str, dict[str, Any]]]) -> pd.DataFrame:
 
 def _entry_frame(entry_id: str, entry: dict[str, Any]) -> pd.DataFrame:
     """One entry's rows (raises KeyError/TypeError/ValueError when it is not a captured request)."""
-    if "cols" in entry:  # packed
-        frame = pd.DataFrame({c: _unpack(v) for c, v in zip(entry["columns"], entry["cols"], strict=True)})
-    else:
-        frame = pd.DataFrame(entry["data"], columns=entry["columns"])
-    ids = entry["ids"]
-    frame.insert(0, "_id", [str(i) for i in range(ids["n"])] if isinstance(ids, dict) else ids)
+    if not isinstance(entry, dict):
+        raise TypeError(f"a captured entry is a JSON object, not {type(entry).__name__}")
+    if "body" in entry:  # the request as sent: its rows, read by the parser that answered it
+        rows = parse_rows(entry["body"], max_rows=sys.maxsize)
+        frame = rows.frame[entry["columns"]].reset_index(drop=True)  # a missing column: KeyError, unreadable
+        ids: Any = [str(i) for i in rows.ids]
+    else:  # entries buffered by earlier releases: values as JSON rows, or packed columns
+        if "cols" in entry:
+            frame = pd.DataFrame({c: _unpack(v) for c, v in zip(entry["columns"], entry["cols"], strict=True)})
+        else:
+            frame = pd.DataFrame(entry["data"], columns=entry["columns"])
+        ids = entry["ids"]
+        ids = [str(i) for i in range(ids["n"])] if isinstance(ids, dict) else ids
+    frame.insert(0, "_id", ids)
     frame.insert(0, "_request_id", entry.get("rid") or "")
     frame.insert(0, "_ts", pd.to_datetime(entry["ts"], unit="s", utc=True))
     frame.insert(0, "_entry", entry_id)

@@ -315,6 +315,11 @@ def _sklearn_predict(model: ServedModel, features: pd.DataFrame, rows: Rows) -> 
     return labels, proba
 
 
+def feature_names(features: pd.DataFrame | Columns) -> list[str]:
+    """The names of the columns the model was given."""
+    return features.names if isinstance(features, Columns) else [str(c) for c in features.columns]
+
+
 def feature_columns(features: pd.DataFrame | Columns) -> tuple[list[str], list[list[Any]]]:
     """Column names and one list of values per column (None for missing), for capture."""
     if isinstance(features, Columns):

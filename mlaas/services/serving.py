@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any
@@ -31,8 +32,8 @@ class Server:
         return self._buffer
 
     def predict(self, model: str | None, version: int | str | None, body: dict[str, Any], *,
-                request_id: str = "") -> dict[str, Any]:
-        """Answer one inference request."""
+                request_id: str = "", raw: bytes | None = None) -> dict[str, Any]:
+        """Answer one inference request (``raw``: the request's JSON text, kept as is by the capture)."""
         if not model:
             raise InvalidInput("model: missing (in the body or as ?model=)")
         rows = inference.parse_rows(body, max_rows=self.ctx.settings.max_inference_rows)
@@ -42,7 +43,8 @@ class Server:
         result = inference.predict(served, features, rows, ignored)
         telemetry.predicted(served.name, served.version, len(rows.ids))
         if self.ctx.settings.capture_enabled:
-            capture.record(self.buffer, served.name, served.version, result, request_id)
+            capture.record(self.buffer, served.name, served.version, result, request_id,
+                           raw if raw is not None else json.dumps(body, default=str).encode())
         return inference.response_body(served, rows, result)
 
     def warm(self) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import pytest
 
-from mlaas.adapters.capture_buffer import CaptureBuffer
+from mlaas.adapters.capture_buffer import MAX_PER_CALL, CaptureBuffer
 
 pytestmark = pytest.mark.integration
 
@@ -24,35 +25,54 @@ def wait_for_length(buffer: CaptureBuffer, key: str, length: int, timeout: float
         time.sleep(0.02)
 
 
+def entry(i: int) -> str:
+    return json.dumps({"i": i})
+
+
 @pytest.mark.parametrize("batch_seconds", [0.0, 0.05])
 def test_every_request_is_written_once_in_order(settings, unique, batch_seconds):
     buffer = isolated(settings, unique, capture_batch_seconds=batch_seconds)
     key = buffer.stream_key(unique, 1)
-    assert [buffer.append(unique, 1, {"i": i}, 2) for i in range(40)] == [None] * 40
+    assert [buffer.append(unique, 1, entry(i), 2) for i in range(40)] == [None] * 40
     wait_for_length(buffer, key, 40)
     time.sleep(3 * batch_seconds)
-    assert [entry["i"] for _, entry in buffer.head(key, 100)] == list(range(40))
+    assert [e["i"] for _, e in buffer.head(key, 100)] == list(range(40))
     assert key in buffer.streams()
+
+
+def test_a_batch_spanning_streams_and_script_calls_keeps_each_stream_in_order(settings, unique):
+    buffer = isolated(settings, unique, capture_batch_seconds=60)  # written below, not by the thread
+    n = MAX_PER_CALL * 2 + 7
+    for i in range(n):
+        assert buffer.append(unique, 1 + i % 2, entry(i), 1) is None
+    buffer.write_pending()
+    for version in (1, 2):
+        key = buffer.stream_key(unique, version)
+        assert [e["i"] for _, e in buffer.head(key, n)] == list(range(version - 1, n, 2))
+        assert buffer.dropped(key) == 0
 
 
 @pytest.mark.parametrize("batch_seconds", [0.0, 0.05])
 def test_a_full_stream_refuses_and_counts_the_rows(settings, unique, batch_seconds):
     buffer = isolated(settings, unique, capture_max_entries=3, capture_batch_seconds=batch_seconds)
     key = buffer.stream_key(unique, 1)
-    answers = [buffer.append(unique, 1, {"i": i}, 5) for i in range(5)]
+    answers = [buffer.append(unique, 1, entry(i), 5) for i in range(5)]
     if batch_seconds:
         assert answers == [None] * 5  # held in the process: Redis refuses later, and the refusal is counted there
         buffer.write_pending()
     else:
         assert answers == [None, None, None, "buffer_full", "buffer_full"]
     assert buffer.redis.xlen(key) == 3 and buffer.dropped(key) == 10
+    assert [e["i"] for _, e in buffer.head(key, 10)] == [0, 1, 2]
 
 
-def test_writes_go_on_after_redis_forgets_the_script(settings, unique):
-    buffer = isolated(settings, unique)
+@pytest.mark.parametrize("batch_seconds", [0.0, 60])
+def test_writes_go_on_after_redis_forgets_the_script(settings, unique, batch_seconds):
+    buffer = isolated(settings, unique, capture_batch_seconds=batch_seconds)
     key = buffer.stream_key(unique, 1)
-    assert buffer.append(unique, 1, {"i": 0}, 1) is None
-    buffer.redis.script_flush()
-    assert buffer.append(unique, 1, {"i": 1}, 1) is None
-    assert buffer.append(unique, 1, {"i": 2}, 1) is None
-    assert [entry["i"] for _, entry in buffer.head(key, 10)] == [0, 1, 2] and buffer.failures == 0
+    for i in range(3):
+        assert buffer.append(unique, 1, entry(i), 1) is None
+        buffer.write_pending()
+        if i == 0:
+            buffer.redis.script_flush()
+    assert [e["i"] for _, e in buffer.head(key, 10)] == [0, 1, 2] and buffer.failures == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pandas as pd
@@ -11,8 +10,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mlaas.adapters.capture_buffer import CaptureBuffer
-from mlaas.services import capture_jobs
 from mlaas.uris import S3Uri
+from tests.integration.captured import drain
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 
 pytestmark = pytest.mark.integration
@@ -84,10 +83,7 @@ def test_baseline_against_captured_traffic(api, ctx, settings, titanic, unique):
     assert api.post("/inference", json={"model": unique, "version": version, "data": payload}).status_code == 200
     buffer = CaptureBuffer(settings)
     key = buffer.stream_key(unique, version)
-    deadline = time.monotonic() + 30
-    while buffer.redis.xlen(key) or buffer.plan(key):
-        capture_jobs.flush_all(ctx, buffer)
-        assert time.monotonic() < deadline
+    drain(ctx, buffer, key, 120)
     job = drift_job(api, reference={"model": unique, "version": version},
                     current={"model": unique, "version": version, "since": "2000-01-01T00:00:00Z"})
     assert job["state"] == "succeeded", job

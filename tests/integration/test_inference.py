@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import time
 
@@ -16,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.services import capture, capture_jobs, monitors
+from tests.integration.captured import count_captured, drain
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 
 pytestmark = pytest.mark.integration
@@ -144,22 +144,6 @@ def test_a_model_that_cannot_load_says_why_every_time(api, settings, unique):
         assert "cloudpickle" in response.json()["message"]
 
 
-def count_captured(ctx, model, version) -> int:
-    base = capture.folder(ctx.settings.drift_bucket, model, version)
-    total = 0
-    for obj in ctx.storage.list(base.bucket, base.key + "/"):
-        total += len(pd.read_parquet(io.BytesIO(ctx.storage.get_bytes(obj.uri))))
-    return total
-
-
-def drain(ctx, buffer, key):
-    deadline = time.monotonic() + 60
-    while buffer.redis.xlen(key) or buffer.plan(key):
-        capture_jobs.flush_all(ctx, buffer)
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-
-
 def test_capture_writes_every_answered_row_once(api, ctx, settings, unique):
     register(settings, unique, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
     answered = 0
@@ -169,7 +153,7 @@ def test_capture_writes_every_answered_row_once(api, ctx, settings, unique):
         answered += len(response.json()["predictions"])
     buffer = CaptureBuffer(settings)
     key = buffer.stream_key(unique, 1)
-    drain(ctx, buffer, key)
+    drain(ctx, buffer, key, 150)
     assert count_captured(ctx, unique, 1) == answered == 150
     capture_jobs.flush_all(ctx, buffer)
     assert count_captured(ctx, unique, 1) == 150
@@ -177,6 +161,10 @@ def test_capture_writes_every_answered_row_once(api, ctx, settings, unique):
     # a flush that dies after writing, before trimming the buffer, is redone into the same files
     for start in range(0, 20, 5):
         api.post("/inference", json={"model": unique, "data": records(TEST.iloc[start:start + 5])})
+    deadline = time.monotonic() + 30  # the API writes its captured requests to Redis a moment later
+    while buffer.redis.xlen(key) < 4 and count_captured(ctx, unique, 1) < 170:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     files_before = {o.uri.key for o in ctx.storage.list(settings.drift_bucket, "capture/" + unique + "/")}
 
     class Crash(Exception):
@@ -190,7 +178,7 @@ def test_capture_writes_every_answered_row_once(api, ctx, settings, unique):
     lock.release()
     with contextlib.suppress(Crash):
         capture.flush_stream(ctx, crashing, key)
-    drain(ctx, buffer, key)
+    drain(ctx, buffer, key, 170)
     assert count_captured(ctx, unique, 1) == 170
     files_after = {o.uri.key for o in ctx.storage.list(settings.drift_bucket, "capture/" + unique + "/")}
     assert len(files_after - files_before) >= 1
@@ -214,7 +202,7 @@ def test_drift_of_inference_traffic_is_checked_off_the_request_path(api, ctx, se
     for start in range(0, 400, 50):
         assert api.post("/inference", json={"model": unique, "version": version,
                                             "data": records(TEST.iloc[start:start + 50])}).status_code == 200
-    drain(ctx, buffer, key)
+    drain(ctx, buffer, key, 400)
     calm = monitors.run_check(ctx, ctx.monitors, buffer, f"m-{unique}", None)
     assert calm["checked"] and calm["dataset_drift"] is False, calm
     assert calm["window"]["rows"] == 400

@@ -1,7 +1,8 @@
-"""Captured requests read back the same whether their numbers were stored as JSON text or packed."""
+"""Captured requests read back as the rows that were scored, whatever payload style carried them."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -9,61 +10,103 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlaas.adapters.capture_buffer import _command
+from mlaas.adapters.capture_buffer import _command, _loads
 from mlaas.services import capture, inference
 
 
 class FakeBuffer:
-    def __init__(self) -> None:
-        self.entries: list[dict[str, Any]] = []
+    """Keeps what would be sent to Redis, and hands it back as the flush reads it."""
 
-    def append(self, model: str, version: int, entry: dict[str, Any], rows: int) -> None:
-        self.entries.append(json.loads(json.dumps(entry, default=str)))  # what Redis hands back
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def append(self, model: str, version: int, entry: str, rows: int) -> None:
+        self.texts.append(entry)
         return None
 
-
-def prediction(n: int, *, columnar: bool, positional: bool = False) -> inference.Prediction:
-    rng = np.random.default_rng(n)
-    values = [
-        [None if i % 7 == 0 else float(rng.normal()) for i in range(n)],  # floats with missing values
-        [int(v) for v in rng.integers(-5, 5, n)],  # integers
-        [None if i % 5 == 0 else str(rng.choice(["a", "b"])) for i in range(n)],  # text with missing values
-        [float(i) for i in range(n)],  # integral floats
-        [None] * n,  # nothing at all
-    ]
-    names = ["f", "i", "t", "whole", "empty"]
-    if columnar:
-        features: Any = inference.Columns(names, {}, values)
-    else:
-        features = pd.DataFrame(dict(zip(names, values, strict=True)))
-        features["empty"] = features["empty"].astype(object)
-    proba = rng.dirichlet([1, 1, 1], n)
-    probabilities = [dict(zip(["b", "a", "c"], row, strict=True)) for row in proba.tolist()]
-    ids: list[Any] = list(range(n)) if positional else [f"id-{i}" for i in range(n)]
-    return inference.Prediction(ids, [int(v) for v in rng.integers(0, 3, n)], probabilities, [], features, proba)
+    def entries(self) -> list[tuple[str, Any]]:
+        return [(f"{i + 1}-0", _loads(text)) for i, text in enumerate(self.texts)]
 
 
-@pytest.mark.parametrize("positional", [True, False])
-@pytest.mark.parametrize("columnar", [True, False])
-@pytest.mark.parametrize("n", [1, 40])
-def test_packed_and_plain_entries_read_back_the_same(monkeypatch, n, columnar, positional):
-    result = prediction(n, columnar=columnar, positional=positional)
-    plain, packed = FakeBuffer(), FakeBuffer()
-    monkeypatch.setattr(capture, "PACK_FROM_ROWS", 10**9)
-    capture.record(plain, "m", 1, result, "r1")  # type: ignore[arg-type]
-    monkeypatch.setattr(capture, "PACK_FROM_ROWS", 1)
-    capture.record(packed, "m", 1, result, "r1")  # type: ignore[arg-type]
-    assert "data" in plain.entries[0] and "cols" in packed.entries[0]
-    for entry in (plain.entries[0], packed.entries[0]):
-        entry["ts"] = 0.0
-    expected = capture.entries_frame([("1-0", plain.entries[0])])
-    got = capture.entries_frame([("1-0", packed.entries[0])])
-    pd.testing.assert_frame_equal(got, expected)
-    assert list(got.columns[-3:]) == ["_proba_a", "_proba_b", "_proba_c"]
-    np.testing.assert_array_equal(got["_proba_b"], result.proba[:, 0])
-    mixed = capture.entries_frame([("1-0", plain.entries[0]), ("2-0", packed.entries[0])])
-    assert len(mixed) == 2 * n and mixed["i"].dtype == np.int64
-    assert got["_id"].tolist() == [str(i) for i in result.ids]
+RECORDS = [
+    {"id": "a", "x": 1.5, "n": 3, "t": "u", "extra": "ignored"},
+    {"id": "b", "x": None, "n": -2, "t": None, "extra": "ignored"},
+    {"id": "c", "x": 0.25, "n": 7, "t": "v", "extra": "ignored"},
+]
+USED = ["x", "n", "t"]
+
+
+def payloads() -> dict[str, tuple[dict[str, Any], list[str]]]:
+    """Bodies in every accepted style, with the ids they are answered with."""
+    no_ids = [{k: v for k, v in r.items() if k != "id"} for r in RECORDS]
+    columns = list(no_ids[0])
+    return {
+        "data with ids": ({"model": "m", "data": RECORDS}, ["a", "b", "c"]),
+        "data by position": ({"model": "m", "data": no_ids}, ["0", "1", "2"]),
+        "dataframe_records": ({"dataframe_records": no_ids}, ["0", "1", "2"]),
+        "dataframe_split with an index": ({"dataframe_split": {
+            "columns": columns, "index": [10, 11, 12], "data": [[r[c] for c in columns] for r in no_ids]}},
+            ["10", "11", "12"]),
+        "inputs as columns": ({"inputs": {c: [r[c] for r in no_ids] for c in columns}}, ["0", "1", "2"]),
+    }
+
+
+def answer(body: dict[str, Any]) -> inference.Prediction:
+    """What the inference service hands the capture for a body: rows parsed by its own parser."""
+    rows = inference.parse_rows(body, max_rows=100)
+    features = rows.frame[USED]
+    proba = np.array([[0.75, 0.25], [0.5, 0.5], [0.125, 0.875]])
+    probabilities = [{"no": float(p[0]), "yes": float(p[1])} for p in proba]
+    return inference.Prediction(rows.ids, ["no", "no", "yes"], probabilities, ["extra"], features, proba)
+
+
+@pytest.mark.parametrize("style", list(payloads()))
+def test_an_entry_reads_back_the_scored_rows_with_their_ids_and_outputs(style):
+    body, ids = payloads()[style]
+    buffer = FakeBuffer()
+    capture.record(buffer, "m", 1, answer(body), "req-1", json.dumps(body).encode())  # type: ignore[arg-type]
+    frame = capture.entries_frame(buffer.entries())
+    assert frame["_id"].tolist() == ids
+    assert frame["_request_id"].tolist() == ["req-1"] * 3 and frame["_entry"].tolist() == ["1-0"] * 3
+    assert frame["x"].tolist()[0] == 1.5 and np.isnan(frame["x"].tolist()[1]) and frame["x"].tolist()[2] == 0.25
+    assert frame["n"].tolist() == [3, -2, 7]
+    assert [None if pd.isna(v) else v for v in frame["t"]] == ["u", None, "v"]
+    assert "extra" not in frame and "id" not in frame
+    assert frame["_prediction"].tolist() == ["no", "no", "yes"]
+    assert frame["_proba_yes"].tolist() == [0.25, 0.5, 0.875]
+
+
+def test_the_request_text_is_kept_as_sent_and_read_back_through_json():
+    body = {"data": [{"x": 1e-320, "n": 2**62, "t": "é \u2028 \"q\""}]}
+    text = json.dumps(body, ensure_ascii=False)
+    buffer = FakeBuffer()
+    result = inference.Prediction([0], [1], None, [], pd.DataFrame(body["data"])[USED], None)
+    capture.record(buffer, "m", 1, result, "", ("\ufeff" + text).encode())  # type: ignore[arg-type]
+    assert buffer.texts[0].endswith(', "body": ' + text + "}")  # the body is embedded, not re-encoded
+    frame = capture.entries_frame(buffer.entries())
+    assert frame[USED].to_dict(orient="records") == body["data"] and frame["_prediction"].tolist() == ["1"]
+
+
+def test_a_body_in_utf16_is_captured_too():
+    body = {"data": [{"x": 2.0, "n": 1, "t": "w"}]}
+    buffer = FakeBuffer()
+    result = inference.Prediction([0], [0], None, [], pd.DataFrame(body["data"])[USED], None)
+    capture.record(buffer, "m", 1, result, "", json.dumps(body).encode("utf-16"))  # type: ignore[arg-type]
+    assert capture.entries_frame(buffer.entries())["t"].tolist() == ["w"]
+
+
+def test_entries_buffered_by_earlier_releases_still_read_back():
+    f8 = base64.b64encode(np.array([1.5, np.nan]).tobytes()).decode()
+    i8 = base64.b64encode(np.array([3, -2], dtype=np.int64).tobytes()).decode()
+    proba = base64.b64encode(np.array([[0.75, 0.25], [0.5, 0.5]]).tobytes()).decode()
+    plain = {"ts": 1.0, "rid": "r", "ids": ["a", "b"], "columns": ["x", "n"], "data": [[1.5, 3], [None, -2]],
+             "pred": [0, 1], "proba": [{"0": 0.75, "1": 0.25}, {"0": 0.5, "1": 0.5}]}
+    packed = {"ts": 1.0, "rid": "r", "ids": {"n": 2}, "columns": ["x", "n"], "cols": [{"f8": f8}, {"i8": i8}],
+              "pred": [0, 1], "proba": {"classes": [0, 1], "f8": proba}}
+    frame = capture.entries_frame([("1-0", plain), ("2-0", packed)])
+    assert frame["_id"].tolist() == ["a", "b", "0", "1"] and frame["n"].tolist() == [3, -2, 3, -2]
+    assert frame["x"].isna().tolist() == [False, True, False, True]
+    assert frame["_proba_1"].tolist() == [0.25, 0.5, 0.25, 0.5]
 
 
 def test_commands_are_written_in_the_redis_protocol():
@@ -71,9 +114,9 @@ def test_commands_are_written_in_the_redis_protocol():
 
 
 def test_an_unreadable_entry_is_left_out_not_fatal():
-    from mlaas.services.capture import entries_frame
-
-    good = ("1-0", {"ts": 1.0, "rid": "r", "ids": ["a"], "columns": ["x"], "data": [[1.5]], "pred": [1]})
-    frame = entries_frame([("0-0", {"i": 0}), good, ("2-0", {"columns": ["x"]})])
+    good = ("1-0", {"ts": 1.0, "rid": "r", "columns": ["x"], "pred": [1], "body": {"data": [{"x": 1.5}]}})
+    missing_column = ("3-0", {"ts": 1.0, "rid": "r", "columns": ["y"], "pred": [1], "body": {"data": [{"x": 1.5}]}})
+    frame = capture.entries_frame([("0-0", {"i": 0}), good, ("2-0", {"columns": ["x"]}), missing_column,
+                                   ("4-0", _loads("{not json"))])
     assert frame["_entry"].tolist() == ["1-0"] and frame["x"].tolist() == [1.5]
-    assert entries_frame([("0-0", {"i": 0})]).empty
+    assert capture.entries_frame([("0-0", {"i": 0})]).empty
