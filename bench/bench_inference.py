@@ -160,7 +160,7 @@ def summarise(runs: list[dict[str, Any]], floors: dict[int, dict[str, float]]) -
                 "p99_ratio_per_round": [a["p99_ms"] / b["p99_ms"] for a, b in pairs],
             }
         for variant, label in (("mlaas", "capture_cpu_share_per_round"),
-                               ("mlaas-batched", "batched_capture_cpu_share_per_round")):
+                               ("mlaas-sync", "sync_capture_cpu_share_per_round")):
             pairs = [(v[variant], v["mlaas-nocapture"]) for v in by_round.values()
                      if variant in v and "mlaas-nocapture" in v]
             if pairs:
@@ -173,11 +173,11 @@ def summarise(runs: list[dict[str, Any]], floors: dict[int, dict[str, float]]) -
 
 
 VARIANTS = {
-    "mlaas": "mlaas /inference (capture on, fast path on)",
+    "mlaas": "mlaas /inference (capture on, written every 0.1 s; fast path on)",
     "mlflow": "mlflow models serve, as shipped (keep-alive)",
     "mlflow-close": "mlflow models serve, Connection: close",
     "mlaas-nocapture": "mlaas, MLAAS_CAPTURE_ENABLED=false",
-    "mlaas-batched": "mlaas, capture written in batches (MLAAS_CAPTURE_BATCH_SECONDS=0.05)",
+    "mlaas-sync": "mlaas, capture written on each request (MLAAS_CAPTURE_BATCH_SECONDS=0)",
     "mlaas-sklearn": "mlaas, MLAAS_FAST_PATH=false (plain scikit-learn)",
 }
 
@@ -228,8 +228,7 @@ def report(summary: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
         checks[f"{rows} row(s): req/s >= 1.5x mlflow with Connection: close"] = min(close["rps_ratio_per_round"]) >= 1.5
         checks[f"{rows} row(s): p99 <= 0.4x mlflow as shipped"] = max(shipped["p99_ratio_per_round"]) <= 0.4
         checks[f"{rows} row(s): p99 <= 0.6x mlflow with Connection: close"] = max(close["p99_ratio_per_round"]) <= 0.6
-        for label, what in (("capture_cpu_share_per_round", "capture written per request (default)"),
-                            ("batched_capture_cpu_share_per_round", "capture written in batches")):
+        for label, what in (("capture_cpu_share_per_round", "capture (default: batched every 0.1 s)"),):
             shares = entry.get(label, [])
             if shares:
                 checks[f"{rows} row(s): {what} <= 5% of server CPU per request (median)"] = \
@@ -241,8 +240,8 @@ def report(summary: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
     capture_rows = [[key.replace("x", " rows, conc. "), how, " ".join(f"{x * 100:+.1f}%" for x in shares),
                      f"{common.median(shares) * 100:+.1f}%", f"{min(shares) * 100:+.1f}% .. {max(shares) * 100:+.1f}%"]
                     for key, e in summary.items()
-                    for label, how in (("capture_cpu_share_per_round", "per request (default)"),
-                                       ("batched_capture_cpu_share_per_round", "batched, 0.05 s"))
+                    for label, how in (("capture_cpu_share_per_round", "batched every 0.1 s (default)"),
+                                       ("sync_capture_cpu_share_per_round", "on each request"))
                     if (shares := e.get(label))]
     tables.append(common.print_table("Inference capture: share of server CPU per request (on - off) / on",
                                      ["where", "capture written", "per round", "median", "spread"], capture_rows))
@@ -301,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         query = f"/inference?model={name}&version={version}"
         for variant, env in (("mlaas", {"MLAAS_CAPTURE_ENABLED": "true"}),
                              ("mlaas-nocapture", {"MLAAS_CAPTURE_ENABLED": "false"}),
-                             ("mlaas-batched", {"MLAAS_CAPTURE_BATCH_SECONDS": "0.05"}),
+                             ("mlaas-sync", {"MLAAS_CAPTURE_BATCH_SECONDS": "0"}),
                              ("mlaas-sklearn", {"MLAAS_FAST_PATH": "false"})):
             process, url = common.start_api(stack, variant, env, workers=args.workers)
             processes.append(process)
@@ -331,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 for conc in levels:
                     names = ["mlaas", "mlflow", "mlflow-close"]
                     if (rows, conc) in EXTRA_AT:
-                        names += ["mlaas-batched", "mlaas-nocapture", "mlaas-sklearn"]
+                        names += ["mlaas-sync", "mlaas-nocapture", "mlaas-sklearn"]
                     if round_no % 2:
                         names.reverse()
                     for variant in names:

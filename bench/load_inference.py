@@ -43,26 +43,6 @@ WARMUP_SECONDS = 10.0
 ROWS_PER_REQUEST = 5
 
 
-def api_workers(master: int) -> list[int]:
-    """The gunicorn workers: children of the master."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
-                    out.append(int(entry.name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return sorted(out)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 class Sampler(threading.Thread):
     """RSS of each API worker once a second."""
 
@@ -75,7 +55,7 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         started = time.monotonic()
         while not self.stop.is_set():
-            self.samples.append((time.monotonic() - started, {p: rss_mb(p) for p in self.pids}))
+            self.samples.append((time.monotonic() - started, {p: localstack.rss_mb(p) for p in self.pids}))
             self.stop.wait(1.0)
 
     def at(self, second: float) -> dict[int, float]:
@@ -131,7 +111,7 @@ def run(duration: int, concurrency: int, threads: int) -> dict[str, Any]:
         train.raise_for_status()
         job_id = train.json()["job_id"]
 
-        workers = api_workers(stack.pids()["api"])
+        workers = localstack.children(stack.pids()["api"])
         sampler = Sampler(workers)
         body_file = state / "body.json"
         body_file.write_bytes(body)

@@ -307,17 +307,33 @@ def terminate(pid: int, timeout: float) -> None:
             _signal(pid, signal.SIGKILL, group=True)
 
 
+def _stat_fields(entry: Path) -> list[str]:
+    """The fields of a /proc/<pid>/stat after the command name (state first), empty when unreadable."""
+    try:
+        return (entry / "stat").read_text().rsplit(")", 1)[-1].split() if entry.name.isdigit() else []
+    except OSError:
+        return []
+
+
+def children(pid: int) -> list[int]:
+    """Pids of a process's live (not zombie) children, sorted."""
+    return sorted(int(e.name) for e in Path("/proc").iterdir()
+                  if (f := _stat_fields(e)) and int(f[1]) == pid and f[0] not in ("Z", "X"))
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (0 when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0.0)
+
+
 def _group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes of a process group."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split() if entry.name.isdigit() else []
-        except OSError:
-            continue
-        if fields and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
+    return [int(e.name) for e in Path("/proc").iterdir()
+            if (f := _stat_fields(e)) and int(f[2]) == pgid and f[0] not in ("Z", "X")]
 
 
 def tail(path: Path, lines: int = TAIL_LINES) -> str:

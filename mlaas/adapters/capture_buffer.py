@@ -39,12 +39,18 @@ return added
 MAX_PER_CALL = 500  # entries per script call
 
 
-def _command(*args: str | int) -> bytes:
-    """One Redis command in the wire protocol (RESP), without the client's general-purpose packing."""
-    parts = [f"*{len(args)}\r\n".encode()]
+def _command_parts(parts: list[bytes], *args: bytes | str | int) -> None:
+    """Append one Redis command in the wire protocol (RESP) to ``parts``, bytes arguments uncopied."""
+    parts.append(b"*%d\r\n" % len(args))
     for arg in args:
-        data = arg.encode() if isinstance(arg, str) else str(arg).encode()
+        data = arg if isinstance(arg, bytes) else arg.encode() if isinstance(arg, str) else str(arg).encode()
         parts += [b"$%d\r\n" % len(data), data, b"\r\n"]
+
+
+def _command(*args: bytes | str | int) -> bytes:
+    """One Redis command in the wire protocol, without the client's general-purpose packing."""
+    parts: list[bytes] = []
+    _command_parts(parts, *args)
     return b"".join(parts)
 
 
@@ -72,7 +78,7 @@ class CaptureBuffer:
         self._connection: redis.connection.ConnectionInterface | None = None
         self._connection_lock = threading.Lock()
         self.batch_seconds = settings.capture_batch_seconds
-        self._pending: list[tuple[str, str, int, str]] = []  # (stream key, entry, rows, model)
+        self._pending: list[tuple[str, bytes | str, int, str]] = []  # (stream key, entry, rows, model)
         self._pending_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
         self.failures = 0
@@ -87,7 +93,7 @@ class CaptureBuffer:
         return unquote(encoded), int(version)
 
     # -- request path -------------------------------------------------------------------------------
-    def append(self, model: str, version: int, entry: str, rows: int) -> str | None:
+    def append(self, model: str, version: int, entry: bytes | str, rows: int) -> str | None:
         """Buffer one request's rows (``entry``: JSON text); None when buffered, else why not. Never raises.
 
         With ``capture_batch_seconds`` > 0 (the default) the request is held in the process and written
@@ -108,7 +114,7 @@ class CaptureBuffer:
             return "redis_unavailable"
         return None if added else "buffer_full"
 
-    def _hold(self, key: str, data: str, rows: int, model: str) -> str | None:
+    def _hold(self, key: str, data: bytes | str, rows: int, model: str) -> str | None:
         with self._pending_lock:
             if len(self._pending) >= MAX_PENDING:
                 with self._lock:
@@ -124,7 +130,10 @@ class CaptureBuffer:
     def _flush_forever(self) -> None:
         while True:
             time.sleep(self.batch_seconds)
-            self.write_pending()
+            try:
+                self.write_pending()
+            except Exception:  # never let the writer thread die: later captures still need it
+                log.exception("writing captured requests failed")
 
     def write_pending(self) -> None:
         """Write the requests held in batched mode (never raises; refusals and failures are counted)."""
@@ -132,34 +141,37 @@ class CaptureBuffer:
             batch, self._pending = self._pending, []
         if not batch:
             return
-        rows = sum(item[2] for item in batch)
-        if time.monotonic() < self._open_until:
-            self._count_failure(rows, None)
-            return
-        try:
-            added = self._write([item[:3] for item in batch])
-        except redis.RedisError as exc:
-            self._open_until = time.monotonic() + BREAKER_SECONDS
-            self._count_failure(rows, exc)
-            return
         from mlaas.adapters import telemetry
 
+        added: list[bool] | None = None
+        error: Exception | None = None
+        if time.monotonic() >= self._open_until:  # else the breaker is open: drop without trying
+            try:
+                added = self._write([item[:3] for item in batch])
+            except redis.RedisError as exc:
+                self._open_until = time.monotonic() + BREAKER_SECONDS
+                error = exc
+        if added is None:
+            self._count_failure(sum(item[2] for item in batch), error)
+            for _, _, n, model in batch:
+                telemetry.capture_dropped(model, "redis_unavailable", n)
+            return
         for (_, _, n, model), ok in zip(batch, added, strict=True):
             if not ok:
                 telemetry.capture_dropped(model, "buffer_full", n)
 
-    def _write(self, items: list[tuple[str, str, int]]) -> list[bool]:
+    def _write(self, items: list[tuple[str, bytes | str, int]]) -> list[bool]:
         """Append entries (stream key, JSON text, rows) with one script call per stream and up to
         MAX_PER_CALL entries, all in one round trip, on a connection of its own (the general-purpose
         client costs twice the CPU per call); whether each entry was added, in order."""
-        calls: list[tuple[list[int], list[str | int]]] = []  # (item indexes, script arguments)
+        calls: list[tuple[list[int], list[bytes | str | int]]] = []  # (item indexes, script arguments)
         by_key: dict[str, list[int]] = {}
         for i, (key, _, _) in enumerate(items):
             by_key.setdefault(key, []).append(i)
         for key, indexes in by_key.items():
             for start in range(0, len(indexes), MAX_PER_CALL):
                 chunk = indexes[start:start + MAX_PER_CALL]
-                args: list[str | int] = [key, f"{key}:dropped", f"{self.prefix}:streams", self.max_entries]
+                args: list[bytes | str | int] = [key, f"{key}:dropped", f"{self.prefix}:streams", self.max_entries]
                 for i in chunk:
                     args += [items[i][1], items[i][2]]
                 calls.append((chunk, args))
@@ -169,8 +181,10 @@ class CaptureBuffer:
                 self._connection = self.fast.connection_pool.make_connection()
             connection = self._connection
             try:
-                connection.send_packed_command([b"".join(_command("EVALSHA", self._append.sha, 3, *args)
-                                                         for _, args in calls)], check_health=False)
+                parts: list[bytes] = []
+                for _, args in calls:
+                    _command_parts(parts, "EVALSHA", self._append.sha, 3, *args)
+                connection.send_packed_command([b"".join(parts)], check_health=False)
                 counts: list[int | None] = []
                 for _ in calls:
                     try:

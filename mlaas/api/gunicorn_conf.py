@@ -44,3 +44,10 @@ def child_exit(server: Any, worker: Any) -> None:
     from mlaas.adapters.telemetry import mark_process_dead
 
     mark_process_dead(worker.pid)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """A worker that stops writes the captured requests it still holds (a killed one loses them)."""
+    config = getattr(getattr(worker, "wsgi", None), "config", None)
+    if config is not None and config.get("MLAAS_SERVER") is not None:
+        config["MLAAS_SERVER"].write_captures()

@@ -9,6 +9,7 @@ duplicates rows.
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import logging
 import sys
@@ -43,11 +44,11 @@ def record(buffer: CaptureBuffer, model: str, version: int, result: Prediction, 
         head["proba"] = {"classes": list(result.probabilities[0]), "f8": _b64(result.proba, np.float64)}
     elif result.probabilities is not None:
         head["proba"] = result.probabilities
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:  # JSON in UTF-16/32: rare enough to re-encode
-        text = json.dumps(json.loads(body))
-    entry = json.dumps(head, default=str)[:-1] + ', "body": ' + text + "}"
+    if body.startswith(codecs.BOM_UTF8):
+        body = body[len(codecs.BOM_UTF8):]
+    elif json.detect_encoding(body) != "utf-8":  # JSON in UTF-16/32: rare enough to re-encode
+        body = json.dumps(json.loads(body)).encode()
+    entry = b"".join([json.dumps(head, default=str).encode()[:-1], b', "body": ', body, b"}"])
     refused = buffer.append(model, version, entry, len(result.ids))
     if refused:
         telemetry.capture_dropped(model, refused, len(result.ids))

@@ -129,14 +129,16 @@ def ensure_defaults(ctx: Context, store: MonitorStore) -> None:
 
 def due_on_flush(ctx: Context, store: MonitorStore, model: str, version: int, waiting: int) -> list[str]:
     """Monitors of unchecked rows of this model version that have enough rows waiting now (and no check queued)."""
-    if not any(m["id"] == default_id(model) for m in store.all()):
+    monitors = store.all()
+    if not any(m["id"] == default_id(model) for m in monitors):
         try:
             if ctx.registry.production_version(model).version == version:
                 store.add(_validated(ctx, {"id": default_id(model), "model": model}))
+                monitors = store.all()
         except NotFound:
             pass
     due = []
-    for monitor in store.all():
+    for monitor in monitors:
         if monitor["model"] != model or not monitor.get("enabled", True) or monitor.get("window_seconds"):
             continue
         if waiting < monitor["min_rows"]:

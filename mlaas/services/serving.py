@@ -47,6 +47,11 @@ class Server:
                            raw if raw is not None else json.dumps(body, default=str).encode())
         return inference.response_body(served, rows, result)
 
+    def write_captures(self) -> None:
+        """Write the captured requests this process still holds (at shutdown)."""
+        if self._buffer is not None:
+            self._buffer.write_pending()
+
     def warm(self) -> None:
         """Load every registered model's production version (in the background at start)."""
 

@@ -56,10 +56,11 @@ SAGA_SECONDS_PER_ITERATION = 65e-6  # one saga epoch over ~620 titanic rows on t
 
 
 @contextlib.contextmanager
-def service_env() -> Iterator[None]:
-    """The fault stack's service settings in os.environ, for the processes started meanwhile."""
-    saved = {k: os.environ.get(k) for k in FAULT_ENV}
-    os.environ.update(FAULT_ENV)
+def service_env(extra: dict[str, str] | None = None) -> Iterator[None]:
+    """The fault stack's service settings (and ``extra``) in os.environ, for the processes started meanwhile."""
+    env = {**FAULT_ENV, **(extra or {})}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         yield
     finally:
@@ -94,12 +95,12 @@ class Faults:
         self.ctx = Context(self.settings)
         self.figures: dict[str, float] = {}
 
-    def start(self, component: str, timeout: float = 90) -> None:
+    def start(self, component: str, timeout: float = 90, env: dict[str, str] | None = None) -> None:
         """Start a component again; retry while the ports it left behind are still held (TIME_WAIT)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with service_env():
+                with service_env(env):
                     self.stack.start_component(component)
                 return
             except localstack.StackError as exc:
@@ -456,6 +457,35 @@ def captured(faults: Faults, folder: S3Uri) -> pd.DataFrame:
     frames = [pd.read_parquet(io.BytesIO(faults.ctx.storage.get_bytes(o.uri)))
               for o in faults.ctx.storage.list(folder.bucket, folder.key + "/")]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["_entry", "_id", "_request_id"])
+
+
+def test_an_api_stopped_gracefully_writes_the_captures_it_still_holds(faults):
+    name = unique_name("held")
+    register(faults.settings, name, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
+    buffer = CaptureBuffer(faults.settings)
+    key = buffer.stream_key(name, 1)
+    faults.stack.stop_component("api")
+    try:
+        faults.start("api", env={"MLAAS_CAPTURE_BATCH_SECONDS": "600"})  # held far longer than the test
+        sent = set()
+        for start in range(0, 12, 4):
+            response = faults.api.post("/inference", json={"model": name, "version": 1,
+                                                           "data": rows(TEST.iloc[start:start + 4])})
+            assert response.status_code == 200, response.text
+            sent.add(response.headers["X-Request-ID"])
+        assert buffer.redis.xlen(key) == 0  # held in the API's processes
+        faults.stack.stop_component("api")  # SIGTERM: gunicorn stops its workers gracefully
+        folder = capture.folder(faults.settings.drift_bucket, name, 1)
+
+        def written() -> int:  # in the stream, or already flushed by the worker
+            frames = [capture.entries_frame(buffer.head(key, 100)), captured(faults, folder)]
+            return sum(int(f["_request_id"].isin(sent).sum()) for f in frames if len(f))
+
+        wait_for(lambda: written() == 12, 30, "the held captures written")
+    finally:
+        faults.stack.stop_component("api")
+        faults.start("api")
+        faults.wait_ready()
 
 
 # ---- 5. two beats, and a restarted beat ----------------------------------------------------------

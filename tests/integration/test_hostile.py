@@ -11,8 +11,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
+import localstack
 import pandas as pd
 import pytest
 import requests
@@ -140,38 +140,17 @@ def test_webhook_urls_outside_the_allowlist_are_refused(api, model, url, fragmen
 # ---- payload bombs -------------------------------------------------------------------------------
 
 
-def api_workers(stack) -> list[int]:
-    """Pids of the gunicorn workers of the session stack."""
-    master = stack.pids()["api"]
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
-                    out.append(int(entry.name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return out
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 @contextlib.contextmanager
 def rss_growth(pids: list[int]) -> Iterator[dict[str, float]]:
     """Sample the workers' RSS every few milliseconds during the block; yields {'mb': highest growth}."""
-    before = {pid: rss_mb(pid) for pid in pids}
+    before = {pid: localstack.rss_mb(pid) for pid in pids}
     out = {"mb": 0.0}
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
             for pid in pids:
-                out["mb"] = max(out["mb"], rss_mb(pid) - before[pid])
+                out["mb"] = max(out["mb"], localstack.rss_mb(pid) - before[pid])
             time.sleep(0.005)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -200,7 +179,7 @@ BOMBS = {
 @pytest.mark.parametrize("name", list(BOMBS))
 def test_payload_bombs_are_4xx_within_bounded_memory(api, stack, model, name):
     body = BOMBS[name].replace(b'"M"', json.dumps(model).encode(), 1)
-    with rss_growth(api_workers(stack)) as growth:
+    with rss_growth(localstack.children(stack.pids()["api"])) as growth:
         started = time.monotonic()
         response = api.post("/inference", data=body, headers={"Content-Type": "application/json"}, timeout=120)
         seconds = time.monotonic() - started

@@ -18,9 +18,9 @@ class FakeBuffer:
     """Keeps what would be sent to Redis, and hands it back as the flush reads it."""
 
     def __init__(self) -> None:
-        self.texts: list[str] = []
+        self.texts: list[bytes] = []
 
-    def append(self, model: str, version: int, entry: str, rows: int) -> None:
+    def append(self, model: str, version: int, entry: bytes, rows: int) -> None:
         self.texts.append(entry)
         return None
 
@@ -82,7 +82,7 @@ def test_the_request_text_is_kept_as_sent_and_read_back_through_json():
     buffer = FakeBuffer()
     result = inference.Prediction([0], [1], None, [], pd.DataFrame(body["data"])[USED], None)
     capture.record(buffer, "m", 1, result, "", ("\ufeff" + text).encode())  # type: ignore[arg-type]
-    assert buffer.texts[0].endswith(', "body": ' + text + "}")  # the body is embedded, not re-encoded
+    assert buffer.texts[0].endswith(b', "body": ' + text.encode() + b"}")  # the body is embedded as sent
     frame = capture.entries_frame(buffer.entries())
     assert frame[USED].to_dict(orient="records") == body["data"] and frame["_prediction"].tolist() == ["1"]
 
