@@ -7,7 +7,7 @@ from typing import Any
 from flask import current_app, request
 from flask_openapi3 import APIBlueprint, Tag
 
-from mlaas.api.routes.jobs import ctx
+from mlaas.api.routes.common import ctx
 from mlaas.api.schemas import (
     SECURITY,
     DatasetList,

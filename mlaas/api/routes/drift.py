@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
-from mlaas.api.routes.jobs import accepted, ctx
+from mlaas.api.routes.common import accepted, ctx
 from mlaas.api.schemas import SECURITY, DriftRequest, ErrorBody, IdempotencyHeader, JobAccepted, JobPath
 from mlaas.services import drift_jobs
 

@@ -1,37 +1,18 @@
-"""Job status, listing and cancellation; submission helpers for the routes that create jobs."""
+"""Job status, listing and cancellation."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, g, url_for
 from flask_openapi3 import APIBlueprint, Tag
 
+from mlaas.api.routes.common import ctx
 from mlaas.api.schemas import SECURITY, ErrorBody, JobList, JobListQuery, JobPath, JobStatus
-from mlaas.context import Context
 from mlaas.services import jobs
 
 bp = APIBlueprint("jobs", __name__, abp_tags=[
     Tag(name="jobs", description="Asynchronous jobs")
 ], abp_security=SECURITY)
-
-
-def ctx() -> Context:
-    return current_app.config["MLAAS_CONTEXT"]  # type: ignore[no-any-return]
-
-
-def accepted(job_type: str, params: dict[str, Any], idempotency_key: str | None) -> tuple[dict[str, Any], int]:
-    """Submit a job and answer 202 with where to poll it (200 when an idempotency key matched)."""
-    job, created = jobs.submit(ctx(), job_type, params, idempotency_key=idempotency_key,
-                               request_id=getattr(g, "request_id", ""))
-    body = {
-        "job_id": job["job_id"],
-        "status_url": url_for("jobs.get_job", job_id=job["job_id"]),
-        "state": job["state"],
-        "model": params.get("model"),
-        "version": params.get("version"),
-    }
-    return body, 202
 
 
 @bp.get("/jobs/<job_id>", responses={200: JobStatus, 404: ErrorBody})
