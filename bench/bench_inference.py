@@ -116,7 +116,7 @@ def capture_cost(settings: Any, model: Any, features: list[str], bodies: dict[in
         classes = [str(c) for c in model.classes_]
         result = inference.Prediction(parsed.ids, model.predict(frame).tolist(),
                                       [dict(zip(classes, p, strict=True)) for p in proba.tolist()], [],
-                                      inference.Columns(features, {}, []), proba)
+                                      inference.Columns(features, {}), proba)
         calls, best = 2000 if n < 1000 else 200, float("inf")
         for _ in range(3):  # the least disturbed of three batches
             started = time.process_time()

@@ -40,10 +40,8 @@ def record(buffer: CaptureBuffer, model: str, version: int, result: Prediction, 
     """
     head: dict[str, Any] = {"ts": time.time(), "rid": request_id, "columns": feature_names(result.features),
                             "pred": result.labels}
-    if result.proba is not None and result.probabilities is not None:
+    if result.proba is not None and result.probabilities:  # class names from the answer, values packed
         head["proba"] = {"classes": list(result.probabilities[0]), "f8": _b64(result.proba, np.float64)}
-    elif result.probabilities is not None:
-        head["proba"] = result.probabilities
     if body.startswith(codecs.BOM_UTF8):
         body = body[len(codecs.BOM_UTF8):]
     elif json.detect_encoding(body) != "utf-8":  # JSON in UTF-16/32: rare enough to re-encode

@@ -42,11 +42,10 @@ class Rows:
 
 @dataclass
 class Columns:
-    """Checked model inputs built without pandas: one array per model column, and the values as sent."""
+    """Checked model inputs built without pandas: one array per model column."""
 
     names: list[str]
     arrays: dict[str, np.ndarray]  # float64 (NaN for missing) or object (text, NaN for missing)
-    values: list[list[Any]]  # per column, as the feature frame would hold them (None for missing)
 
 
 @dataclass
@@ -178,20 +177,19 @@ def _fast_features(rows: Rows, model: ServedModel) -> tuple[Columns, list[str]] 
     _check_unique(rows.ids)
     if not set(columns) <= set(present):
         return None
-    arrays, values = {}, []
+    arrays = {}
     for name in columns:
-        converted = _fast_column([record.get(name) for record in records], model.column_types.get(name, "any"))
-        if converted is None:
+        array = _fast_column([record.get(name) for record in records], model.column_types.get(name, "any"))
+        if array is None:
             return None
-        arrays[name], shown = converted
-        values.append(shown)
-    return Columns(list(columns), arrays, values), [str(c) for c in present if c not in columns]
+        arrays[name] = array
+    return Columns(list(columns), arrays), [str(c) for c in present if c not in columns]
 
 
 _NONE = type(None)
 
 
-def _fast_column(values: list[Any], kind: str) -> tuple[np.ndarray, list[Any]] | None:
+def _fast_column(values: list[Any], kind: str) -> np.ndarray | None:
     """One column as ``_convert`` would give it, when every value is plainly valid; else None."""
     types = set(map(type, values))
     if kind in ("number", "integer") or (kind == "any" and types <= {int, float, _NONE} and types != {_NONE}):
@@ -199,16 +197,11 @@ def _fast_column(values: list[Any], kind: str) -> tuple[np.ndarray, list[Any]] |
                                                                          for v in values)):
             return None
         array = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
-        if np.isinf(array).any():
-            return None
-        if kind == "number" or float in types or _NONE in types:
-            return array, [None if v != v else v for v in array.tolist()]
-        return array, list(values)
+        return None if np.isinf(array).any() else array
     if types <= {str, float, _NONE} and (kind == "string" or (kind == "any" and str in types)):
         if float in types and any(type(v) is float and v == v for v in values):
             return None  # numbers in a text column: pandas turns them into text first
-        shown = [v if type(v) is str else None for v in values]
-        return np.array([math.nan if v is None else v for v in shown], dtype=object), shown
+        return np.array([v if type(v) is str else math.nan for v in values], dtype=object)
     return None
 
 
@@ -318,14 +311,6 @@ def _sklearn_predict(model: ServedModel, features: pd.DataFrame, rows: Rows) -> 
 def feature_names(features: pd.DataFrame | Columns) -> list[str]:
     """The names of the columns the model was given."""
     return features.names if isinstance(features, Columns) else [str(c) for c in features.columns]
-
-
-def feature_columns(features: pd.DataFrame | Columns) -> tuple[list[str], list[list[Any]]]:
-    """Column names and one list of values per column (None for missing), for capture."""
-    if isinstance(features, Columns):
-        return features.names, features.values
-    return [str(c) for c in features.columns], [
-        features[c].astype(object).where(features[c].notna(), None).tolist() for c in features.columns]
 
 
 def _explain(exc: ValueError, features: pd.DataFrame, rows: Rows) -> InvalidInput:

@@ -185,7 +185,17 @@ def answer(model: ServedModel, body: dict[str, Any]) -> tuple[dict[str, Any], li
     features, ignored = inference.prepare_features(rows, model)
     result = inference.predict(model, features, rows, ignored)
     path = "arrays" if isinstance(result.features, inference.Columns) else "frame"
-    return inference.response_body(model, rows, result), inference.feature_columns(result.features)[1], path
+    return inference.response_body(model, rows, result), model_inputs(result.features), path
+
+
+def model_inputs(features: inference.Columns | pd.DataFrame) -> list[list[Any]]:
+    """The values the model was given, a list per column, None for missing (either path's form)."""
+    if isinstance(features, inference.Columns):
+        columns = [features.arrays[name].tolist() for name in features.names]
+    else:
+        columns = [features[c].to_numpy(dtype=object).tolist() for c in features.columns]
+    return [[None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in column]
+            for column in columns]
 
 
 def titanic_records(n: int) -> list[dict[str, Any]]:
@@ -214,7 +224,7 @@ PAYLOAD_VARIANTS: list[tuple[str, Any]] = [
 
 @pytest.mark.parametrize("n", [1, 7, 60])
 @pytest.mark.parametrize("name, mutate", PAYLOAD_VARIANTS, ids=[v[0] for v in PAYLOAD_VARIANTS])
-def test_inference_answers_and_captures_the_same_with_and_without_the_fast_path(name, mutate, n):
+def test_inference_answers_and_feeds_the_model_the_same_with_and_without_the_fast_path(name, mutate, n):
     model = titanic_pipeline().fit(TITANIC[NUMERIC + CATEGORICAL], TITANIC["Survived"])
     columns = NUMERIC + CATEGORICAL
     fast = served(model, columns, TYPES, fast=True, id_column="PassengerId")
