@@ -92,8 +92,12 @@ def run(duration: int, concurrency: int, threads: int) -> dict[str, Any]:
     key, entry = generate_key("load")
     service_env = {"MLAAS_API_KEYS": f"{entry}:{RATE_LIMIT_PER_MINUTE}",
                    "MLAAS_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT_PER_MINUTE), "MLAAS_LOG_LEVEL": "WARNING"}
-    saved = {k: os.environ.get(k) for k in service_env}
-    os.environ.update(service_env)
+    with localstack.environment(service_env):
+        return measure(wrk, key, duration, concurrency, threads)
+
+
+def measure(wrk: str, key: str, duration: int, concurrency: int, threads: int) -> dict[str, Any]:
+    """Start a stack, warm it, run wrk while a training runs, and report throughput, latency and memory."""
     state = Path(tempfile.mkdtemp(prefix="mlaas-load-"))
     stack = localstack.Stack(localstack.StackConfig.with_free_ports(state, worker_groups=("train,evaluate,drift",)))
     try:
@@ -152,11 +156,6 @@ def run(duration: int, concurrency: int, threads: int) -> dict[str, Any]:
         }
     finally:
         stack.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         shutil.rmtree(state, ignore_errors=True)
 
 

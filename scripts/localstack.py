@@ -233,6 +233,21 @@ def read_pid(pidfile: Path) -> int | None:
         return None
 
 
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in os.environ for the block (processes started meanwhile inherit them), then as before."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write a file readable by its owner only, atomically."""
     tmp = path.with_name(path.name + ".tmp")

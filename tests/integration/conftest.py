@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import uuid
@@ -80,19 +79,13 @@ class Api:
 def stack() -> Iterator[localstack.Stack]:
     state = ROOT / ".test-stack" / uuid.uuid4().hex[:8]
     config = localstack.StackConfig.with_free_ports(state, worker_groups=("train,evaluate,drift",), api_workers=2)
-    saved = {k: os.environ.get(k) for k in TEST_SERVICE_ENV}
-    os.environ.update(TEST_SERVICE_ENV)
     running = localstack.Stack(config)
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with localstack.environment(TEST_SERVICE_ENV):
+        try:
+            running.start()
+            yield running
+        finally:
+            running.stop()
 
 
 @pytest.fixture(scope="session")

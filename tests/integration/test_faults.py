@@ -58,17 +58,8 @@ SAGA_SECONDS_PER_ITERATION = 65e-6  # one saga epoch over ~620 titanic rows on t
 @contextlib.contextmanager
 def service_env(extra: dict[str, str] | None = None) -> Iterator[None]:
     """The fault stack's service settings (and ``extra``) in os.environ, for the processes started meanwhile."""
-    env = {**FAULT_ENV, **(extra or {})}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with localstack.environment({**FAULT_ENV, **(extra or {})}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:

@@ -1,7 +1,8 @@
-"""How the local stack script tells a running process from a dead one (no servers started)."""
+"""The local stack script's process and environment helpers (no servers started)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -56,3 +57,13 @@ def test_a_live_child_is_running(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def test_environment_sets_values_for_the_block_and_restores_what_was_there(monkeypatch) -> None:
+    monkeypatch.setenv("MLAAS_TEST_KEPT", "before")
+    monkeypatch.delenv("MLAAS_TEST_NEW", raising=False)
+    with localstack.environment({"MLAAS_TEST_KEPT": "during", "MLAAS_TEST_NEW": "during"}):
+        child = subprocess.run([sys.executable, "-c", "import os; print(os.environ['MLAAS_TEST_NEW'])"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        assert child == "during" and os.environ["MLAAS_TEST_KEPT"] == "during"
+    assert os.environ["MLAAS_TEST_KEPT"] == "before" and "MLAAS_TEST_NEW" not in os.environ
