@@ -1,0 +1,116 @@
+"""A running job waits for Redis instead of failing, within MLAAS_JOB_REDIS_WAIT_SECONDS (services/jobs.py)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from mlaas.context import Context
+from mlaas.errors import Unavailable
+from mlaas.services import jobs
+from mlaas.settings import Settings
+
+
+class FlakyJobs:
+    """A job store that is down (raises Unavailable) for its first ``failures`` calls."""
+
+    def __init__(self, failures: int, dependency: str = "redis") -> None:
+        self.failures = failures
+        self.dependency = dependency
+        self.calls = 0
+        self.record: dict[str, Any] = {"job_id": "j1", "type": "train", "state": "queued", "params": {}, "attempts": 0}
+        self.steps: list[str] = []
+
+    def _call(self) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise Unavailable(self.dependency, f"{self.dependency} does not answer (ConnectionError)")
+
+    def state(self, job_id: str) -> str:
+        self._call()
+        return str(self.record["state"])
+
+    def transition(self, job_id: str, to: str, *, allowed_from: tuple[str, ...], **fields: Any) -> str:
+        self._call()
+        previous = self.record["state"]
+        self.record.update(state=to, **fields)
+        return str(previous)
+
+    def bump_attempts(self, job_id: str) -> int:
+        self._call()
+        self.record["attempts"] += 1
+        return int(self.record["attempts"])
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        self._call()
+        return dict(self.record)
+
+    def set_progress(self, job_id: str, step: str, percent: int) -> None:
+        self._call()
+        self.steps.append(step)
+
+
+def context(store: FlakyJobs, wait: float) -> Context:
+    return Context(Settings(job_redis_wait_seconds=wait), {"jobs": store})
+
+
+def handler(job_id: str, params: dict[str, Any], progress: jobs.Progress) -> dict[str, Any]:
+    progress("fit", 50)
+    progress("evaluate", 70)
+    return {"ok": True}
+
+
+def test_a_job_waits_for_redis_and_carries_on_with_one_attempt():
+    store = FlakyJobs(failures=2)
+    assert jobs.run(context(store, wait=30), "j1", handler) == "succeeded"
+    assert store.record["state"] == "succeeded" and store.record["attempts"] == 1
+    assert store.steps == ["fit", "evaluate"]
+
+
+def test_past_the_wait_redis_unavailable_is_raised_and_nothing_is_recorded_as_failed():
+    store = FlakyJobs(failures=10**6)
+    started = time.monotonic()
+    with pytest.raises(Unavailable) as raised:
+        jobs.run(context(store, wait=1.0), "j1", handler)
+    assert raised.value.dependency == "redis"
+    assert 0.4 < time.monotonic() - started < 3
+    assert store.record["state"] == "queued"
+
+
+def test_other_dependencies_are_not_waited_for():
+    store = FlakyJobs(failures=1, dependency="s3")
+    with pytest.raises(Unavailable):
+        jobs.patiently(context(store, wait=30), lambda: store.state("j1"))
+    assert store.calls == 1
+
+
+def test_redis_unavailable_inside_the_handler_is_re_raised_even_on_the_final_attempt():
+    store = FlakyJobs(failures=0)
+
+    def needs_redis(job_id: str, params: dict[str, Any], progress: jobs.Progress) -> dict[str, Any]:
+        raise Unavailable("redis", "redis does not answer (ConnectionError)")
+
+    with pytest.raises(Unavailable):
+        jobs.run(context(store, wait=0), "j1", needs_redis, final_attempt=True)
+    assert store.record["state"] == "running"  # left for the redelivered message, not marked failed
+
+
+def test_a_retry_the_broker_refuses_requeues_the_message_instead_of_dropping_it():
+    from celery.exceptions import Reject, Retry
+
+    from worker.tasks import _retry
+
+    class Refused:
+        def retry(self, **_: Any) -> Exception:
+            raise Reject(ConnectionError("Error 111 connecting"), requeue=False)  # what Task.retry does
+
+    class Accepted:
+        def retry(self, **_: Any) -> Exception:
+            raise Retry("retry in 2 s")
+
+    requeued = _retry(Refused(), countdown=2, max_retries=3)
+    assert isinstance(requeued, Reject) and requeued.requeue
+    with pytest.raises(Retry):
+        _retry(Accepted(), countdown=2, max_retries=3)
