@@ -361,7 +361,7 @@ def worker_settings(faults: Faults, env: dict[str, str]) -> Iterator[None]:
 
 def test_redis_away_longer_than_a_job_waits_puts_the_job_back_and_it_runs_again(faults, data):
     name = unique_name("redis-long")
-    register_slow(faults.settings, name, fit_seconds=3)
+    register_slow(faults.settings, name, fit_seconds=5)
     with worker_settings(faults, {"MLAAS_JOB_REDIS_WAIT_SECONDS": "1"}):
         job_id = faults.api.post("/train", json=train_body(name, data)).json()["job_id"]
         wait_step(faults.api, job_id, "fit")
