@@ -39,6 +39,36 @@ return {'ok', current}
 """
 
 
+# Write a new queued job (and its idempotency key) in one step, unless Redis runs it past the client's
+# deadline: a hung Redis that resumes must not apply a submission the API already answered 503 to.
+# An idempotency key whose job record is gone (expired, or never written) no longer counts.
+_CREATE = """
+local deadline = tonumber(ARGV[1])
+if deadline > 0 then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) + tonumber(t[2]) / 1000000 > deadline then return {'late', ''} end
+end
+local ttl = tonumber(ARGV[4])
+if KEYS[4] ~= '' then
+  local existing = redis.call('GET', KEYS[4])
+  if existing then
+    local other = string.match(existing, '^(%S+)')
+    if other and redis.call('EXISTS', ARGV[7] .. other) == 1 then return {'exists', existing} end
+  end
+  redis.call('SET', KEYS[4], ARGV[6], 'EX', ttl)
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'ok', ''} end
+for k, v in pairs(cjson.decode(ARGV[2])) do redis.call('HSET', KEYS[1], k, v) end
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ttl)
+local now = tonumber(ARGV[5])
+redis.call('ZADD', KEYS[3], now, ARGV[8])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], 0, now - ttl)
+return {'ok', ''}
+"""
+
+
 def _now() -> float:
     return time.time()
 
@@ -80,7 +110,9 @@ class JobStore:
         self.redis = client or connect(settings)
         self.prefix = settings.redis_prefix
         self.ttl = settings.job_ttl_seconds
+        self.socket_timeout = settings.redis_socket_timeout
         self._transition = self.redis.register_script(_TRANSITION)
+        self._create = self.redis.register_script(_CREATE)
 
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -98,37 +130,44 @@ class JobStore:
         """Write a queued job; with an idempotency key, return the existing job instead. -> (job, created)."""
         job_id = uuid.uuid4().hex
         body_hash = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        idem_key = ""
+        if idempotency_key:
+            idem_key = f"{self.prefix}:idem:{job_type}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+        now = _now()
+        record = {
+            "job_id": job_id,
+            "type": job_type,
+            "state": "queued",
+            "params": json.dumps(params),
+            "progress": json.dumps({"step": "queued", "percent": 0}),
+            "created_at": repr(now),
+            "updated_at": repr(now),
+            "request_id": request_id,
+            "attempts": "0",
+        }
+        keys = [self._key(job_id), self._hist(job_id), f"{self.prefix}:jobs", idem_key]
+
+        def write(deadline: float) -> tuple[str, str]:
+            status, value = self._create(keys=keys, args=[
+                repr(deadline), json.dumps(record), json.dumps({"state": "queued", "at": now}), self.ttl, repr(now),
+                f"{job_id} {body_hash}", f"{self.prefix}:job:", job_id])
+            return str(status), str(value)
+
         with redis_errors():
-            if idempotency_key:
-                idem_key = f"{self.prefix}:idem:{job_type}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
-                stored = f"{job_id} {body_hash}"
-                if not self.redis.set(idem_key, stored, nx=True, ex=self.ttl):
-                    existing = self.redis.get(idem_key) or ""
-                    other_id, _, other_hash = existing.partition(" ")
-                    if other_hash != body_hash:
-                        raise Conflict("Idempotency-Key was already used with a different request body")
-                    return self.get(other_id), False
-            now = _now()
-            record = {
-                "job_id": job_id,
-                "type": job_type,
-                "state": "queued",
-                "params": json.dumps(params),
-                "progress": json.dumps({"step": "queued", "percent": 0}),
-                "created_at": repr(now),
-                "updated_at": repr(now),
-                "request_id": request_id,
-                "attempts": "0",
-            }
-            pipe = self.redis.pipeline()
-            pipe.hset(self._key(job_id), mapping=record)
-            pipe.expire(self._key(job_id), self.ttl)
-            pipe.rpush(self._hist(job_id), json.dumps({"state": "queued", "at": now}))
-            pipe.expire(self._hist(job_id), self.ttl)
-            pipe.zadd(f"{self.prefix}:jobs", {job_id: now})
-            pipe.zremrangebyscore(f"{self.prefix}:jobs", 0, now - self.ttl)
-            pipe.execute()
+            status, existing = write(self._deadline(now))
+            if status == "late":  # it answered, so it was not hung: its clock is ahead of ours
+                status, existing = write(0.0)
+        if status == "exists":
+            other_id, _, other_hash = existing.partition(" ")
+            if other_id != job_id:
+                if other_hash != body_hash:
+                    raise Conflict("Idempotency-Key was already used with a different request body")
+                return self.get(other_id), False
         return self.get(job_id), True
+
+    def _deadline(self, now: float) -> float:
+        """The latest time Redis may run a write this client still waits for (two tries, connects included)."""
+        return now + 3 * self.socket_timeout + 1
 
     def get(self, job_id: str) -> dict[str, Any]:
         """The job as the API shows it; NotFound for an unknown or expired id."""

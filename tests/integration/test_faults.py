@@ -387,9 +387,13 @@ def test_a_hung_redis_answers_503_within_seconds_and_inference_keeps_answering(f
     register(faults.settings, name, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
     warm(faults, name)
     pid = faults.stack.pids()["redis"]
+    key = {"Idempotency-Key": f"hung-{name}"}
+    for _ in range(10):  # every API worker has a live job-store connection: the submission's first try goes there
+        faults.api.get("/jobs", params={"limit": 1})
     os.kill(pid, signal.SIGSTOP)  # accepts connections, answers nothing: what a partition looks like
     try:
-        response, seconds = timed(lambda: faults.api.post("/train", json=train_body(name, data), timeout=60))
+        response, seconds = timed(lambda: faults.api.post("/train", json=train_body(name, data), headers=key,
+                                                          timeout=60))
         faults.note("redis_hung.post_train_503_s", seconds)
         assert response.status_code == 503 and "redis" in response.json()["message"], response.text
         assert seconds < 15
@@ -406,6 +410,13 @@ def test_a_hung_redis_answers_503_within_seconds_and_inference_keeps_answering(f
     finally:
         os.kill(pid, signal.SIGCONT)
     faults.wait_ready()
+    # Redis now runs the writes it held; the 503'd submission must not come back as a job that never runs
+    queued = faults.api.get("/jobs", params={"state": "queued", "limit": 200}).json()["jobs"]
+    assert [j for j in queued if j["params"]["model"] == name] == []
+    # the client retries with its Idempotency-Key, as it should after a 503: a new job, and it runs
+    retried = faults.api.post("/train", json=train_body(name, data), headers=key)
+    assert retried.status_code == 202, retried.text
+    assert faults.api.wait_job(retried.json()["job_id"], timeout=120)["state"] == "succeeded"
     after = faults.api.post("/train", json=train_body(name, data))
     assert after.status_code == 202, after.text
     assert faults.api.wait_job(after.json()["job_id"])["state"] == "succeeded"

@@ -7,6 +7,7 @@ import time
 import pandas as pd
 import pytest
 
+from mlaas.adapters.jobstore import JobStore
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 
 pytestmark = pytest.mark.integration
@@ -145,3 +146,31 @@ def test_keys_scopes_and_rate_limits_on_the_real_server(api, stack):
     assert refused.status_code == 429 and refused.json()["code"] == "rate_limited", [a.status_code for a in answers]
     assert all(a.status_code == 404 for a in answers[:5])
     assert 1 <= int(refused.headers["Retry-After"]) <= 61
+
+
+class LateStore(JobStore):
+    """A job store whose writes all reach Redis after the client's deadline (as after a hang)."""
+
+    def _deadline(self, now: float) -> float:
+        return now - 60
+
+
+def test_an_idempotency_key_whose_job_record_is_gone_makes_a_new_job(ctx, unique):
+    first, created = ctx.jobs.create("drift", {"model": unique}, idempotency_key=f"gone-{unique}")
+    assert created
+    ctx.jobs.redis.delete(f"{ctx.settings.redis_prefix}:job:{first['job_id']}")  # expired, or never written
+    second, created = ctx.jobs.create("drift", {"model": unique}, idempotency_key=f"gone-{unique}")
+    assert created and second["job_id"] != first["job_id"] and second["state"] == "queued"
+    again, created = ctx.jobs.create("drift", {"model": unique}, idempotency_key=f"gone-{unique}")
+    assert not created and again["job_id"] == second["job_id"]
+
+
+def test_a_write_redis_runs_past_the_deadline_is_not_applied_unless_redis_answered_in_time(ctx, unique):
+    store = LateStore(ctx.settings)
+    status, _ = store._create(keys=[f"{ctx.settings.redis_prefix}:job:late-{unique}", "h", "z", ""],
+                              args=[repr(time.time() - 60), "{}", "{}", 60, repr(time.time()), "", "", "x"])
+    assert status == "late"
+    assert not ctx.jobs.redis.exists(f"{ctx.settings.redis_prefix}:job:late-{unique}")
+    # a late answer that still reached the client means Redis's clock is ahead, not that it hung: written once
+    job, created = store.create("drift", {"model": unique}, idempotency_key=f"late-{unique}")
+    assert created and ctx.jobs.get(job["job_id"])["history"] == [{"state": "queued", "at": job["created_at"]}]
