@@ -112,6 +112,10 @@ def test_mlflow_scoring_payloads(api, settings, served):
         (lambda rows: [dict(r, Fare={"nested": 1}) for r in rows], 400, "column 'Fare': expected a single value"),
         (lambda rows: [dict(r, id=1.5) for r in rows], 400, "id must be a string or an integer"),
         (lambda rows: rows * 4000, 413, "more than the limit"),
+        (lambda rows: [dict(r, Sex="m" * 10_001) if i == 1 else r for i, r in enumerate(rows)], 413,
+         "longer than 10000 characters"),
+        (lambda rows: [dict(r, Sex='"' * 10_001) if i == 1 else r for i, r in enumerate(rows)], 413,
+         "longer than 10000 characters"),  # sent as 10 001 escaped quotes
     ],
 )
 def test_bad_rows_are_4xx_naming_row_and_column(api, served, mutate, status, fragment):

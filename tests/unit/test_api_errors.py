@@ -161,3 +161,42 @@ def test_every_route_is_in_the_openapi_document(app):
             assert operation.get("summary") or operation.get("description"), (method, path)
             assert "200" in operation["responses"] or "201" in operation["responses"] or \
                 "202" in operation["responses"] or "204" in operation["responses"], (method, path)
+
+
+@pytest.mark.parametrize(
+    "value, may",
+    [
+        ("m" * 20, False),  # short text, long body
+        ("m" * 10_001, True),
+        ('"' * 10_001, True),  # escaped quotes inside a long string
+        ("é" * 5_001, True),  # 10 002 bytes of UTF-8: looked at, then measured in characters
+        ("\\" * 10_001, True),  # escaped backslashes
+        ("x\\" * 3_000 + '"' * 1_001 + "\n" * 3_000, True),
+    ],
+)
+def test_the_long_text_prefilter_never_misses_a_long_string(value, may):
+    import json
+
+    from mlaas.api.routes.inference import _may_hold_long_text
+
+    raw = json.dumps({"data": [{"a": value, "b": 1.5}] * 600}, ensure_ascii=False).encode()
+    assert _may_hold_long_text(raw) is may
+    assert _may_hold_long_text(json.dumps({"data": [{"a": value}]}).encode()) is (len(value) > 5_000)
+
+
+def test_the_long_text_prefilter_on_random_strings_around_the_limit():
+    import json
+    import random
+
+    from mlaas.api.routes.inference import MAX_TEXT_CHARS, _may_hold_long_text
+
+    rng = random.Random(7)
+    alphabet = ['"', "\\", "a", "é", "\n", "\u2028", "/", " "]
+    for _ in range(200):
+        lengths = [rng.choice([5, 9_990, 10_000, 10_001, 10_050]) for _ in range(3)]
+        values = ["".join(rng.choice(alphabet) for _ in range(n)) for n in lengths]
+        for ensure_ascii in (True, False):
+            raw = json.dumps({"data": [{"a": v, "b": i} for i, v in enumerate(values)]},
+                             ensure_ascii=ensure_ascii).encode()
+            if max(lengths) > MAX_TEXT_CHARS:
+                assert _may_hold_long_text(raw), lengths

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 from flask import current_app, g, request
 from flask_openapi3 import APIBlueprint, Tag
 
@@ -45,9 +46,25 @@ def _refuse_bombs() -> None:
         if width > MAX_COLUMNS:
             raise TooLarge(f"{key}: {width} columns is more than the limit of {MAX_COLUMNS}")
         cells = _cells(rows if key == "dataframe_split" else value)
-        if (request.content_length or 0) > MAX_TEXT_CHARS and any(
+        if _may_hold_long_text(request.get_data(cache=True)) and any(
                 isinstance(v, str) and len(v) > MAX_TEXT_CHARS for v in cells):
             raise TooLarge(f"{key}: a value is longer than {MAX_TEXT_CHARS} characters")
+
+
+def _may_hold_long_text(raw: bytes) -> bool:
+    """Whether the raw body could hold a string longer than MAX_TEXT_CHARS; found with numpy, not by walking cells.
+
+    A JSON string of more than MAX_TEXT_CHARS characters takes at least that many bytes after its opening
+    quote, up to its closing one. Quotes right after a backslash are not taken as delimiters: that skips
+    every escaped quote and at worst joins two strings (``\\\\"``), which can only make a stretch longer.
+    """
+    if len(raw) <= MAX_TEXT_CHARS:
+        return False
+    body = np.frombuffer(raw, dtype=np.uint8)
+    quotes = np.flatnonzero(body == ord('"'))
+    quotes = quotes[(quotes == 0) | (body[quotes - 1] != ord("\\"))]
+    following = np.append(quotes[1:], len(body))
+    return bool((following - quotes > MAX_TEXT_CHARS).any())
 
 
 def _cells(value: Any) -> Iterator[Any]:
