@@ -51,7 +51,7 @@ class Settings:
     job_ttl_seconds: int = 7 * 24 * 3600
     visibility_timeout: int = 12 * 3600
     broker_publish_timeout: float = 3.0
-    job_redis_wait_seconds: float = 300.0  # a running job waits this long for Redis to come back before giving up
+    job_redis_wait_seconds: float = 3600.0  # a running job waits this long for Redis to come back before giving up
     # HTTP API.
     auth_enabled: bool = True
     api_keys: tuple[str, ...] = ()  # name:scope+scope:sha256hex entries, see mlaas/auth.py

@@ -37,16 +37,19 @@ def buffer() -> CaptureBuffer:
     return _buffer
 
 
-def _retry(task: Task, countdown: float, max_retries: int) -> Exception:
-    """Celery's retry, except that a retry the broker refuses puts the message back instead of dropping it.
+def _retry(task: Task, job: str, countdown: float, max_retries: int) -> Exception:
+    """Celery's retry, except that a retry the broker refuses leaves the message for redelivery.
 
-    ``Task.retry`` publishes a new message; when Redis (the broker) is down that fails and Celery rejects
-    the running message without requeueing it, which would lose the job. Requeueing leaves the message
-    unacknowledged while Redis is away, so it is redelivered once Redis is back.
+    ``Task.retry`` publishes a new message; when Redis (the broker) is down that fails, and Celery then
+    rejects the running message without requeueing it (and records a failure). Rejecting with requeue
+    instead puts the message back, or, with Redis still away, leaves it unacknowledged, so Redis hands
+    it out again after the visibility timeout, as for a worker that died.
     """
     try:
         return task.retry(countdown=countdown, max_retries=max_retries)
     except Reject as refused:
+        log.warning("%s: the broker did not take the retry (%s); the message is left for redelivery",
+                    job, refused.reason)
         return Reject(refused.reason, requeue=True)
 
 
@@ -55,11 +58,9 @@ def _run_job(task: Task, job_id: str, handler: jobs.Handler) -> str:
     try:
         return jobs.run(context(), job_id, handler, final_attempt=final)
     except Unavailable as exc:
-        if exc.dependency == "redis":  # Redis stayed away past MLAAS_JOB_REDIS_WAIT_SECONDS: run it again later
-            log.warning("job %s: %s; back to the queue", job_id, exc.message)
-            raise Reject(exc.message, requeue=True) from None
         log.warning("job %s: %s; retry %d of %d", job_id, exc.message, task.request.retries + 1, MAX_RETRIES)
-        raise _retry(task, countdown=min(2 ** task.request.retries * 2, 30), max_retries=MAX_RETRIES) from None
+        raise _retry(task, f"job {job_id}", countdown=min(2 ** task.request.retries * 2, 30),
+                     max_retries=MAX_RETRIES) from None
 
 
 def _service(run: Callable[[Context, str, dict[str, Any], jobs.Progress], dict[str, Any]]) -> jobs.Handler:
@@ -105,7 +106,7 @@ def monitor_check(self: Task, monitor_id: str, due: str | None = None) -> dict[s
     try:
         return monitors.run_check(context(), context().monitors, buffer(), monitor_id, due)
     except Unavailable as exc:
-        raise _retry(self, countdown=30, max_retries=3) from exc
+        raise _retry(self, f"monitor {monitor_id}", countdown=30, max_retries=3) from exc
     except MlaasError as exc:
         log.warning("monitor %s check failed: %s", monitor_id, exc.message)
         return {"monitor": monitor_id, "checked": False, "error": exc.to_dict()}

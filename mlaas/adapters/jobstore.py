@@ -46,7 +46,8 @@ _CREATE = """
 local deadline = tonumber(ARGV[1])
 if deadline > 0 then
   local t = redis.call('TIME')
-  if tonumber(t[1]) + tonumber(t[2]) / 1000000 > deadline then return {'late', ''} end
+  local server_now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  if server_now > deadline then return {'late', string.format('%.6f', server_now)} end
 end
 local ttl = tonumber(ARGV[4])
 if KEYS[4] ~= '' then
@@ -66,6 +67,19 @@ local now = tonumber(ARGV[5])
 redis.call('ZADD', KEYS[3], now, ARGV[8])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], 0, now - ttl)
 return {'ok', ''}
+"""
+
+
+# Take back a submission whose message could not be published, unless a worker has already started it.
+_WITHDRAW = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if KEYS[4] ~= '' then
+  local owner = redis.call('GET', KEYS[4])
+  if owner and string.sub(owner, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. ' ' then redis.call('DEL', KEYS[4]) end
+end
+return 1
 """
 
 
@@ -111,8 +125,10 @@ class JobStore:
         self.prefix = settings.redis_prefix
         self.ttl = settings.job_ttl_seconds
         self.socket_timeout = settings.redis_socket_timeout
+        self._skew = 0.0  # how far Redis's clock was seen ahead of this process's
         self._transition = self.redis.register_script(_TRANSITION)
         self._create = self.redis.register_script(_CREATE)
+        self._withdraw = self.redis.register_script(_WITHDRAW)
 
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -130,9 +146,7 @@ class JobStore:
         """Write a queued job; with an idempotency key, return the existing job instead. -> (job, created)."""
         job_id = uuid.uuid4().hex
         body_hash = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-        idem_key = ""
-        if idempotency_key:
-            idem_key = f"{self.prefix}:idem:{job_type}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+        idem_key = self._idem_key(job_type, idempotency_key)
         now = _now()
         record = {
             "job_id": job_id,
@@ -154,20 +168,37 @@ class JobStore:
             return str(status), str(value)
 
         with redis_errors():
-            status, existing = write(self._deadline(now))
-            if status == "late":  # it answered, so it was not hung: its clock is ahead of ours
-                status, existing = write(0.0)
+            status, value = write(self._deadline(now))
+            if status == "late":  # it answered, so it did not hang: its clock is ahead of ours
+                server_now = float(value)
+                self._skew = max(self._skew, server_now - now)
+                status, value = write(server_now + self.socket_timeout)
         if status == "exists":
-            other_id, _, other_hash = existing.partition(" ")
+            other_id, _, other_hash = value.partition(" ")
             if other_id != job_id:
                 if other_hash != body_hash:
                     raise Conflict("Idempotency-Key was already used with a different request body")
                 return self.get(other_id), False
-        return self.get(job_id), True
+        # built here rather than read back: a read that timed out would answer 503 for a job already written
+        return _decode(record, [json.dumps({"state": "queued", "at": now})]), True
+
+    def withdraw(self, job_id: str, job_type: str, idempotency_key: str | None) -> bool:
+        """Delete a job still queued, and its idempotency key: its message never reached the queue.
+
+        One script, so that run late by a Redis that hung it still only removes a job no worker started.
+        """
+        keys = [self._key(job_id), self._hist(job_id), f"{self.prefix}:jobs", self._idem_key(job_type, idempotency_key)]
+        with redis_errors():
+            return bool(self._withdraw(keys=keys, args=[job_id]))
+
+    def _idem_key(self, job_type: str, idempotency_key: str | None) -> str:
+        if not idempotency_key:
+            return ""
+        return f"{self.prefix}:idem:{job_type}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
 
     def _deadline(self, now: float) -> float:
-        """The latest time Redis may run a write this client still waits for (two tries, connects included)."""
-        return now + 3 * self.socket_timeout + 1
+        """Until when Redis may run a write: one socket timeout, the earliest this client stops waiting for it."""
+        return now + self._skew + self.socket_timeout
 
     def get(self, job_id: str) -> dict[str, Any]:
         """The job as the API shows it; NotFound for an unknown or expired id."""

@@ -29,9 +29,10 @@ def submit(
         return job, False
     try:
         ctx.queue.submit(TASK_FOR_TYPE[job_type], job["job_id"])
-    except Unavailable as exc:
+    except Unavailable:
+        # answered 503: nothing was created, so the client retries (with its Idempotency-Key) and gets a job
         with contextlib.suppress(MlaasError):
-            ctx.jobs.transition(job["job_id"], "failed", allowed_from=("queued",), error=exc.to_dict())
+            ctx.jobs.withdraw(job["job_id"], job_type, idempotency_key)
         raise
     return job, True
 
@@ -85,8 +86,8 @@ def run(ctx: Context, job_id: str, handler: Handler, *, final_attempt: bool = Tr
     """Run a job once: queued/running → running → succeeded or failed. Returns the state it ends in.
 
     A job already finished (a redelivered message) is left alone. ``Unavailable`` is re-raised
-    unless this is the final attempt, so the task can retry with backoff; ``Unavailable('redis')``
-    (past the wait of ``patiently``) is always re-raised: with Redis gone the job cannot record anything.
+    unless this is the final attempt, so the task can retry with backoff. Redis itself is waited for
+    (``patiently``); past that wait its ``Unavailable`` is re-raised like any other.
     """
     state = patiently(ctx, lambda: ctx.jobs.state(job_id))
     if state is None:
@@ -112,7 +113,7 @@ def _execute(ctx: Context, job_id: str, params: dict[str, Any], handler: Handler
         log.info("job %s cancelled", job_id)
         return "cancelled"
     except Unavailable as exc:
-        if exc.dependency == "redis" or not final_attempt:
+        if not final_attempt:
             raise
         return _fail(ctx, job_id, exc)
     except MlaasError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 
@@ -123,6 +124,13 @@ def test_bad_rows_are_4xx_naming_row_and_column(api, served, mutate, status, fra
     response = api.post("/inference", json={"model": served, "data": rows})
     assert response.status_code == status, response.text
     assert fragment in response.json()["message"]
+
+
+def test_a_long_text_is_413_in_any_encoding_json_reads(api, served):
+    body = json.dumps({"model": served, "data": [dict(records(TEST.head(1))[0], Sex='"' * 10_001)]})
+    for encoding in ("utf-8", "utf-16", "utf-32"):
+        response = api.post("/inference", data=body.encode(encoding), headers={"Content-Type": "application/json"})
+        assert response.status_code == 413 and "longer than" in response.json()["message"], (encoding, response.text)
 
 
 def test_non_finite_numbers_are_rejected(api, served):

@@ -8,6 +8,9 @@ import pandas as pd
 import pytest
 
 from mlaas.adapters.jobstore import JobStore
+from mlaas.context import Context
+from mlaas.errors import Unavailable
+from mlaas.services import jobs
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 
 pytestmark = pytest.mark.integration
@@ -174,3 +177,39 @@ def test_a_write_redis_runs_past_the_deadline_is_not_applied_unless_redis_answer
     # a late answer that still reached the client means Redis's clock is ahead, not that it hung: written once
     job, created = store.create("drift", {"model": unique}, idempotency_key=f"late-{unique}")
     assert created and ctx.jobs.get(job["job_id"])["history"] == [{"state": "queued", "at": job["created_at"]}]
+
+
+class RefusingQueue:
+    """A broker that does not take the message (Redis gone between the record and the publish)."""
+
+    def submit(self, task_name: str, job_id: str) -> None:
+        raise Unavailable("redis", "redis did not accept the task (TimeoutError)")
+
+
+class RecordingQueue:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def submit(self, task_name: str, job_id: str) -> None:
+        self.sent.append(job_id)
+
+
+def test_a_submission_the_broker_refused_leaves_nothing_and_its_retry_makes_a_job(ctx, unique):
+    refused = Context(ctx.settings, {"jobs": ctx.jobs, "queue": RefusingQueue()})
+    with pytest.raises(Unavailable):
+        jobs.submit(refused, "drift", {"model": unique}, idempotency_key=f"refused-{unique}")
+    listed, _ = ctx.jobs.list(job_type="drift", limit=500)
+    assert [j for j in listed if j["params"] == {"model": unique}] == []
+    queue = RecordingQueue()
+    job, created = jobs.submit(Context(ctx.settings, {"jobs": ctx.jobs, "queue": queue}), "drift", {"model": unique},
+                               idempotency_key=f"refused-{unique}")
+    assert created and queue.sent == [job["job_id"]] and ctx.jobs.get(job["job_id"])["state"] == "queued"
+
+
+def test_withdraw_leaves_a_job_a_worker_already_started(ctx, unique):
+    job, _ = ctx.jobs.create("drift", {"model": unique}, idempotency_key=f"started-{unique}")
+    ctx.jobs.transition(job["job_id"], "running", allowed_from=("queued",))
+    assert not ctx.jobs.withdraw(job["job_id"], "drift", f"started-{unique}")
+    assert ctx.jobs.get(job["job_id"])["state"] == "running"
+    again, created = ctx.jobs.create("drift", {"model": unique}, idempotency_key=f"started-{unique}")
+    assert not created and again["job_id"] == job["job_id"]

@@ -200,3 +200,15 @@ def test_the_long_text_prefilter_on_random_strings_around_the_limit():
                              ensure_ascii=ensure_ascii).encode()
             if max(lengths) > MAX_TEXT_CHARS:
                 assert _may_hold_long_text(raw), lengths
+
+
+def test_the_long_text_prefilter_walks_bodies_sent_in_utf16_or_utf32():
+    import json
+
+    from mlaas.api.routes.inference import _may_hold_long_text
+
+    text = json.dumps({"data": [{"a": '"' * 10_001}]})
+    for encoding in ("utf-16", "utf-16-le", "utf-32"):
+        assert _may_hold_long_text(text.encode(encoding))
+    assert _may_hold_long_text(b"\xef\xbb\xbf" + text.encode())  # UTF-8 with a byte order mark
+

@@ -86,15 +86,17 @@ def test_other_dependencies_are_not_waited_for():
     assert store.calls == 1
 
 
-def test_redis_unavailable_inside_the_handler_is_re_raised_even_on_the_final_attempt():
-    store = FlakyJobs(failures=0)
-
+def test_redis_unavailable_inside_the_handler_retries_and_fails_the_job_on_the_final_attempt():
     def needs_redis(job_id: str, params: dict[str, Any], progress: jobs.Progress) -> dict[str, Any]:
         raise Unavailable("redis", "redis does not answer (ConnectionError)")
 
+    store = FlakyJobs(failures=0)
     with pytest.raises(Unavailable):
-        jobs.run(context(store, wait=0), "j1", needs_redis, final_attempt=True)
-    assert store.record["state"] == "running"  # left for the redelivered message, not marked failed
+        jobs.run(context(store, wait=0), "j1", needs_redis, final_attempt=False)
+    assert store.record["state"] == "running"  # the task retries it with backoff
+    store = FlakyJobs(failures=0)
+    assert jobs.run(context(store, wait=0), "j1", needs_redis, final_attempt=True) == "failed"
+    assert store.record["state"] == "failed"
 
 
 def test_a_retry_the_broker_refuses_requeues_the_message_instead_of_dropping_it():
@@ -110,7 +112,7 @@ def test_a_retry_the_broker_refuses_requeues_the_message_instead_of_dropping_it(
         def retry(self, **_: Any) -> Exception:
             raise Retry("retry in 2 s")
 
-    requeued = _retry(Refused(), countdown=2, max_retries=3)
+    requeued = _retry(Refused(), "job j1", countdown=2, max_retries=3)
     assert isinstance(requeued, Reject) and requeued.requeue
     with pytest.raises(Retry):
-        _retry(Accepted(), countdown=2, max_retries=3)
+        _retry(Accepted(), "job j1", countdown=2, max_retries=3)

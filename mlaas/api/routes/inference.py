@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,12 +55,15 @@ def _refuse_bombs() -> None:
 def _may_hold_long_text(raw: bytes) -> bool:
     """Whether the raw body could hold a string longer than MAX_TEXT_CHARS; found with numpy, not by walking cells.
 
-    A JSON string of more than MAX_TEXT_CHARS characters takes at least that many bytes after its opening
+    In UTF-8 (what JSON bodies are; json also reads UTF-16 and UTF-32, which are walked instead), a JSON
+    string of more than MAX_TEXT_CHARS characters takes at least that many bytes after its opening
     quote, up to its closing one. Quotes right after a backslash are not taken as delimiters: that skips
     every escaped quote and at worst joins two strings (``\\\\"``), which can only make a stretch longer.
     """
     if len(raw) <= MAX_TEXT_CHARS:
         return False
+    if json.detect_encoding(raw) not in ("utf-8", "utf-8-sig"):  # UTF-16 or -32: let the cells be walked
+        return True
     body = np.frombuffer(raw, dtype=np.uint8)
     quotes = np.flatnonzero(body == ord('"'))
     quotes = quotes[(quotes == 0) | (body[quotes - 1] != ord("\\"))]
