@@ -10,6 +10,7 @@ from celery import Task
 from celery.exceptions import Reject
 
 from mlaas.adapters.capture_buffer import CaptureBuffer
+from mlaas.adapters.jobstore import JobStore, PatientJobStore
 from mlaas.context import Context
 from mlaas.errors import MlaasError, Unavailable
 from mlaas.services import capture_jobs, drift_jobs, evaluation, jobs, monitors, training
@@ -22,10 +23,10 @@ MAX_RETRIES = 3
 
 
 def context() -> Context:
-    """The worker process's context, created after the fork on first use."""
+    """The worker process's context, created after the fork on first use; its job store waits out Redis."""
     global _context
     if _context is None:
-        _context = Context(settings)
+        _context = Context(settings, {"jobs": PatientJobStore(JobStore(settings), settings.job_redis_wait_seconds)})
     return _context
 
 

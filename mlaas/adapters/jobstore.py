@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -16,6 +17,9 @@ from redis.retry import Retry
 
 from mlaas.errors import Conflict, NotFound, Unavailable
 from mlaas.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -301,3 +305,41 @@ def _decode(raw: dict[str, str], history: list[str]) -> dict[str, Any]:
         ],
     }
     return job
+
+
+def patiently(call: Callable[[], T], wait_seconds: float) -> T:
+    """Run a job-store call, riding out a Redis outage of up to ``wait_seconds`` (backing off up to 5 s)."""
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except Unavailable as exc:
+            if exc.dependency != "redis" or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s; trying again in %.1f s", exc.message, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class PatientJobStore:
+    """The job store as running jobs use it (the worker's context): every call waits for Redis.
+
+    The work a job has done is worth more than a fast failure, so its progress and result wait out a
+    Redis outage (MLAAS_JOB_REDIS_WAIT_SECONDS) instead of failing; the API keeps the plain store and
+    answers 503 at once.
+    """
+
+    def __init__(self, store: JobStore, wait_seconds: float) -> None:
+        self._store = store
+        self._wait_seconds = wait_seconds
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return patiently(lambda: attr(*args, **kwargs), self._wait_seconds)
+
+        return call

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from mlaas.adapters import telemetry
 from mlaas.adapters.jobstore import TERMINAL
@@ -16,7 +16,6 @@ from mlaas.logs import log_context
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 TASK_FOR_TYPE = {"train": "mlaas.train", "evaluate": "mlaas.evaluate", "drift": "mlaas.drift"}
 
 
@@ -47,25 +46,6 @@ def cancel(ctx: Context, job_id: str) -> dict[str, Any]:
     return ctx.jobs.get(job_id)
 
 
-def patiently(ctx: Context, call: Callable[[], T]) -> T:
-    """A job-store call made by a running job, riding out a Redis outage of up to MLAAS_JOB_REDIS_WAIT_SECONDS.
-
-    The work a job has done is worth more than a fast failure: it waits for Redis (backing off up to
-    5 s between tries) instead of failing, and only gives up, re-raising ``Unavailable``, past the deadline.
-    """
-    deadline = time.monotonic() + ctx.settings.job_redis_wait_seconds
-    delay = 0.5
-    while True:
-        try:
-            return call()
-        except Unavailable as exc:
-            if exc.dependency != "redis" or time.monotonic() + delay > deadline:
-                raise
-            log.warning("%s; trying again in %.1f s", exc.message, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
 class Progress:
     """Reports named steps of a running job and stops it when it was cancelled."""
 
@@ -74,9 +54,9 @@ class Progress:
         self.job_id = job_id
 
     def __call__(self, step: str, percent: int) -> None:
-        if patiently(self.ctx, lambda: self.ctx.jobs.state(self.job_id)) == "cancelled":
+        if self.ctx.jobs.state(self.job_id) == "cancelled":
             raise Cancelled(f"job {self.job_id} was cancelled")
-        patiently(self.ctx, lambda: self.ctx.jobs.set_progress(self.job_id, step, percent))
+        self.ctx.jobs.set_progress(self.job_id, step, percent)
 
 
 Handler = Callable[[str, dict[str, Any], Progress], dict[str, Any]]
@@ -86,19 +66,19 @@ def run(ctx: Context, job_id: str, handler: Handler, *, final_attempt: bool = Tr
     """Run a job once: queued/running → running → succeeded or failed. Returns the state it ends in.
 
     A job already finished (a redelivered message) is left alone. ``Unavailable`` is re-raised
-    unless this is the final attempt, so the task can retry with backoff. Redis itself is waited for
-    (``patiently``); past that wait its ``Unavailable`` is re-raised like any other.
+    unless this is the final attempt, so the task can retry with backoff. (The worker's job store waits
+    for Redis itself: ``PatientJobStore``.)
     """
-    state = patiently(ctx, lambda: ctx.jobs.state(job_id))
+    state = ctx.jobs.state(job_id)
     if state is None:
         log.warning("job %s has no record (expired?); skipping", job_id)
         return "missing"
     if state in TERMINAL:
         log.info("job %s is already %s; skipping", job_id, state)
         return state
-    patiently(ctx, lambda: ctx.jobs.transition(job_id, "running", allowed_from=("queued", "running")))
-    patiently(ctx, lambda: ctx.jobs.bump_attempts(job_id))
-    job = patiently(ctx, lambda: ctx.jobs.get(job_id))
+    ctx.jobs.transition(job_id, "running", allowed_from=("queued", "running"))
+    ctx.jobs.bump_attempts(job_id)
+    job = ctx.jobs.get(job_id)
     started = time.monotonic()
     with log_context(job_id=job_id, request_id=job.get("request_id") or ""):
         state = _execute(ctx, job_id, job["params"], handler, final_attempt)
@@ -122,8 +102,8 @@ def _execute(ctx: Context, job_id: str, params: dict[str, Any], handler: Handler
         log.exception("job %s failed unexpectedly", job_id)
         return _fail(ctx, job_id, MlaasError(f"the job failed unexpectedly; see the worker log for job {job_id}"))
     try:
-        patiently(ctx, lambda: ctx.jobs.transition(job_id, "succeeded", allowed_from=("running",), result=result,
-                                                   progress={"step": "done", "percent": 100}))
+        ctx.jobs.transition(job_id, "succeeded", allowed_from=("running",), result=result,
+                            progress={"step": "done", "percent": 100})
     except Conflict:
         return ctx.jobs.state(job_id) or "missing"
     log.info("job %s succeeded", job_id)
@@ -132,7 +112,7 @@ def _execute(ctx: Context, job_id: str, params: dict[str, Any], handler: Handler
 
 def _fail(ctx: Context, job_id: str, exc: MlaasError) -> str:
     try:
-        patiently(ctx, lambda: ctx.jobs.transition(job_id, "failed", allowed_from=("running",), error=exc.to_dict()))
+        ctx.jobs.transition(job_id, "failed", allowed_from=("running",), error=exc.to_dict())
     except Conflict:
         return ctx.jobs.state(job_id) or "missing"
     return "failed"

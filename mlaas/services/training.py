@@ -15,7 +15,7 @@ from mlaas.context import Context
 from mlaas.dataconfig import DataConfig
 from mlaas.datasets import LoadedFrame, read_config, read_frame, write_config, write_frame
 from mlaas.errors import InvalidInput
-from mlaas.services import jobs, metrics, promotion
+from mlaas.services import metrics, promotion
 from mlaas.uris import S3Uri, parse_uri
 
 Progress = Callable[[str, int], None]
@@ -112,7 +112,7 @@ def run(ctx: Context, job_id: str, params: dict[str, Any], progress: Progress) -
         "test_dataset": test_uri, "source_version": str(source_version), "job_id": job_id, "task": task,
     }
     # Only a job that ran before (a redelivery: attempts > 1) can have registered its version already.
-    ran_before = jobs.patiently(ctx, lambda: ctx.jobs.get(job_id)).get("attempts") != 1
+    ran_before = ctx.jobs.get(job_id).get("attempts") != 1
     existing = ctx.registry.find_version_by_tag(name, "job_id", job_id) if ran_before else None
     if existing is not None:  # redelivered after registering: reuse, never register twice
         new_version, run_id, run_name = existing, existing.run_id, existing.tags.get("run_name", "")

@@ -279,7 +279,7 @@ def test_a_worker_killed_mid_fit_redelivers_the_job_which_registers_one_version(
 
 
 def waiting_for_redis(faults: Faults, job_id: str) -> bool:
-    """Whether the worker log shows the job waiting for Redis (jobs.patiently) rather than failing."""
+    """Whether the worker log shows the job waiting for Redis (jobstore.patiently) rather than failing."""
     return any(f'"job_id": "{job_id}"' in line and "trying again in" in line
                for line in faults.worker_log().splitlines())
 

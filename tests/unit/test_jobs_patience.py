@@ -1,4 +1,4 @@
-"""A running job waits for Redis instead of failing, within MLAAS_JOB_REDIS_WAIT_SECONDS (services/jobs.py)."""
+"""A running job waits for Redis instead of failing, within MLAAS_JOB_REDIS_WAIT_SECONDS (PatientJobStore)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mlaas.adapters.jobstore import PatientJobStore, patiently
 from mlaas.context import Context
 from mlaas.errors import Unavailable
 from mlaas.services import jobs
@@ -53,7 +54,8 @@ class FlakyJobs:
 
 
 def context(store: FlakyJobs, wait: float) -> Context:
-    return Context(Settings(job_redis_wait_seconds=wait), {"jobs": store})
+    """A worker's context over ``store``: its job store waits ``wait`` seconds for Redis."""
+    return Context(Settings(), {"jobs": PatientJobStore(store, wait)})  # type: ignore[arg-type]
 
 
 def handler(job_id: str, params: dict[str, Any], progress: jobs.Progress) -> dict[str, Any]:
@@ -82,7 +84,7 @@ def test_past_the_wait_redis_unavailable_is_raised_and_nothing_is_recorded_as_fa
 def test_other_dependencies_are_not_waited_for():
     store = FlakyJobs(failures=1, dependency="s3")
     with pytest.raises(Unavailable):
-        jobs.patiently(context(store, wait=30), lambda: store.state("j1"))
+        patiently(lambda: store.state("j1"), 30)
     assert store.calls == 1
 
 

@@ -17,7 +17,7 @@ def ctx() -> Context:
 def accepted(job_type: str, params: dict[str, Any], idempotency_key: str | None) -> tuple[dict[str, Any], int]:
     """Submit a job and answer 202 with where to poll it (the same job again when an idempotency key matched)."""
     job, _ = jobs.submit(ctx(), job_type, params, idempotency_key=idempotency_key,
-                               request_id=getattr(g, "request_id", ""))
+                         request_id=getattr(g, "request_id", ""))
     body = {
         "job_id": job["job_id"],
         "status_url": url_for("jobs.get_job", job_id=job["job_id"]),
