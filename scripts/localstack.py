@@ -185,19 +185,45 @@ def group_name(group: str) -> str:
     return "-".join(_queues(group))
 
 
+def _service_ports() -> tuple[int, int] | None:
+    """Where to pick the stack's server ports: below the kernel's ephemeral range (None when too little is).
+
+    The kernel hands ports of that range to outgoing connections at random, so a server port picked there
+    can be taken by some client between the pick and the server's bind (seen with SeaweedFS's admin port).
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (10_000, low - 1) if low - 10_000 >= 10_000 else None
+
+
 def free_ports(count: int) -> list[int]:
-    """Ask the kernel for ``count`` distinct free ports on 127.0.0.1."""
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
+    """``count`` distinct ports on 127.0.0.1 that are free now, outside the ephemeral range where there is room."""
+    span = _service_ports()
+    if span is None:
+        with ExitStack() as stack:
+            socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+            for sock in socks:
+                sock.bind(("127.0.0.1", 0))
+            return [sock.getsockname()[1] for sock in socks]
+    picked: list[int] = []
+    for _ in range(200 * count):
+        port = random.randint(*span)
+        if port not in picked and _bindable(port):
+            picked.append(port)
+            if len(picked) == count:
+                return picked
+    raise StackError(f"no {count} free ports between {span[0]} and {span[1]}")
 
 
 def free_port_pair(offset: int, *, avoid: set[int]) -> int:
-    """A free port P such that P + offset is free too."""
+    """A free port P such that P + offset is free too (outside the ephemeral range where there is room)."""
+    low, high = _service_ports() or (20_000, 65_535)
+    if high - offset <= low:
+        low, high = 20_000, 65_535
     for _ in range(200):
-        port = random.randint(20_000, 65_535 - offset)
+        port = random.randint(low, high - offset)
         if port not in avoid and port + offset not in avoid and _bindable(port) and _bindable(port + offset):
             return port
     raise StackError(f"no free port pair {offset} apart")
