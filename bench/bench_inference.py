@@ -73,7 +73,7 @@ def measure(server: dict[str, Any], body: Path, connections: int, seconds: float
 def in_process_floor(model: Any, predictor: Any, frames: dict[int, pd.DataFrame],
                      bodies: dict[int, list[dict[str, Any]]]) -> dict[int, dict[str, float]]:
     """The model's own predict on ready frames, the naive call on a fresh frame, and the compiled predictor."""
-    from mlaas.services import fastpath
+    from mlaas.inference import compiled
 
     out = {}
     for n, frame in frames.items():
@@ -87,7 +87,7 @@ def in_process_floor(model: Any, predictor: Any, frames: dict[int, pd.DataFrame]
         for _ in range(calls):
             model.predict(pd.DataFrame.from_records(bodies[n]))
         naive_cpu_s = (time.process_time() - cpu_started) / calls
-        columns = fastpath.columns_of(frame, predictor.inputs)
+        columns = compiled.columns_of(frame, predictor.inputs)
         started = time.perf_counter()
         for _ in range(calls):
             predictor.predict(columns)
@@ -104,19 +104,20 @@ def capture_cost(settings: Any, model: Any, features: list[str], bodies: dict[in
     import dataclasses
 
     from mlaas.adapters.capture_buffer import CaptureBuffer
-    from mlaas.services import capture, inference
+    from mlaas.inference import predict
+    from mlaas.monitoring import capture
 
     buffer = CaptureBuffer(dataclasses.replace(settings, redis_prefix="bench-capture", capture_batch_seconds=3600))
     out = {}
     for n, rows in bodies.items():
         raw = json.dumps({"dataframe_records": rows}).encode()
-        parsed = inference.parse_rows(json.loads(raw), max_rows=10_000)
+        parsed = predict.parse_rows(json.loads(raw), max_rows=10_000)
         frame = parsed.frame[features]
         proba = model.predict_proba(frame)
         classes = [str(c) for c in model.classes_]
-        result = inference.Prediction(parsed.ids, model.predict(frame).tolist(),
+        result = predict.Prediction(parsed.ids, model.predict(frame).tolist(),
                                       [dict(zip(classes, p, strict=True)) for p in proba.tolist()], [],
-                                      inference.Columns(features, {}), proba)
+                                      predict.Columns(features, {}), proba)
         calls, best = 2000 if n < 1000 else 200, float("inf")
         for _ in range(3):  # the least disturbed of three batches
             started = time.process_time()
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(x) for x in args.rows.split(",")]
     levels = [int(x) for x in args.concurrency.split(",")]
 
-    from mlaas.services import fastpath
+    from mlaas.inference import compiled
     from mlaas.settings import Settings
     from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 
@@ -336,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         import mlflow
 
         model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
-        predictor, why = fastpath.build(model, features)
+        predictor, why = compiled.build(model, features)
         assert predictor is not None, f"the benchmark's model does not take the fast path: {why}"
 
         bodies = {n: records(test[features], n) for n in sorted({*sizes, 100})}

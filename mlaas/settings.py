@@ -67,7 +67,7 @@ class Settings:
     allow_sklearn_version_mismatch: bool = False
     tmp_dir: str = ""
     warm_models: bool = False
-    fast_path: bool = True  # serve scikit-learn pipelines through checked compiled arithmetic (services/fastpath.py)
+    fast_path: bool = True  # serve scikit-learn pipelines through checked compiled arithmetic (inference/compiled.py)
     # Inference capture (drift checks of served traffic run off the request path).
     capture_enabled: bool = True
     capture_max_entries: int = 100_000  # per model version; requests beyond are dropped and counted

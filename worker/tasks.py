@@ -9,11 +9,14 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Reject
 
+from mlaas import jobs
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.adapters.jobstore import JobStore, PatientJobStore
 from mlaas.context import Context
+from mlaas.drift import adhoc
 from mlaas.errors import MlaasError, Unavailable
-from mlaas.services import capture_jobs, drift_jobs, evaluation, jobs, monitors, training
+from mlaas.monitoring import housekeeping, monitors
+from mlaas.training import evaluation, retrain
 from worker.celery_app import app, settings
 
 log = logging.getLogger(__name__)
@@ -73,26 +76,26 @@ def _service(run: Callable[[Context, str, dict[str, Any], jobs.Progress], dict[s
 
 @app.task(name="mlaas.train", bind=True)
 def train(self: Task, job_id: str) -> str:
-    """Retrain a registered model (see mlaas.services.training)."""
-    return _run_job(self, job_id, _service(training.run))
+    """Retrain a registered model (see mlaas.training.retrain)."""
+    return _run_job(self, job_id, _service(retrain.run))
 
 
 @app.task(name="mlaas.evaluate", bind=True)
 def evaluate(self: Task, job_id: str) -> str:
-    """Evaluate a model version on a test set (see mlaas.services.evaluation)."""
+    """Evaluate a model version on a test set (see mlaas.training.evaluation)."""
     return _run_job(self, job_id, _service(evaluation.run))
 
 
 @app.task(name="mlaas.drift", bind=True)
 def drift(self: Task, job_id: str) -> str:
-    """Compare two data sets (see mlaas.services.drift_jobs)."""
-    return _run_job(self, job_id, _service(drift_jobs.run))
+    """Compare two data sets (see mlaas.drift.adhoc)."""
+    return _run_job(self, job_id, _service(adhoc.run))
 
 
 @app.task(name="mlaas.capture_flush", bind=True, max_retries=0)
 def capture_flush(self: Task) -> dict[str, Any]:
     """Write buffered inference rows to Parquet and queue the monitor checks that are due."""
-    return capture_jobs.flush_all(context(), buffer(), context().monitors)
+    return housekeeping.flush_all(context(), buffer(), context().monitors)
 
 
 @app.task(name="mlaas.monitor_sweep", bind=True, max_retries=0)

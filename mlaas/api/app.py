@@ -15,11 +15,11 @@ from mlaas import logs
 from mlaas.adapters import telemetry
 from mlaas.api import security
 from mlaas.api.errors import register_error_handlers, validation_error_response
-from mlaas.api.routes import datasets, drift, health, inference, jobs, metrics, models, monitors, train
+from mlaas.api.routes import datasets, drift, health, inference, jobs, models, monitors, prometheus, train
 from mlaas.api.schemas import ErrorBody
 from mlaas.context import Context
+from mlaas.inference.server import Server
 from mlaas.logs import configure_logging
-from mlaas.services.serving import Server
 from mlaas.settings import Settings
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
 
     security.install(app, settings)
     for blueprint in (health.bp, jobs.bp, train.bp, inference.bp, models.bp, drift.bp, datasets.bp, monitors.bp,
-                      metrics.bp):
+                      prometheus.bp):
         app.register_api(blueprint)
 
     app.add_url_rule("/openapi.json", "openapi_json", lambda: app.api_doc)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.context import Context
-from mlaas.services import capture, capture_jobs
+from mlaas.monitoring import capture, housekeeping
 
 
 def count_captured(ctx: Context, model: str, version: int) -> int:
@@ -25,6 +25,6 @@ def drain(ctx: Context, buffer: CaptureBuffer, key: str, rows: int, timeout: flo
     model, version = buffer.parse_stream_key(key)
     deadline = time.monotonic() + timeout
     while buffer.redis.xlen(key) or buffer.plan(key) or count_captured(ctx, model, version) < rows:
-        capture_jobs.flush_all(ctx, buffer)
+        housekeeping.flush_all(ctx, buffer)
         assert time.monotonic() < deadline, f"{rows} captured rows of {model} v{version} not flushed after {timeout} s"
         time.sleep(0.2)

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from mlaas.adapters.jobstore import JobStore
 from mlaas.adapters.registry import MlflowRegistry, run_name
 from mlaas.adapters.storage import MinioBlobStore
-from mlaas.datasets import read_config, read_frame, write_config, write_frame
+from mlaas.datasets.frames import read_config, read_frame, write_config, write_frame
 from mlaas.errors import Conflict, NotFound, Unavailable
 from mlaas.settings import Secret
 from mlaas.uris import S3Uri

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from mlaas.api.app import create_app
-from mlaas.cli import main
+from mlaas.client.cli import main
 from mlaas.settings import Settings
 from mlaas.uris import S3Uri
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from mlaas.datasets import write_config
+from mlaas.datasets.frames import write_config
 from mlaas.uris import S3Uri
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 

@@ -31,10 +31,12 @@ from mlflow.tracking import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.linear_model import SGDClassifier
 
+from mlaas import jobs
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.context import Context
-from mlaas.services import capture, jobs, monitors, training
+from mlaas.monitoring import capture, monitors
 from mlaas.settings import Settings
+from mlaas.training import retrain
 from mlaas.uris import S3Uri
 from tests.integration.conftest import DATA, ROOT, TEST_SERVICE_ENV, Api
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
@@ -431,7 +433,7 @@ def test_mlflow_down_cached_models_serve_new_ones_503_and_jobs_fail_unavailable(
         register(faults.settings, name, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
     warm(faults, cached)  # the production version, resolved by name
     warm(faults, cached, version=1)
-    prepared = training.prepare(faults.ctx, train_body(cached, data))  # accepted before the outage
+    prepared = retrain.prepare(faults.ctx, train_body(cached, data))  # accepted before the outage
 
     with faults.down("mlflow"):
         latencies = []

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
 from mlaas.adapters.capture_buffer import CaptureBuffer
-from mlaas.services import capture, capture_jobs, monitors
+from mlaas.monitoring import capture, housekeeping, monitors
 from tests.integration.captured import count_captured, drain
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 
@@ -167,7 +167,7 @@ def test_capture_writes_every_answered_row_once(api, ctx, settings, unique):
     key = buffer.stream_key(unique, 1)
     drain(ctx, buffer, key, 150)
     assert count_captured(ctx, unique, 1) == answered == 150
-    capture_jobs.flush_all(ctx, buffer)
+    housekeeping.flush_all(ctx, buffer)
     assert count_captured(ctx, unique, 1) == 150
 
     # a flush that dies after writing, before trimming the buffer, is redone into the same files
@@ -230,7 +230,7 @@ def test_drift_of_inference_traffic_is_checked_off_the_request_path(api, ctx, se
     experiment = client.get_experiment_by_name(f"mlaas/{unique}")
     deadline = time.monotonic() + 120
     while True:
-        capture_jobs.flush_all(ctx, buffer, ctx.monitors)
+        housekeeping.flush_all(ctx, buffer, ctx.monitors)
         runs = client.search_runs([experiment.experiment_id], "attributes.run_name LIKE 'infer_%'",
                                   order_by=["attributes.start_time ASC"])
         if (len(runs) >= 2 and all(r.info.status == "FINISHED" for r in runs)) or time.monotonic() > deadline:

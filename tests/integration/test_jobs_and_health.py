@@ -7,10 +7,10 @@ import time
 import pandas as pd
 import pytest
 
+from mlaas import jobs
 from mlaas.adapters.jobstore import JobStore
 from mlaas.context import Context
 from mlaas.errors import Unavailable
-from mlaas.services import jobs
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from mlaas.datasets import write_config
+from mlaas.datasets.frames import write_config
 from mlaas.uris import S3Uri
 from tests.integration.models import register
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlaas.services import monitors
+from mlaas.monitoring import monitors
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,9 @@ from mlflow.tracking import MlflowClient
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LinearRegression
 
-from mlaas.datasets import write_config
-from mlaas.services import jobs, training
+from mlaas import jobs
+from mlaas.datasets.frames import write_config
+from mlaas.training import retrain
 from mlaas.uris import S3Uri, parse_uri
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 
@@ -108,11 +109,11 @@ def test_no_data_recorded_and_none_given_is_400(api, titanic_model):
 
 
 def test_same_job_twice_registers_one_version(ctx, settings, titanic_model, titanic):
-    prepared = training.prepare(ctx, {"model": titanic_model, "dataset": titanic["train"],
+    prepared = retrain.prepare(ctx, {"model": titanic_model, "dataset": titanic["train"],
                                       "data_config": titanic["data_config"], "random_state": 3})
     job, _ = ctx.jobs.create("train", prepared.params)
-    first = training.run(ctx, job["job_id"], prepared.params, lambda step, pct: None)
-    second = training.run(ctx, job["job_id"], prepared.params, lambda step, pct: None)
+    first = retrain.run(ctx, job["job_id"], prepared.params, lambda step, pct: None)
+    second = retrain.run(ctx, job["job_id"], prepared.params, lambda step, pct: None)
     assert first["version"] == second["version"] == 2
     assert versions(settings, titanic_model) == [1, 2]
     # a redelivered message for a finished job is skipped by the runner

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from mlaas.adapters.capture_buffer import _command, _loads
-from mlaas.services import capture, inference
+from mlaas.inference import predict
+from mlaas.monitoring import capture
 
 
 class FakeBuffer:
@@ -51,13 +52,13 @@ def payloads() -> dict[str, tuple[dict[str, Any], list[str]]]:
     }
 
 
-def answer(body: dict[str, Any]) -> inference.Prediction:
+def answer(body: dict[str, Any]) -> predict.Prediction:
     """What the inference service hands the capture for a body: rows parsed by its own parser."""
-    rows = inference.parse_rows(body, max_rows=100)
+    rows = predict.parse_rows(body, max_rows=100)
     features = rows.frame[USED]
     proba = np.array([[0.75, 0.25], [0.5, 0.5], [0.125, 0.875]])
     probabilities = [{"no": float(p[0]), "yes": float(p[1])} for p in proba]
-    return inference.Prediction(rows.ids, ["no", "no", "yes"], probabilities, ["extra"], features, proba)
+    return predict.Prediction(rows.ids, ["no", "no", "yes"], probabilities, ["extra"], features, proba)
 
 
 @pytest.mark.parametrize("style", list(payloads()))
@@ -80,7 +81,7 @@ def test_the_request_text_is_kept_as_sent_and_read_back_through_json():
     body = {"data": [{"x": 1e-320, "n": 2**62, "t": "é \u2028 \"q\""}]}
     text = json.dumps(body, ensure_ascii=False)
     buffer = FakeBuffer()
-    result = inference.Prediction([0], [1], None, [], pd.DataFrame(body["data"])[USED], None)
+    result = predict.Prediction([0], [1], None, [], pd.DataFrame(body["data"])[USED], None)
     capture.record(buffer, "m", 1, result, "", ("\ufeff" + text).encode())  # type: ignore[arg-type]
     assert buffer.texts[0].endswith(b', "body": ' + text.encode() + b"}")  # the body is embedded as sent
     frame = capture.entries_frame(buffer.entries())
@@ -90,7 +91,7 @@ def test_the_request_text_is_kept_as_sent_and_read_back_through_json():
 def test_a_body_in_utf16_is_captured_too():
     body = {"data": [{"x": 2.0, "n": 1, "t": "w"}]}
     buffer = FakeBuffer()
-    result = inference.Prediction([0], [0], None, [], pd.DataFrame(body["data"])[USED], None)
+    result = predict.Prediction([0], [0], None, [], pd.DataFrame(body["data"])[USED], None)
     capture.record(buffer, "m", 1, result, "", json.dumps(body).encode("utf-16"))  # type: ignore[arg-type]
     assert capture.entries_frame(buffer.entries())["t"].tolist() == ["w"]
 

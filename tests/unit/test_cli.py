@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from mlaas.cli import ProgressBar, main
-from mlaas.client import ApiError, ApiUnavailable, Client
+from mlaas.client.api import ApiError, ApiUnavailable, Client
+from mlaas.client.cli import ProgressBar, main
 
 
 def error(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:

@@ -3,8 +3,8 @@ import io
 import pandas as pd
 import pytest
 
-from mlaas.dataconfig import DataConfig
-from mlaas.datasets import read_config, read_frame, write_config, write_frame
+from mlaas.datasets.config import DataConfig
+from mlaas.datasets.frames import read_config, read_frame, write_config, write_frame
 from mlaas.errors import InvalidInput
 from mlaas.uris import S3Uri
 from tests.fakes import MemoryBlobStore

@@ -23,8 +23,8 @@ from sklearn.preprocessing import (
 )
 
 from mlaas.errors import InvalidInput
-from mlaas.services import fastpath, inference
-from mlaas.services.model_cache import ServedModel
+from mlaas.inference import compiled, predict
+from mlaas.inference.cache import ServedModel
 from tests.integration.models import CATEGORICAL, NUMERIC, titanic_pipeline
 
 TITANIC = pd.read_csv("examples/data/titanic/titanic.csv")
@@ -92,8 +92,8 @@ IMPUTED = {"titanic", "mixed", "multiclass", "regression", "linear-no-proba"}
 CASES = ["titanic", "numeric", "scalers", "mixed", "multiclass", "regression", "linear-no-proba", "passthrough"]
 
 
-def assert_same_as_sklearn(model: Any, predictor: fastpath.FastPredictor, frame: pd.DataFrame) -> None:
-    labels, proba = predictor.predict(fastpath.columns_of(frame, predictor.inputs))
+def assert_same_as_sklearn(model: Any, predictor: compiled.FastPredictor, frame: pd.DataFrame) -> None:
+    labels, proba = predictor.predict(compiled.columns_of(frame, predictor.inputs))
     expected = np.asarray(model.predict(frame))
     if expected.dtype.kind == "f":
         np.testing.assert_allclose(labels, expected, rtol=1e-9)
@@ -108,7 +108,7 @@ def assert_same_as_sklearn(model: Any, predictor: fastpath.FastPredictor, frame:
 @pytest.mark.parametrize("case", CASES)
 def test_compiled_models_answer_as_sklearn_on_fitted_and_unusual_rows(case):
     model, frame = fitted(case)
-    predictor, reason = fastpath.build(model, list(frame.columns), frame.head(5))
+    predictor, reason = compiled.build(model, list(frame.columns), frame.head(5))
     assert predictor is not None, reason
     assert_same_as_sklearn(model, predictor, frame)
     for i in range(0, 40):  # one row at a time, as most requests come
@@ -129,19 +129,19 @@ def test_an_unknown_category_under_handle_unknown_error_goes_to_sklearn():
     data = mixed_data()
     prep = ColumnTransformer([("cat", OneHotEncoder(), ["size"]), ("num", StandardScaler(), ["x2"])])
     model = Pipeline([("prep", prep), ("clf", LogisticRegression())]).fit(data, target(data))
-    predictor, reason = fastpath.build(model, None)
+    predictor, reason = compiled.build(model, None)
     assert predictor is not None, reason
     assert_same_as_sklearn(model, predictor, data.head(20))
-    with pytest.raises(fastpath.Unsupported):
-        predictor.predict(fastpath.columns_of(data.head(1).assign(size="XXL"), predictor.inputs))
+    with pytest.raises(compiled.Unsupported):
+        predictor.predict(compiled.columns_of(data.head(1).assign(size="XXL"), predictor.inputs))
     with pytest.raises(ValueError, match="unknown categor"):
         model.predict(data.head(1).assign(size="XXL"))
 
 
 def test_missing_values_reaching_the_model_go_to_sklearn():
     model, frame = fitted("numeric")
-    predictor, _ = fastpath.build(model, None)
-    with pytest.raises(fastpath.Unsupported):
+    predictor, _ = compiled.build(model, None)
+    with pytest.raises(compiled.Unsupported):
         predictor.predict({"x2": np.array([np.nan]), "n": np.array([1.0])})
 
 
@@ -153,27 +153,27 @@ def test_missing_values_reaching_the_model_go_to_sklearn():
 def test_models_with_other_steps_are_left_to_sklearn(model):
     data = mixed_data()[["x2", "n"]]
     model.fit(data, target(mixed_data()))
-    predictor, reason = fastpath.build(model, None)
+    predictor, reason = compiled.build(model, None)
     assert predictor is None and reason
 
 
 def test_a_compiled_model_that_differs_from_its_model_fails_the_check():
     model, frame = fitted("mixed")
-    predictor = fastpath.compile_model(model, None)
-    tampered = fastpath.FastPredictor(predictor.inputs, predictor.steps, predictor.coef * (1 + 1e-5),
+    predictor = compiled.compile_model(model, None)
+    tampered = compiled.FastPredictor(predictor.inputs, predictor.steps, predictor.coef * (1 + 1e-5),
                                       predictor.intercept, predictor.classes, predictor.proba)
-    with pytest.raises(fastpath.Unsupported, match="probabilities differ"):
-        fastpath.verify(tampered, model, fastpath.probe_frame(tampered, model, frame.head(5)))
-    flipped = fastpath.FastPredictor(predictor.inputs, predictor.steps, predictor.coef, predictor.intercept,
+    with pytest.raises(compiled.Unsupported, match="probabilities differ"):
+        compiled.verify(tampered, model, compiled.probe_frame(tampered, model, frame.head(5)))
+    flipped = compiled.FastPredictor(predictor.inputs, predictor.steps, predictor.coef, predictor.intercept,
                                      predictor.classes[::-1], predictor.proba)
-    with pytest.raises(fastpath.Unsupported, match="predictions differ"):
-        fastpath.verify(flipped, model, fastpath.probe_frame(flipped, model, None))
+    with pytest.raises(compiled.Unsupported, match="predictions differ"):
+        compiled.verify(flipped, model, compiled.probe_frame(flipped, model, None))
 
 
 # -- through inference: clean record payloads take the array path and answer as the frame path ------
 def served(model: Any, columns: list[str], types: dict[str, str], *, fast: bool, id_column: str | None = None
            ) -> ServedModel:
-    predictor = fastpath.build(model, columns)[0] if fast else None
+    predictor = compiled.build(model, columns)[0] if fast else None
     assert predictor is not None or not fast
     classes = [c.item() for c in model.classes_] if hasattr(model, "classes_") else None
     return ServedModel("m", 1, model, columns, types, id_column, classes, "classification", 0.0, None,
@@ -181,16 +181,16 @@ def served(model: Any, columns: list[str], types: dict[str, str], *, fast: bool,
 
 
 def answer(model: ServedModel, body: dict[str, Any]) -> tuple[dict[str, Any], list[list[Any]], str]:
-    rows = inference.parse_rows(body, max_rows=10_000)
-    features, ignored = inference.prepare_features(rows, model)
-    result = inference.predict(model, features, rows, ignored)
-    path = "arrays" if isinstance(result.features, inference.Columns) else "frame"
-    return inference.response_body(model, rows, result), model_inputs(result.features), path
+    rows = predict.parse_rows(body, max_rows=10_000)
+    features, ignored = predict.prepare_features(rows, model)
+    result = predict.predict(model, features, rows, ignored)
+    path = "arrays" if isinstance(result.features, predict.Columns) else "frame"
+    return predict.response_body(model, rows, result), model_inputs(result.features), path
 
 
-def model_inputs(features: inference.Columns | pd.DataFrame) -> list[list[Any]]:
+def model_inputs(features: predict.Columns | pd.DataFrame) -> list[list[Any]]:
     """The values the model was given, a list per column, None for missing (either path's form)."""
-    if isinstance(features, inference.Columns):
+    if isinstance(features, predict.Columns):
         columns = [features.arrays[name].tolist() for name in features.names]
     else:
         columns = [features[c].to_numpy(dtype=object).tolist() for c in features.columns]

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from mlaas import jobs
 from mlaas.adapters.jobstore import PatientJobStore, patiently
 from mlaas.context import Context
 from mlaas.errors import Unavailable
-from mlaas.services import jobs
 from mlaas.settings import Settings
 
 

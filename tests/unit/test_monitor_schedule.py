@@ -4,7 +4,7 @@ import pytest
 
 from mlaas.adapters.monitorstore import next_cron_time
 from mlaas.errors import InvalidInput
-from mlaas.services.monitors import next_due
+from mlaas.monitoring.monitors import next_due
 
 T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 

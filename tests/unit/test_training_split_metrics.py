@@ -4,10 +4,10 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
-from mlaas.dataconfig import DataConfig
+from mlaas.datasets.config import DataConfig
 from mlaas.errors import InvalidInput
-from mlaas.services import metrics
-from mlaas.services.training import split
+from mlaas.training import scoring
+from mlaas.training.retrain import split
 
 CONFIG = DataConfig.parse(
     {"index_columns": ["id"], "target_column": "y", "numerical_features": ["a", "b"], "categorical_features": ["c"]}
@@ -58,8 +58,8 @@ def test_classification_metrics_equal_sklearn():
     data = frame(500)
     X, y = data[["a", "b"]], data["y"]
     model = LogisticRegression().fit(X, y)
-    y_pred, proba, classes = metrics.predict(model, X, "classification")
-    out = metrics.compute("classification", y, y_pred, proba, classes)
+    y_pred, proba, classes = scoring.predict(model, X, "classification")
+    out = scoring.compute("classification", y, y_pred, proba, classes)
     assert out["accuracy"] == pytest.approx(skm.accuracy_score(y, y_pred))
     assert out["f1_macro"] == pytest.approx(skm.f1_score(y, y_pred, average="macro"))
     assert out["roc_auc"] == pytest.approx(skm.roc_auc_score(y, proba[:, 1]))
@@ -69,14 +69,14 @@ def test_classification_metrics_equal_sklearn():
 def test_regression_metrics_and_undefined_mape():
     y = np.array([0.0, 1.0, 2.0])
     p = np.array([0.5, 1.0, 2.5])
-    out = metrics.compute("regression", y, p)
+    out = scoring.compute("regression", y, p)
     assert out["rmse"] == pytest.approx(np.sqrt(np.mean((y - p) ** 2)))
     assert out["mae"] == pytest.approx(1 / 3)
     assert "mape" not in out  # undefined with a zero target
 
 
 def test_gate_direction():
-    assert metrics.is_better_or_equal("f1_macro", 0.8, 0.8)
-    assert not metrics.is_better_or_equal("f1_macro", 0.79, 0.8)
-    assert metrics.is_better_or_equal("rmse", 1.0, 1.1)
-    assert not metrics.is_better_or_equal("rmse", 1.2, 1.1)
+    assert scoring.is_better_or_equal("f1_macro", 0.8, 0.8)
+    assert not scoring.is_better_or_equal("f1_macro", 0.79, 0.8)
+    assert scoring.is_better_or_equal("rmse", 1.0, 1.1)
+    assert not scoring.is_better_or_equal("rmse", 1.2, 1.1)

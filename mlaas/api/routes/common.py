@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import current_app, g, url_for
 
+from mlaas import jobs
 from mlaas.context import Context
-from mlaas.services import jobs
 
 
 def ctx() -> Context:

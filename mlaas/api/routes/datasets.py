@@ -17,7 +17,7 @@ from mlaas.api.schemas import (
     DatasetStored,
     ErrorBody,
 )
-from mlaas.services import uploads
+from mlaas.datasets import uploads
 
 bp = APIBlueprint("datasets", __name__, abp_tags=[
     Tag(name="datasets", description="Data in the datasets bucket")

@@ -9,7 +9,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from mlaas.api.routes.common import accepted, ctx
 from mlaas.api.schemas import SECURITY, DriftRequest, ErrorBody, IdempotencyHeader, JobAccepted, JobPath
-from mlaas.services import drift_jobs
+from mlaas.drift import adhoc
 
 bp = APIBlueprint("drift", __name__, abp_tags=[
     Tag(name="drift", description="Data drift")
@@ -19,7 +19,7 @@ bp = APIBlueprint("drift", __name__, abp_tags=[
 @bp.post("/data-drift", responses={202: JobAccepted, 400: ErrorBody, 404: ErrorBody, 503: ErrorBody})
 def data_drift(body: DriftRequest, header: IdempotencyHeader) -> tuple[dict[str, Any], int]:
     """Compare a current data set with a reference (URIs, a version's baseline or its captured rows)."""
-    params = drift_jobs.prepare(ctx(), body.model_dump(exclude_none=True))
+    params = adhoc.prepare(ctx(), body.model_dump(exclude_none=True))
     return accepted("drift", params, header.idempotency_key)
 
 
@@ -27,6 +27,6 @@ def data_drift(body: DriftRequest, header: IdempotencyHeader) -> tuple[dict[str,
                                             404: ErrorBody})
 def drift_report(path: JobPath) -> Response:
     """The self-contained HTML report of a succeeded drift job."""
-    html = drift_jobs.report_html(ctx(), ctx().jobs.get(path.job_id))
+    html = adhoc.report_html(ctx(), ctx().jobs.get(path.job_id))
     return Response(html, mimetype="text/html", headers={"Content-Security-Policy": "default-src 'none'; "
                                                           "style-src 'unsafe-inline'; img-src data:"})

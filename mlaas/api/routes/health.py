@@ -7,7 +7,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from mlaas.api.errors import error_response
 from mlaas.api.schemas import ErrorBody, Health, Readiness
-from mlaas.services.health import check_dependencies
+from mlaas.health import check_dependencies
 
 bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health", description="For orchestrators")])
 

@@ -12,7 +12,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from mlaas.api.schemas import SECURITY, ErrorBody, InferenceQuery, InferenceRequest, InferenceResponse
 from mlaas.errors import TooLarge
-from mlaas.services.serving import Server
+from mlaas.inference.server import Server
 
 bp = APIBlueprint("inference", __name__, abp_tags=[
     Tag(name="inference", description="Synchronous predictions")

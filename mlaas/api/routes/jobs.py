@@ -6,9 +6,9 @@ from typing import Any
 
 from flask_openapi3 import APIBlueprint, Tag
 
+from mlaas import jobs
 from mlaas.api.routes.common import ctx
 from mlaas.api.schemas import SECURITY, ErrorBody, JobList, JobListQuery, JobPath, JobStatus
-from mlaas.services import jobs
 
 bp = APIBlueprint("jobs", __name__, abp_tags=[
     Tag(name="jobs", description="Asynchronous jobs")

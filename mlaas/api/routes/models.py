@@ -7,6 +7,7 @@ from typing import Any
 from flask import current_app, g
 from flask_openapi3 import APIBlueprint, Tag
 
+from mlaas import models
 from mlaas.api.routes.common import accepted, ctx
 from mlaas.api.schemas import (
     SECURITY,
@@ -22,7 +23,7 @@ from mlaas.api.schemas import (
     PromotionRecord,
     VersionDetail,
 )
-from mlaas.services import evaluation, models
+from mlaas.training import evaluation
 
 bp = APIBlueprint("models", __name__, abp_tags=[
     Tag(name="models", description="The model registry through mlaas")

@@ -18,7 +18,7 @@ from mlaas.api.schemas import (
     MonitorPath,
     MonitorRunAccepted,
 )
-from mlaas.services import monitors
+from mlaas.monitoring import monitors
 
 bp = APIBlueprint("monitors", __name__, abp_tags=[
     Tag(name="monitors", description="Scheduled drift checks")

@@ -8,7 +8,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from mlaas.api.routes.common import accepted, ctx
 from mlaas.api.schemas import SECURITY, ErrorBody, IdempotencyHeader, JobAccepted, TrainRequest
-from mlaas.services import training
+from mlaas.training import retrain
 
 bp = APIBlueprint("train", __name__, abp_tags=[
     Tag(name="training", description="Retrain registered models")
@@ -18,5 +18,5 @@ bp = APIBlueprint("train", __name__, abp_tags=[
 @bp.post("/train", responses={202: JobAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody})
 def train(body: TrainRequest, header: IdempotencyHeader) -> tuple[dict[str, Any], int]:
     """Retrain a registered model version on a dataset in storage; returns a job to poll."""
-    prepared = training.prepare(ctx(), body.model_dump())
+    prepared = retrain.prepare(ctx(), body.model_dump())
     return accepted("train", prepared.params, header.idempotency_key)

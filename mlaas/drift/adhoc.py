@@ -9,12 +9,12 @@ from typing import Any
 import pandas as pd
 
 from mlaas.context import Context
-from mlaas.dataconfig import DataConfig
-from mlaas.datasets import read_config, read_frame
+from mlaas.datasets.config import DataConfig
+from mlaas.datasets.frames import read_config, read_frame
 from mlaas.drift import ColumnOptions, ColumnSpec, DriftReport, compare
 from mlaas.drift.html import render_html
 from mlaas.errors import InvalidInput, NotFound
-from mlaas.services.drift_checks import baseline_of, log_drift_run, select_captured, spec_of
+from mlaas.monitoring.traffic import baseline_of, log_drift_run, select_captured, spec_of
 from mlaas.uris import S3Uri, parse_uri
 
 Progress = Callable[[str, int], None]

@@ -8,8 +8,8 @@ from typing import Any
 from mlaas.adapters.registry import STAGE_TAG, ModelVersion
 from mlaas.context import Context
 from mlaas.errors import Conflict, MlaasError, NotFound
-from mlaas.services import promotion
-from mlaas.services.model_cache import ModelCache
+from mlaas.inference.cache import ModelCache
+from mlaas.training import promotion
 
 
 def list_models(ctx: Context) -> list[dict[str, Any]]:

@@ -15,11 +15,12 @@ import pandas as pd
 
 from mlaas.adapters import telemetry
 from mlaas.context import Context
-from mlaas.dataconfig import DataConfig
-from mlaas.datasets import read_config, read_frame
+from mlaas.datasets.config import DataConfig
+from mlaas.datasets.frames import read_config, read_frame
 from mlaas.drift import ColumnOptions, ColumnSpec, DriftReport, compare
 from mlaas.errors import InvalidInput
-from mlaas.services import capture, metrics
+from mlaas.monitoring import capture
+from mlaas.training import scoring
 from mlaas.uris import S3Uri, parse_uri
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def _with_predictions(reference: pd.DataFrame, current: pd.DataFrame, spec: Colu
                       config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, ColumnSpec]:
     """Add the model's outputs on the baseline and the captured outputs as one more column to compare."""
     task = config.infer_task(reference[config.target_column]) if config.target_column in reference else "regression"
-    predicted, _, _ = metrics.predict(predictor, reference[config.features], task)
+    predicted, _, _ = scoring.predict(predictor, reference[config.features], task)
     reference = reference.assign(**{PREDICTION: predicted})
     if task == "classification":
         reference[PREDICTION] = reference[PREDICTION].astype(str)

@@ -13,12 +13,14 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from mlaas import jobs
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.adapters.monitorstore import MonitorStore, next_cron_time, utcnow
 from mlaas.adapters.webhooks import check_url, deliver
 from mlaas.context import Context
 from mlaas.errors import Conflict, InvalidInput, MlaasError, NotFound
-from mlaas.services import drift_checks, jobs, training
+from mlaas.monitoring import traffic
+from mlaas.training import retrain as retraining
 from mlaas.uris import parse_uri
 
 log = logging.getLogger(__name__)
@@ -191,7 +193,7 @@ def run_check(ctx: Context, store: MonitorStore, buffer: CaptureBuffer, monitor_
         version = ctx.registry.resolve(monitor["model"], monitor.get("version"))
         predictor = ctx.registry.load_model(version).estimator if monitor.get("prediction_drift") else None
         watermark = (monitor.get("watermark") or {}).get(str(version.version), "")
-        outcome = drift_checks.check(ctx, monitor, version.version, now=now, watermark=watermark,
+        outcome = traffic.check(ctx, monitor, version.version, now=now, watermark=watermark,
                                      predictor=predictor)
         if outcome["checked"] and outcome["dataset_drift"]:
             outcome["actions"] = _act(ctx, monitor, version.version, outcome, now, due)
@@ -244,7 +246,7 @@ def _retrain(ctx: Context, monitor: dict[str, Any], retrain: dict[str, Any], now
     last = monitor.get("last_retrain_at")
     if last and datetime.fromisoformat(last) + timedelta(seconds=cooldown) > now:
         return {"started": False, "reason": f"cooldown of {cooldown} s since the last retraining at {last}"}
-    prepared = training.prepare(ctx, {"model": monitor["model"], "version": None, "dataset": retrain["dataset"],
+    prepared = retraining.prepare(ctx, {"model": monitor["model"], "version": None, "dataset": retrain["dataset"],
                                       "data_config": retrain["data_config"],
                                       "promote": bool(retrain.get("promote", False))})
     job, _ = jobs.submit(ctx, "train", prepared.params, request_id=f"monitor:{monitor['id']}",

@@ -13,10 +13,10 @@ from typing import Any
 from mlaas.adapters import telemetry
 from mlaas.adapters.registry import ModelVersion
 from mlaas.context import Context
-from mlaas.dataconfig import DataConfig
-from mlaas.datasets import read_config
+from mlaas.datasets.config import DataConfig
+from mlaas.datasets.frames import read_config
 from mlaas.errors import InvalidInput, MlaasError, NotFound, Unavailable
-from mlaas.services import fastpath
+from mlaas.inference import compiled
 from mlaas.uris import parse_uri
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class ServedModel:
     load_seconds: float
     source: ModelVersion
     extra: dict[str, Any] = field(default_factory=dict)
-    predictor: fastpath.FastPredictor | None = None  # compiled and checked; None: plain scikit-learn
+    predictor: compiled.FastPredictor | None = None  # compiled and checked; None: plain scikit-learn
 
 
 @dataclass
@@ -151,7 +151,7 @@ class ModelCache:
         task = version.tags.get("task") or ("classification" if classes is not None else "regression")
         predictor, fast_path = None, "off"
         if self.ctx.settings.fast_path and loaded.flavor == "sklearn":
-            predictor, fast_path = fastpath.build(estimator, columns, loaded.input_example)
+            predictor, fast_path = compiled.build(estimator, columns, loaded.input_example)
             log.info("model %s v%s: fast path %s", version.name, version.version, fast_path)
         return ServedModel(
             name=version.name, version=version.version, estimator=estimator, columns=columns, column_types=types,

@@ -9,7 +9,7 @@ from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.adapters.monitorstore import MonitorStore
 from mlaas.context import Context
 from mlaas.errors import MlaasError
-from mlaas.services import capture, monitors
+from mlaas.monitoring import capture, monitors
 
 log = logging.getLogger(__name__)
 MAX_BATCHES_PER_STREAM = 20

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from mlaas.errors import InvalidInput, TooLarge
-from mlaas.services import fastpath
-from mlaas.services.model_cache import ServedModel
+from mlaas.inference import compiled
+from mlaas.inference.cache import ServedModel
 
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 ID_KEY = "id"
@@ -287,12 +287,12 @@ def predict(model: ServedModel, features: pd.DataFrame | Columns, rows: Rows, ig
     return Prediction(rows.ids, labels.tolist(), probabilities, ignored, features, proba)
 
 
-def _fast_predict(predictor: fastpath.FastPredictor, features: pd.DataFrame | Columns
+def _fast_predict(predictor: compiled.FastPredictor, features: pd.DataFrame | Columns
                   ) -> tuple[np.ndarray, np.ndarray | None] | None:
     try:
-        arrays = features.arrays if isinstance(features, Columns) else fastpath.columns_of(features, predictor.inputs)
+        arrays = features.arrays if isinstance(features, Columns) else compiled.columns_of(features, predictor.inputs)
         return predictor.predict(arrays)
-    except fastpath.Unsupported:
+    except compiled.Unsupported:
         return None
 
 

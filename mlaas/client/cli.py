@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import mlaas
-from mlaas.client import DEFAULT_URL, TERMINAL_STATES, ApiError, ApiUnavailable, Client, dataset_key
+from mlaas.client.api import DEFAULT_URL, TERMINAL_STATES, ApiError, ApiUnavailable, Client, dataset_key
 
 OK, JOB_FAILED, USAGE, API_ERROR, UNAVAILABLE, INTERRUPTED, SIGPIPE = 0, 1, 2, 3, 4, 130, 141
 # What pandas reads as a missing value, so rows from a CSV arrive as they did when the model was trained.

@@ -11,8 +11,9 @@ from mlaas.adapters import telemetry
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.context import Context
 from mlaas.errors import InvalidInput, MlaasError, NotFound
-from mlaas.services import capture, inference
-from mlaas.services.model_cache import ModelCache
+from mlaas.inference import predict
+from mlaas.inference.cache import ModelCache
+from mlaas.monitoring import capture
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +37,16 @@ class Server:
         """Answer one inference request (``raw``: the request's JSON text, kept as is by the capture)."""
         if not model:
             raise InvalidInput("model: missing (in the body or as ?model=)")
-        rows = inference.parse_rows(body, max_rows=self.ctx.settings.max_inference_rows)
+        rows = predict.parse_rows(body, max_rows=self.ctx.settings.max_inference_rows)
         resolved = self.cache.resolve(model, version)
         served = self.cache.get(resolved)
-        features, ignored = inference.prepare_features(rows, served)
-        result = inference.predict(served, features, rows, ignored)
+        features, ignored = predict.prepare_features(rows, served)
+        result = predict.predict(served, features, rows, ignored)
         telemetry.predicted(served.name, served.version, len(rows.ids))
         if self.ctx.settings.capture_enabled:
             capture.record(self.buffer, served.name, served.version, result, request_id,
                            raw if raw is not None else json.dumps(body, default=str).encode())
-        return inference.response_body(served, rows, result)
+        return predict.response_body(served, rows, result)
 
     def write_captures(self) -> None:
         """Write the captured requests this process still holds (at shutdown)."""

@@ -12,10 +12,10 @@ from sklearn.model_selection import train_test_split
 
 from mlaas.adapters.registry import STAGE_TAG, ModelVersion
 from mlaas.context import Context
-from mlaas.dataconfig import DataConfig
-from mlaas.datasets import LoadedFrame, read_config, read_frame, write_config, write_frame
+from mlaas.datasets.config import DataConfig
+from mlaas.datasets.frames import LoadedFrame, read_config, read_frame, write_config, write_frame
 from mlaas.errors import InvalidInput
-from mlaas.services import metrics, promotion
+from mlaas.training import promotion, scoring
 from mlaas.uris import S3Uri, parse_uri
 
 Progress = Callable[[str, int], None]
@@ -103,8 +103,8 @@ def run(ctx: Context, job_id: str, params: dict[str, Any], progress: Progress) -
 
     progress("evaluate", 70)
     X_test, y_test = test_df[config.features], test_df[config.target_column]
-    y_pred, proba, classes = metrics.predict(estimator, X_test, task)
-    scores = metrics.compute(task, y_test, y_pred, proba, classes)
+    y_pred, proba, classes = scoring.predict(estimator, X_test, task)
+    scores = scoring.compute(task, y_test, y_pred, proba, classes)
 
     progress("register", 85)
     tags = {

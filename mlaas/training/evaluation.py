@@ -12,10 +12,10 @@ import pandas as pd
 
 from mlaas.adapters.registry import ModelVersion
 from mlaas.context import Context
-from mlaas.dataconfig import DataConfig
-from mlaas.datasets import LoadedFrame, frame_to_parquet, read_config, read_frame
+from mlaas.datasets.config import DataConfig
+from mlaas.datasets.frames import LoadedFrame, frame_to_parquet, read_config, read_frame
 from mlaas.errors import InvalidInput
-from mlaas.services import metrics, plots, promotion
+from mlaas.training import plots, promotion, scoring
 from mlaas.uris import parse_uri
 
 Progress = Callable[[str, int], None]
@@ -92,10 +92,10 @@ def _evaluate(ctx: Context, version: ModelVersion, X: pd.DataFrame, y: pd.Series
     loaded = ctx.registry.load_model(version)
     task = version.tags.get("task") or config.infer_task(y)
     try:
-        y_pred, proba, classes = metrics.predict(loaded.estimator, X, task)
+        y_pred, proba, classes = scoring.predict(loaded.estimator, X, task)
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(f"{version.name} v{version.version} could not score {data.uri}: {exc}") from None
-    scores = metrics.compute(task, y, y_pred, proba, classes)
+    scores = scoring.compute(task, y, y_pred, proba, classes)
     label = f"{version.name} v{version.version}"
     with ctx.registry.run("eval", version.name, tags={"mlaas.job_id": job_id, "mlaas.kind": "eval",
                                                       "mlaas.model_version": str(version.version)}) as run:
@@ -109,7 +109,7 @@ def _evaluate(ctx: Context, version: ModelVersion, X: pd.DataFrame, y: pd.Series
         run.log_bytes(frame_to_parquet(predictions), "predictions.parquet")
         extra: dict[str, Any] = {}
         if task == "classification":
-            cm = metrics.confusion(y, y_pred)
+            cm = scoring.confusion(y, y_pred)
             extra["confusion_matrix"] = cm
             run.log_json(cm, "confusion_matrix.json")
             run.log_bytes(plots.confusion_matrix_png(cm["labels"], cm["matrix"], label), "confusion_matrix.png")

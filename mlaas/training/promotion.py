@@ -12,7 +12,7 @@ import pandas as pd
 from mlaas.adapters.registry import PROD_ALIAS, STAGE_TAG, ModelVersion
 from mlaas.context import Context
 from mlaas.errors import NotFound
-from mlaas.services import metrics
+from mlaas.training import scoring
 
 HISTORY_TAG = "mlaas.promotions"
 PRIMARY_METRIC_TAG = "primary_metric"
@@ -37,7 +37,7 @@ class GateDecision:
 def primary_metric(ctx: Context, name: str, task: str) -> str:
     """The model's configured primary metric (registered-model tag), else the task default."""
     configured = ctx.registry.get_model(name)["tags"].get(PRIMARY_METRIC_TAG)
-    return configured if configured in metrics.GREATER_IS_BETTER else metrics.PRIMARY[task]
+    return configured if configured in scoring.GREATER_IS_BETTER else scoring.PRIMARY[task]
 
 
 def current_production(ctx: Context, name: str) -> ModelVersion | None:
@@ -55,7 +55,7 @@ def decide(metric: str, candidate: dict[str, float], incumbent: dict[str, float]
     cand_value, inc_value = candidate.get(metric), incumbent.get(metric)
     if cand_value is None or inc_value is None:
         return GateDecision(False, metric, cand_value, inc_value, incumbent_version, f"{metric} is undefined here")
-    passed = metrics.is_better_or_equal(metric, cand_value, inc_value)
+    passed = scoring.is_better_or_equal(metric, cand_value, inc_value)
     verb = "at least as good as" if passed else "worse than"
     reason = f"{metric} {cand_value:.4f} is {verb} production v{incumbent_version} ({inc_value:.4f})"
     return GateDecision(passed, metric, cand_value, inc_value, incumbent_version, reason)
@@ -71,8 +71,8 @@ def gate(
     if incumbent is None or incumbent.version == exclude_version:
         return decide(metric, candidate_metrics, None, None)
     loaded = ctx.registry.load_model(incumbent)
-    y_pred, proba, classes = metrics.predict(loaded.estimator, X, task)
-    return decide(metric, candidate_metrics, metrics.compute(task, y, y_pred, proba, classes), incumbent.version)
+    y_pred, proba, classes = scoring.predict(loaded.estimator, X, task)
+    return decide(metric, candidate_metrics, scoring.compute(task, y, y_pred, proba, classes), incumbent.version)
 
 
 def promote(ctx: Context, name: str, version: int, *, actor: str, reason: str) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Datasets by URI: frames and configs in storage, the data config, and uploads through the API."""

@@ -1,0 +1,1 @@
+"""Synchronous inference: payload checks, model cache, compiled predictors, the serving hot path."""

@@ -1,0 +1,1 @@
+"""Watching served traffic: capture of answered requests, their flush to storage, drift checks, monitors."""

@@ -1,1 +1,0 @@
-"""Services: the business logic, called by the API routes and the Celery tasks alike."""

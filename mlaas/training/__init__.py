@@ -1,0 +1,1 @@
+"""Retraining, evaluation, the promotion gate, and the scores and pictures both report."""
