@@ -11,7 +11,7 @@ help:
 	@echo "make demo   bring the local stack up and run the main job end to end"
 	@echo "make test   install what the tests need and run them all"
 	@echo "make up | down | status | logs   manage the local stack (.stack/)"
-	@echo "make lint   ruff;  make bench   benchmarks"
+	@echo "make lint   ruff and mypy;  make bench   benchmarks"
 
 # Debian packages: Python's venv module and redis-server for the local stack, docker-compose to
 # validate docker-compose.yml in the tests (no Docker engine is needed for that).
@@ -50,7 +50,7 @@ logs: install
 demo: up
 	$(PY) examples/demo.py
 
-test: install
+test: install lint
 	$(PY) -m pytest
 
 test-unit: install
@@ -61,6 +61,7 @@ test-integration: install
 
 lint: install
 	$(VENV)/bin/ruff check mlaas worker tests scripts examples bench
+	$(VENV)/bin/mypy
 
 bench: install
 	@if ls bench/*.py >/dev/null 2>&1; then for b in bench/bench_*.py; do $(PY) $$b || exit 1; done; \
