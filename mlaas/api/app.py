@@ -18,6 +18,7 @@ from mlaas.api.errors import register_error_handlers, validation_error_response
 from mlaas.api.routes import datasets, drift, health, inference, jobs, models, monitors, prometheus, train
 from mlaas.api.schemas import ErrorBody
 from mlaas.context import Context
+from mlaas.errors import Forbidden, Internal, InvalidInput, RateLimited, TooLarge, Unauthorized, Unavailable
 from mlaas.inference.server import Server
 from mlaas.logs import configure_logging
 from mlaas.settings import Settings
@@ -41,9 +42,9 @@ class StrictJSONProvider(DefaultJSONProvider):
 
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
-_ERRORS = {"400": "Invalid input", "401": "No valid API key", "403": "The key lacks the scope",
-           "413": "Payload too large", "429": "Rate limit exceeded", "500": "Unexpected error",
-           "503": "A dependency (redis, mlflow, s3) is down"}
+# The error answers every operation may give (from the error table); the routes document the others they give.
+_ERRORS = {str(cls.status): cls.description for cls in (InvalidInput, Unauthorized, Forbidden, TooLarge, RateLimited,
+                                                         Internal, Unavailable)}
 _OPEN_PATHS = ("/health", "/ready")
 
 

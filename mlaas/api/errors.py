@@ -1,4 +1,4 @@
-"""One table from error code to HTTP status, and one JSON error body for every failure."""
+"""One JSON error body for every failure, with statuses and titles from the table in ``mlaas.errors``."""
 
 from __future__ import annotations
 
@@ -9,43 +9,15 @@ from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from mlaas.errors import MlaasError
+from mlaas.errors import MlaasError, code_of, problem, title_of
 
 log = logging.getLogger(__name__)
 
-ERROR_CODE_TO_HTTP_STATUS = {
-    "invalid_input": 400,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "conflict": 409,
-    "too_large": 413,
-    "unsupported_media_type": 415,
-    "rate_limited": 429,
-    "internal": 500,
-    "unavailable": 503,
-}
-_HTTP_TO_CODE = {
-    400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "rate_limited", 503: "unavailable",
-}
-_TITLES = {
-    "invalid_input": "Invalid input", "unauthorized": "Unauthorized", "forbidden": "Forbidden",
-    "not_found": "Not found", "method_not_allowed": "Method not allowed", "conflict": "Conflict",
-    "too_large": "Payload too large", "unsupported_media_type": "Unsupported media type",
-    "rate_limited": "Too many requests", "internal": "Internal error", "unavailable": "Service unavailable",
-}
-
-
 def error_response(code: str, message: str, details: dict[str, Any] | None = None) -> Response:
     """The one error body: ``{"code", "message", "status", "title"[, "details"]}`` as problem+json."""
-    status = ERROR_CODE_TO_HTTP_STATUS.get(code, 500)
-    body: dict[str, Any] = {"code": code, "message": message, "status": status, "title": _TITLES.get(code, code)}
-    if details:
-        body["details"] = details
+    body = problem(code, message, details)
     response = jsonify(body)
-    response.status_code = status
+    response.status_code = body["status"]
     response.mimetype = "application/problem+json"
     return response
 
@@ -79,8 +51,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
         status = exc.code or 500
-        code = _HTTP_TO_CODE.get(status, "internal" if status >= 500 else "invalid_input")
-        message = exc.description or _TITLES.get(code, "error")
+        code = code_of(status)
+        message = exc.description or title_of(code)
         if status == 413:
             message = f"the request body is larger than {request.max_content_length} bytes"
         response = error_response(code, message)

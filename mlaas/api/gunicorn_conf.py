@@ -14,16 +14,16 @@ from typing import Any
 
 from gunicorn import util
 
+from mlaas.errors import code_of, problem
+
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlaas-prom-api-")
 
-_CODES = {400: "invalid_input", 403: "forbidden", 431: "too_large", 500: "internal"}
 
 
 def _problem_json(sock: Any, status: int, reason: str, message: str) -> None:
     """Requests gunicorn refuses itself (request line too long, malformed HTTP): the API's JSON error body."""
-    body = json.dumps({"code": _CODES.get(status, "invalid_input" if status < 500 else "internal"),
-                       "message": message or reason, "status": status, "title": reason}).encode()
+    body = json.dumps(problem(code_of(status), message or reason, status=status)).encode()
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/problem+json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n")
     util.write_nonblock(sock, head.encode("latin-1") + body)

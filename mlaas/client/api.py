@@ -12,17 +12,13 @@ from urllib.parse import quote
 import requests
 
 import mlaas
+from mlaas.errors import code_of
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 CONTENT_TYPES = {
     ".csv": "text/csv", ".parquet": "application/vnd.apache.parquet", ".pq": "application/vnd.apache.parquet",
     ".json": "application/json", ".yaml": "application/yaml", ".yml": "application/yaml",
-}
-_CODE_FOR_STATUS = {
-    400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "rate_limited", 502: "unavailable",
-    503: "unavailable", 504: "unavailable",
 }
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
@@ -224,7 +220,7 @@ def _error(response: requests.Response) -> ApiError:
     if isinstance(body, dict) and isinstance(body.get("code"), str) and body.get("message") is not None:
         details = body.get("details") if isinstance(body.get("details"), dict) else None
         return ApiError(status, body["code"], str(body["message"]), details)
-    code = _CODE_FOR_STATUS.get(status, "internal" if status >= 500 else "http_error")
+    code = code_of(status)
     message = f"HTTP {status} {response.reason or ''} from {response.url}".replace("  ", " ")
     if response.headers.get("Content-Type", "").startswith("text/plain") and response.text.strip():
         message += ": " + " ".join(response.text.split())[:200]
