@@ -104,14 +104,14 @@ def capture_cost(settings: Any, model: Any, features: list[str], bodies: dict[in
     import dataclasses
 
     from mlaas.adapters.capture_buffer import CaptureBuffer
-    from mlaas.inference import predict
+    from mlaas.inference import payload, predict
     from mlaas.monitoring import capture
 
     buffer = CaptureBuffer(dataclasses.replace(settings, redis_prefix="bench-capture", capture_batch_seconds=3600))
     out = {}
     for n, rows in bodies.items():
         raw = json.dumps({"dataframe_records": rows}).encode()
-        parsed = predict.parse_rows(json.loads(raw), max_rows=10_000)
+        parsed = payload.parse_rows(json.loads(raw), max_rows=10_000)
         frame = parsed.frame[features]
         proba = model.predict_proba(frame)
         classes = [str(c) for c in model.classes_]

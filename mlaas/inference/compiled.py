@@ -20,9 +20,8 @@ model) raise ``Unsupported``, and the caller answers them with scikit-learn.
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,6 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import (
     ElasticNet,
     Lasso,
@@ -42,24 +40,15 @@ from sklearn.linear_model import (
 )
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
-    FunctionTransformer,
-    MaxAbsScaler,
-    MinMaxScaler,
     OneHotEncoder,
-    RobustScaler,
-    StandardScaler,
 )
 from sklearn.svm import LinearSVC
+
+from mlaas.inference.steps import Step, Unsupported, as_float, is_nan, kind, transformer
 
 RTOL = 1e-6  # outputs must agree with scikit-learn's within this relative tolerance
 UNSEEN = "\x00unseen category"  # a category no model was fitted on, for the probes
 
-Block = list[np.ndarray]  # one 1-D array per column
-Step = Callable[[Block], Block]
-
-
-class Unsupported(Exception):
-    """The model (when compiling) or these rows (when predicting) need plain scikit-learn."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +67,7 @@ class FastPredictor:
         block = [columns[name] for name in self.inputs]
         for step in self.steps:
             block = step(block)
-        X = np.column_stack([_as_float(column) for column in block]) if block else np.empty((0, 0))
+        X = np.column_stack([as_float(column) for column in block]) if block else np.empty((0, 0))
         if X.shape[1] != self.coef.shape[-1] or not np.isfinite(X).all():
             raise Unsupported("the model's input holds missing values or has another width")
         scores = X @ self.coef.T + self.intercept
@@ -117,195 +106,19 @@ def compile_model(estimator: Any, columns: Sequence[str] | None) -> FastPredicto
     if not inputs or len(inputs) != getattr(estimator, "n_features_in_", -1):
         raise Unsupported("the model's input columns are not known")
     steps: list[Any] = [s for _, s in estimator.steps] if type(estimator) is Pipeline else [estimator]
-    compiled = [_transformer(s) for s in steps[:-1]]
+    compiled = [transformer(s) for s in steps[:-1]]
     final = steps[-1]
-    kind = type(final)
-    if kind is LogisticRegression:
+    final_type = type(final)
+    if final_type is LogisticRegression:
         proba = "binary" if len(final.classes_) <= 2 else "softmax"
         return FastPredictor(inputs, compiled, final.coef_, final.intercept_, final.classes_, proba)
-    if kind in (RidgeClassifier, LinearSVC):
+    if final_type in (RidgeClassifier, LinearSVC):
         return FastPredictor(inputs, compiled, final.coef_, final.intercept_, final.classes_, None)
-    if kind in (LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor):
+    if final_type in (LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor):
         return FastPredictor(inputs, compiled, np.asarray(final.coef_), final.intercept_, None, None)
-    raise Unsupported(f"final step {kind.__name__} is not compiled")
+    raise Unsupported(f"final step {final_type.__name__} is not compiled")
 
 
-def _transformer(step: Any) -> Step:
-    if step is None or (isinstance(step, str) and step == "passthrough") or (
-        type(step) is FunctionTransformer and step.func is None  # a fitted "passthrough"
-    ):
-        return lambda block: block
-    compilers: dict[type, Callable[[Any], Step]] = {
-        Pipeline: _pipeline, ColumnTransformer: _column_transformer, SimpleImputer: _imputer,
-        StandardScaler: _standard, MinMaxScaler: _minmax, MaxAbsScaler: _maxabs, RobustScaler: _robust,
-        OneHotEncoder: _onehot,
-    }
-    compiler = compilers.get(type(step))
-    if compiler is None:
-        raise Unsupported(f"step {type(step).__name__} is not compiled")
-    return compiler(step)
-
-
-def _pipeline(pipe: Pipeline) -> Step:
-    steps = [_transformer(s) for _, s in pipe.steps]
-
-    def run(block: Block) -> Block:
-        for step in steps:
-            block = step(block)
-        return block
-
-    return run
-
-
-def _column_transformer(ct: ColumnTransformer) -> Step:
-    if ct.transformer_weights:
-        raise Unsupported("ColumnTransformer weights are not compiled")
-    parts: list[tuple[list[int], Step]] = []
-    for name, trans, _ in ct.transformers_:
-        indices = [int(i) for i in ct._transformer_to_input_indices.get(name, [])]
-        if (isinstance(trans, str) and trans == "drop") or not indices:
-            continue
-        parts.append((indices, _transformer(trans)))
-
-    def run(block: Block) -> Block:
-        return [out for indices, step in parts for out in step([block[i] for i in indices])]
-
-    return run
-
-
-def _imputer(imputer: SimpleImputer) -> Step:
-    if not _is_nan(imputer.missing_values) or imputer.add_indicator:
-        raise Unsupported("SimpleImputer with missing values other than NaN or an indicator is not compiled")
-    fills = list(imputer.statistics_)
-    if any(_is_nan(v) or v is None for v in fills):
-        raise Unsupported("SimpleImputer with an all-missing column is not compiled")
-    numeric = imputer.strategy in ("mean", "median")
-
-    def run(block: Block) -> Block:
-        return [_fill(_as_float(c) if numeric else c, v) for c, v in zip(block, fills, strict=True)]
-
-    return run
-
-
-def _fill(column: np.ndarray, value: Any) -> np.ndarray:
-    if column.dtype == np.float64:
-        if isinstance(value, str):
-            raise Unsupported("a text fill value for a numeric column")
-        missing = np.isnan(column)
-    else:
-        missing = np.fromiter((v != v for v in column), bool, len(column))  # NaN is the only missing value
-    if not missing.any():
-        return column
-    filled = column.copy()
-    filled[missing] = value
-    return filled
-
-
-def _affine(subtract: Any, divide: Any, multiply: Any = None, add: Any = None,
-            clip: tuple[float, float] | None = None) -> Step:
-    """x -> ((x - subtract) / divide) * multiply + add per column, each term optional, as scikit-learn orders it."""
-    def run(block: Block) -> Block:
-        X = np.column_stack([_as_float(c) for c in block]) if block else np.empty((0, 0))
-        if subtract is not None:
-            X = X - subtract
-        if divide is not None:
-            X = X / divide
-        if multiply is not None:
-            X = X * multiply
-        if add is not None:
-            X = X + add
-        if clip is not None:
-            X = np.clip(X, clip[0], clip[1])
-        return list(X.T)
-
-    return run
-
-
-def _standard(s: StandardScaler) -> Step:
-    return _affine(s.mean_ if s.with_mean else None, s.scale_ if s.with_std else None)
-
-
-def _robust(s: RobustScaler) -> Step:
-    return _affine(s.center_ if s.with_centering else None, s.scale_ if s.with_scaling else None)
-
-
-def _maxabs(s: MaxAbsScaler) -> Step:
-    return _affine(None, s.scale_)
-
-
-def _minmax(s: MinMaxScaler) -> Step:
-    return _affine(None, None, s.scale_, s.min_, tuple(s.feature_range) if s.clip else None)
-
-
-def _onehot(encoder: OneHotEncoder) -> Step:
-    if getattr(encoder, "_infrequent_enabled", False):
-        raise Unsupported("OneHotEncoder with infrequent categories is not compiled")
-    strict = encoder.handle_unknown == "error"
-    drops = encoder.drop_idx_ if encoder.drop_idx_ is not None else [None] * len(encoder.categories_)
-    features = [_categories(list(cats), drop) for cats, drop in zip(encoder.categories_, drops, strict=True)]
-
-    def run(block: Block) -> Block:
-        out: Block = []
-        for column, (table, nan_slot, kinds, width) in zip(block, features, strict=True):
-            values = column.tolist()
-            slots = [table.get(value, -2) for value in values]
-            for row in [i for i, slot in enumerate(slots) if slot == -2]:  # NaN, unknown, or of another type
-                value = values[row]
-                if value != value:
-                    slots[row] = nan_slot
-                elif _kind(value) not in kinds:
-                    raise Unsupported("a value of another type than the encoder's categories")
-                if slots[row] == -2 and strict:
-                    raise Unsupported("an unknown category under handle_unknown='error'")
-            codes = np.asarray(slots, dtype=np.intp)
-            hit = np.flatnonzero(codes >= 0)
-            encoded = np.zeros((len(values), width))
-            encoded[hit, codes[hit]] = 1.0
-            out.extend(encoded.T)
-        return out
-
-    return run
-
-
-def _categories(categories: list[Any], drop: Any) -> tuple[dict[Any, int], int, set[str], int]:
-    """Category -> output column (-1: dropped), the slot of NaN (-2: unknown), the value kinds, the width."""
-    table: dict[Any, int] = {}
-    nan_slot, width = -2, 0
-    for i, category in enumerate(categories):
-        if category is None:
-            raise Unsupported("a None category is not compiled")
-        slot = -1 if drop is not None and i == int(drop) else width
-        width += slot >= 0
-        if _is_nan(category):
-            nan_slot = slot
-        else:
-            table[category.item() if isinstance(category, np.generic) else category] = slot
-    return table, nan_slot, {_kind(c) for c in table}, width
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
-        return "other"
-    return "number"
-
-
-def _as_float(column: np.ndarray) -> np.ndarray:
-    if column.dtype == np.float64:
-        return column
-    if column.dtype.kind in "iuf":
-        return column.astype(np.float64)
-    if not all(_kind(v) == "number" for v in column.tolist()):
-        raise Unsupported("a non-numeric value where numbers are needed")
-    return column.astype(np.float64)
-
-
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float | np.floating) and math.isnan(value)
-
-
-# -- checking ---------------------------------------------------------------------------------------
 def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarray]:
     """A feature frame as predictor inputs; Unsupported for columns scikit-learn would see differently."""
     out = {}
@@ -317,7 +130,7 @@ def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarra
             out[name] = column.to_numpy(dtype=np.float64, na_value=np.nan)
             continue
         values = column.to_numpy(dtype=object)
-        if not all(isinstance(v, str) or _kind(v) == "number" for v in values.tolist()):
+        if not all(isinstance(v, str) or kind(v) == "number" for v in values.tolist()):
             raise Unsupported(f"column {name!r} holds values other than text, numbers and NaN")
         out[name] = values
     return out
@@ -337,7 +150,7 @@ def probe_frame(predictor: FastPredictor, estimator: Any, examples: pd.DataFrame
     width = max(len(v) for v in data.values())
     frame = pd.DataFrame({k: (v * (width // len(v) + 1))[:width] for k, v in data.items()})
     for name in predictor.inputs:
-        if all(isinstance(v, str) or _is_nan(v) for v in frame[name]):
+        if all(isinstance(v, str) or is_nan(v) for v in frame[name]):
             frame[name] = frame[name].astype(object)
         else:
             frame[name] = pd.to_numeric(frame[name])

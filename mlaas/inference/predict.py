@@ -8,36 +8,16 @@ scikit-learn, which also word every error.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlaas.errors import InvalidInput, TooLarge
-from mlaas.inference import compiled
+from mlaas.errors import InvalidInput
+from mlaas.inference import compiled, payload
 from mlaas.inference.cache import ServedModel
-
-MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-ID_KEY = "id"
-
-
-@dataclass
-class Rows:
-    """Rows to score, as sent: ids in request order and the sent columns (records, or a frame)."""
-
-    ids: list[Any]
-    style: str  # "mlaas" (data) or "mlflow" (one of MLflow's scoring payloads)
-    explicit_ids: list[bool] = field(default_factory=list)
-    records: list[dict[str, Any]] | None = None  # record payloads, ids removed
-    _frame: pd.DataFrame | None = None
-
-    @property
-    def frame(self) -> pd.DataFrame:
-        """The sent columns as a data frame (built on first use for record payloads)."""
-        if self._frame is None:
-            self._frame = pd.DataFrame.from_records(self.records) if self.records else pd.DataFrame()
-        return self._frame
+from mlaas.inference.payload import Rows
 
 
 @dataclass
@@ -58,98 +38,6 @@ class Prediction:
     ignored_columns: list[str]
     features: pd.DataFrame | Columns
     proba: np.ndarray | None = None  # the probabilities as one matrix, columns in the order of the classes
-
-
-def parse_rows(body: dict[str, Any], *, max_rows: int) -> Rows:
-    """Read ``data`` or one MLflow scoring payload into rows; shape errors name the field."""
-    present = [k for k in ("data", *MLFLOW_KEYS) if body.get(k) is not None]
-    if not present:
-        formats = ", ".join(MLFLOW_KEYS)
-        raise InvalidInput(f"data: missing (send a list of records, or an MLflow payload: {formats})")
-    if len(present) > 1:
-        raise InvalidInput(f"send only one of {', '.join(present)}")
-    key = present[0]
-    value = body[key]
-    if key == "dataframe_split":
-        frame, index = _split_frame(value)
-        rows = _with_ids(frame, key, index, style="mlflow")
-    elif key in ("inputs", "instances") and isinstance(value, dict):
-        rows = _with_ids(_columns_frame(value, key), key, None, style="mlflow")
-    else:
-        records = _records(value, key)
-        rows = _records_rows(records, key, style="mlaas" if key == "data" else "mlflow")
-    if len(rows.ids) == 0:
-        raise InvalidInput(f"{key}: no rows to score")
-    if len(rows.ids) > max_rows:
-        raise TooLarge(f"{key}: {len(rows.ids)} rows is more than the limit of {max_rows} per request")
-    return rows
-
-
-def _records(value: Any, key: str) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        raise InvalidInput(f"{key}: expected a list of records")
-    for i, record in enumerate(value):
-        if not isinstance(record, dict):
-            raise InvalidInput(f"{key}[{i}]: expected an object of column: value")
-    return value
-
-
-def _records_rows(records: list[dict[str, Any]], key: str, *, style: str) -> Rows:
-    ids: list[Any] = []
-    explicit: list[bool] = []
-    cleaned = []
-    for i, record in enumerate(records):
-        if ID_KEY in record:
-            record = dict(record)
-            ids.append(_check_id(record.pop(ID_KEY), f"{key}[{i}].id"))
-            explicit.append(True)
-        else:
-            ids.append(i)
-            explicit.append(False)
-        cleaned.append(record)
-    return Rows(ids, style, explicit, records=cleaned)
-
-
-def _split_frame(value: Any) -> tuple[pd.DataFrame, list[Any] | None]:
-    if not isinstance(value, dict) or not isinstance(value.get("columns"), list) or not isinstance(
-        value.get("data"), list
-    ):
-        raise InvalidInput("dataframe_split: expected {\"columns\": [...], \"data\": [[...], ...]}")
-    columns = value["columns"]
-    if not all(isinstance(c, str) for c in columns):
-        raise InvalidInput("dataframe_split.columns: expected a list of column names")
-    for i, row in enumerate(value["data"]):
-        if not isinstance(row, list) or len(row) != len(columns):
-            raise InvalidInput(f"dataframe_split.data[{i}]: expected a list of {len(columns)} values")
-    index = value.get("index")
-    if index is not None and (not isinstance(index, list) or len(index) != len(value["data"])):
-        raise InvalidInput("dataframe_split.index: expected one id per row")
-    return pd.DataFrame(value["data"], columns=columns), index
-
-
-def _columns_frame(value: dict[str, Any], key: str) -> pd.DataFrame:
-    lengths = {len(v) if isinstance(v, list) else -1 for v in value.values()}
-    if -1 in lengths or len(lengths) > 1:
-        raise InvalidInput(f"{key}: expected column: [values] lists of equal length")
-    return pd.DataFrame(value)
-
-
-def _with_ids(frame: pd.DataFrame, key: str, index: list[Any] | None, *, style: str) -> Rows:
-    if index is not None:
-        ids = [_check_id(v, f"{key}.index[{i}]") for i, v in enumerate(index)]
-        return Rows(ids, style, [True] * len(ids), _frame=frame)
-    if ID_KEY in frame.columns:
-        ids = [_check_id(v, f"{key}.id[{i}]") for i, v in enumerate(frame.pop(ID_KEY).tolist())]
-        return Rows(ids, style, [True] * len(ids), _frame=frame)
-    return Rows(list(range(len(frame))), style, [False] * len(frame), _frame=frame)
-
-
-def _check_id(value: Any, where: str) -> Any:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidInput(f"{where}: an id must be a string or an integer")
-    if isinstance(value, str) and len(value) > 256:
-        raise InvalidInput(f"{where}: an id must be at most 256 characters")
-    return value
 
 
 def prepare_features(rows: Rows, model: ServedModel) -> tuple[pd.DataFrame | Columns, list[str]]:
@@ -173,7 +61,7 @@ def _fast_features(rows: Rows, model: ServedModel) -> tuple[Columns, list[str]] 
             return None  # pandas would turn these ids into floats or missing values
         for i, value in enumerate(index):
             if not rows.explicit_ids[i]:
-                rows.ids[i] = _check_id(value, f"row {i}: {model.id_column}")
+                rows.ids[i] = payload.check_id(value, f"row {i}: {model.id_column}")
     _check_unique(rows.ids)
     if not set(columns) <= set(present):
         return None
@@ -211,7 +99,7 @@ def _frame_features(rows: Rows, model: ServedModel) -> tuple[pd.DataFrame, list[
         index_values = frame[model.id_column].tolist()
         for i, value in enumerate(index_values):
             if not rows.explicit_ids[i] and value is not None and not _is_nan(value):
-                rows.ids[i] = _check_id(value, f"row {i}: {model.id_column}")
+                rows.ids[i] = payload.check_id(value, f"row {i}: {model.id_column}")
     _check_unique(rows.ids)
     if model.columns is None:
         return frame, []

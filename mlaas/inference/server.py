@@ -11,7 +11,7 @@ from mlaas.adapters import telemetry
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.context import Context
 from mlaas.errors import InvalidInput, MlaasError, NotFound
-from mlaas.inference import predict
+from mlaas.inference import payload, predict
 from mlaas.inference.cache import ModelCache
 from mlaas.monitoring import capture
 
@@ -37,7 +37,7 @@ class Server:
         """Answer one inference request (``raw``: the request's JSON text, kept as is by the capture)."""
         if not model:
             raise InvalidInput("model: missing (in the body or as ?model=)")
-        rows = predict.parse_rows(body, max_rows=self.ctx.settings.max_inference_rows)
+        rows = payload.parse_rows(body, max_rows=self.ctx.settings.max_inference_rows)
         resolved = self.cache.resolve(model, version)
         served = self.cache.get(resolved)
         features, ignored = predict.prepare_features(rows, served)

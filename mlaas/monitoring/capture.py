@@ -23,7 +23,8 @@ import pandas as pd
 from mlaas.adapters import telemetry
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.datasets.frames import write_frame
-from mlaas.inference.predict import Prediction, feature_names, parse_rows
+from mlaas.inference.payload import parse_rows
+from mlaas.inference.predict import Prediction, feature_names
 from mlaas.uris import S3Uri
 
 log = logging.getLogger(__name__)

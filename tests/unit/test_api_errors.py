@@ -177,18 +177,18 @@ def test_every_route_is_in_the_openapi_document(app):
 def test_the_long_text_prefilter_never_misses_a_long_string(value, may):
     import json
 
-    from mlaas.api.routes.inference import _may_hold_long_text
+    from mlaas.inference.payload import may_hold_long_text
 
     raw = json.dumps({"data": [{"a": value, "b": 1.5}] * 600}, ensure_ascii=False).encode()
-    assert _may_hold_long_text(raw) is may
-    assert _may_hold_long_text(json.dumps({"data": [{"a": value}]}).encode()) is (len(value) > 5_000)
+    assert may_hold_long_text(raw) is may
+    assert may_hold_long_text(json.dumps({"data": [{"a": value}]}).encode()) is (len(value) > 5_000)
 
 
 def test_the_long_text_prefilter_on_random_strings_around_the_limit():
     import json
     import random
 
-    from mlaas.api.routes.inference import MAX_TEXT_CHARS, _may_hold_long_text
+    from mlaas.inference.payload import MAX_TEXT_CHARS, may_hold_long_text
 
     rng = random.Random(7)
     alphabet = ['"', "\\", "a", "é", "\n", "\u2028", "/", " "]
@@ -199,16 +199,16 @@ def test_the_long_text_prefilter_on_random_strings_around_the_limit():
             raw = json.dumps({"data": [{"a": v, "b": i} for i, v in enumerate(values)]},
                              ensure_ascii=ensure_ascii).encode()
             if max(lengths) > MAX_TEXT_CHARS:
-                assert _may_hold_long_text(raw), lengths
+                assert may_hold_long_text(raw), lengths
 
 
 def test_the_long_text_prefilter_walks_bodies_sent_in_utf16_or_utf32():
     import json
 
-    from mlaas.api.routes.inference import _may_hold_long_text
+    from mlaas.inference.payload import may_hold_long_text
 
     text = json.dumps({"data": [{"a": '"' * 10_001}]})
     for encoding in ("utf-16", "utf-16-le", "utf-32"):
-        assert _may_hold_long_text(text.encode(encoding))
-    assert _may_hold_long_text(b"\xef\xbb\xbf" + text.encode())  # UTF-8 with a byte order mark
+        assert may_hold_long_text(text.encode(encoding))
+    assert may_hold_long_text(b"\xef\xbb\xbf" + text.encode())  # UTF-8 with a byte order mark
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mlaas.adapters.capture_buffer import _command, _loads
-from mlaas.inference import predict
+from mlaas.inference import payload, predict
 from mlaas.monitoring import capture
 
 
@@ -54,7 +54,7 @@ def payloads() -> dict[str, tuple[dict[str, Any], list[str]]]:
 
 def answer(body: dict[str, Any]) -> predict.Prediction:
     """What the inference service hands the capture for a body: rows parsed by its own parser."""
-    rows = predict.parse_rows(body, max_rows=100)
+    rows = payload.parse_rows(body, max_rows=100)
     features = rows.frame[USED]
     proba = np.array([[0.75, 0.25], [0.5, 0.5], [0.125, 0.875]])
     probabilities = [{"no": float(p[0]), "yes": float(p[1])} for p in proba]

@@ -23,7 +23,7 @@ from sklearn.preprocessing import (
 )
 
 from mlaas.errors import InvalidInput
-from mlaas.inference import compiled, predict
+from mlaas.inference import compiled, payload, predict
 from mlaas.inference.cache import ServedModel
 from tests.integration.models import CATEGORICAL, NUMERIC, titanic_pipeline
 
@@ -181,7 +181,7 @@ def served(model: Any, columns: list[str], types: dict[str, str], *, fast: bool,
 
 
 def answer(model: ServedModel, body: dict[str, Any]) -> tuple[dict[str, Any], list[list[Any]], str]:
-    rows = predict.parse_rows(body, max_rows=10_000)
+    rows = payload.parse_rows(body, max_rows=10_000)
     features, ignored = predict.prepare_features(rows, model)
     result = predict.predict(model, features, rows, ignored)
     path = "arrays" if isinstance(result.features, predict.Columns) else "frame"
