@@ -205,7 +205,9 @@ def verify(predictor: FastPredictor, estimator: Any, frame: pd.DataFrame) -> Non
     has_proba = predictor.classes is not None and hasattr(estimator, "predict_proba")
     if has_proba != (predictor.proba is not None):
         raise Unsupported("the model's predict_proba is not compiled")
-    taken, labels, probas = [], [], []
+    taken: list[int] = []
+    labels: list[np.ndarray] = []
+    probas: list[np.ndarray] = []
     for i in range(len(frame)):
         try:
             got, got_proba = predictor.predict(columns_of(frame.iloc[i:i + 1], predictor.inputs))
@@ -213,7 +215,8 @@ def verify(predictor: FastPredictor, estimator: Any, frame: pd.DataFrame) -> Non
             continue  # such rows go to scikit-learn
         taken.append(i)
         labels.append(got)
-        probas.append(got_proba)
+        if got_proba is not None:
+            probas.append(got_proba)
     if not taken:
         raise Unsupported("no probe row took the compiled path")
     rows = frame.iloc[taken]
@@ -224,7 +227,7 @@ def verify(predictor: FastPredictor, estimator: Any, frame: pd.DataFrame) -> Non
             expected_proba = np.asarray(estimator.predict_proba(rows), float) if has_proba else None
     except ValueError as exc:
         raise Unsupported(f"the compiled model answers rows that scikit-learn refuses: {exc}") from None
-    one_by_one = np.concatenate(probas) if has_proba else None
+    one_by_one = np.concatenate(probas) if has_proba and len(probas) == len(taken) else None
     _same(expected, np.concatenate(labels), expected_proba, one_by_one)
     batch, batch_proba = predictor.predict(columns_of(rows, predictor.inputs))  # and as one request
     _same(expected, batch, expected_proba, batch_proba)
