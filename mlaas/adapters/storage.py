@@ -9,7 +9,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Literal, Protocol
 from urllib.parse import urlparse
 
 import urllib3
@@ -142,7 +142,7 @@ class MinioBlobStore:
         def __enter__(self) -> None:
             return None
 
-        def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> Literal[False]:
             if exc is None:
                 return False
             if isinstance(exc, S3Error):

@@ -38,7 +38,7 @@ def check_url(url: str, allowlist: tuple[str, ...]) -> str:
             addresses = {info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
         except socket.gaierror:
             raise InvalidInput(f"webhook.url: {host} does not resolve") from None
-        internal = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_global]
+        internal = [a for a in addresses if not ipaddress.ip_address(str(a).split("%")[0]).is_global]
         if internal:
             raise InvalidInput(f"webhook.url: {host} resolves to an internal address; allowlist the IP itself")
     return url
