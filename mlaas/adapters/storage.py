@@ -142,7 +142,8 @@ class MinioBlobStore:
         def __enter__(self) -> None:
             return None
 
-        def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> Literal[False]:
+        def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                     tb: object) -> Literal[False]:
             if exc is None:
                 return False
             if isinstance(exc, S3Error):
