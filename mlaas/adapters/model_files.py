@@ -69,7 +69,8 @@ class ModelLoader:
         if "sklearn" in flavors:
             self._check_version(recorded, label)
             conf = flavors["sklearn"]
-            model_file = os.path.join(path, conf.get("pickled_model") or "model.skops")
+            model_file = inside(path, str(conf.get("pickled_model") or "model.skops"), label,
+                                "flavors.sklearn.pickled_model")
             fmt = conf.get("serialization_format", "pickle")
             return LoadedModel(self._load_sklearn(model_file, fmt, label), "sklearn", schema, recorded, path,
                                _input_example(path, meta))
@@ -97,7 +98,11 @@ class ModelLoader:
         if fmt == "skops":
             import skops.io
 
-            untrusted = [t for t in skops.io.get_untrusted_types(file=model_file) if t not in self.trusted]
+            try:
+                found = skops.io.get_untrusted_types(file=model_file)
+            except Exception as exc:  # not a skops file, truncated, or unreadable
+                raise InvalidInput(f"model {label} is not a readable skops file: {type(exc).__name__}") from None
+            untrusted = [t for t in found if t not in self.trusted]
             if untrusted:
                 raise InvalidInput(
                     f"model {label} holds types this service does not trust: {', '.join(sorted(untrusted))} "
@@ -113,13 +118,25 @@ class ModelLoader:
                     f"model {label} is saved as {fmt}, whose loading runs code from the model; "
                     "set MLAAS_ALLOW_PICKLE_MODELS=true to serve it"
                 )
-            with open(model_file, "rb") as fh:
-                if fmt == "cloudpickle":
-                    import cloudpickle
+            try:
+                with open(model_file, "rb") as fh:
+                    if fmt == "cloudpickle":
+                        import cloudpickle
 
-                    return cloudpickle.load(fh)
-                return pickle.load(fh)  # noqa: S301 - allowed explicitly by configuration
+                        return cloudpickle.load(fh)
+                    return pickle.load(fh)  # noqa: S301 - allowed explicitly by configuration
+            except (OSError, pickle.UnpicklingError, EOFError) as exc:
+                raise InvalidInput(f"model {label} could not be loaded: {type(exc).__name__}") from None
         raise InvalidInput(f"model {label} uses an unknown serialization format {fmt!r}")
+
+
+def inside(folder: str, relative: str, label: str, field: str) -> str:
+    """``relative`` joined to the model's folder, refused when it leads outside it (``..``, absolute, links)."""
+    root = os.path.realpath(folder)
+    target = os.path.realpath(os.path.join(root, relative))
+    if os.path.commonpath([root, target]) != root:
+        raise InvalidInput(f"model {label}: {field} points outside the model's folder")
+    return target
 
 
 def input_schema_of(mlmodel_path: str, label: str) -> list[dict[str, Any]] | None:
@@ -153,11 +170,13 @@ def _input_example(path: str, meta: dict[str, Any], max_rows: int = 100) -> pd.D
     if not isinstance(info, dict) or info.get("type") != "dataframe" or info.get("pandas_orient", "split") != "split":
         return None
     try:
-        with open(os.path.join(path, str(info.get("artifact_path") or "input_example.json"))) as fh:
+        example = inside(path, str(info.get("artifact_path") or "input_example.json"), "",
+                         "saved_input_example_info.artifact_path")
+        with open(example) as fh:
             raw = json.load(fh)
         return pd.DataFrame(raw["data"][:max_rows], columns=raw["columns"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except (OSError, ValueError, KeyError, TypeError, InvalidInput):
+        return None  # an example outside the folder is ignored like a missing one
 
 
 def _recorded_sklearn_version(path: str, flavors: dict[str, Any]) -> str | None:
