@@ -31,6 +31,10 @@ def _problem_json(sock: Any, status: int, reason: str, message: str) -> None:
 
 util.write_error = _problem_json  # gunicorn's own error page is HTML
 
+# The access log shows the path without its query string (%(U)s, not the request line %(r)s) and no Referer:
+# a key sent as ?api_key=… is refused, and must not be written down either.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(L)s'
+
 
 def on_starting(server: Any) -> None:
     """Start with no metrics files from an earlier run."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 import requests
@@ -62,3 +64,17 @@ def test_job_metrics_and_request_id_reach_the_job_and_its_run(api, settings, tit
     text = worker_metrics()
     assert samples(text, "mlaas_jobs_total", type="train", state="succeeded") == before + 1
     assert samples(text, "mlaas_job_duration_seconds_count", type="train", state="succeeded") >= 1
+
+
+def test_the_access_log_never_holds_a_query_string(api, stack):
+    secret = "querysecret" + "7" * 20
+    log = stack.config.path("logs", "api-access.log")
+    for path in (f"/health?api_key={secret}", f"/inference?key={secret}&x=1"):
+        requests.get(api.base_url + path, timeout=10)
+    marker = "/inference"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and log.read_text().count(marker) < 1:
+        time.sleep(0.2)  # gunicorn writes its access log as requests end
+    text = log.read_text()
+    assert "/inference" in text and "/health" in text, "the requests are not in the access log"
+    assert secret not in text and "api_key=" not in text
