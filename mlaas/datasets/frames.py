@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 import yaml
 
 from mlaas.adapters.storage import BlobStore
-from mlaas.errors import InvalidInput, NotFound
+from mlaas.errors import InvalidInput, NotFound, TooLarge
 from mlaas.uris import S3Uri
 
 FRAME_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -34,20 +35,67 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_frame(store: BlobStore, uri: S3Uri, *, max_bytes: int | None = None, field: str = "dataset") -> LoadedFrame:
-    """Read a CSV or Parquet object into a data frame, with clear errors for missing or unreadable data."""
+def read_frame(store: BlobStore, uri: S3Uri, *, max_bytes: int | None = None, max_rows: int | None = None,
+               field: str = "dataset") -> LoadedFrame:
+    """Read a CSV or Parquet object into a data frame, with clear errors for missing, unreadable or too large data.
+
+    ``max_bytes`` bounds the object and, for Parquet, its uncompressed size; ``max_rows`` its rows. Parquet
+    files are measured from their footer before any column is decoded, CSV is read one row past the limit.
+    """
     suffix = _suffix(uri, FRAME_SUFFIXES, field)
     try:
         data = store.get_bytes(uri, max_bytes=max_bytes)
     except NotFound:
         raise InvalidInput(f"{field}: {uri} does not exist") from None
+    except TooLarge:
+        raise TooLarge(f"{field}: {uri} is larger than the limit of {max_bytes} bytes") from None
     try:
-        frame = pd.read_csv(io.BytesIO(data)) if suffix == ".csv" else pd.read_parquet(io.BytesIO(data))
+        if suffix == ".csv":
+            frame = pd.read_csv(io.BytesIO(data), nrows=None if max_rows is None else max_rows + 1)
+        else:
+            _check_parquet_footer(data, uri, max_bytes=max_bytes, max_rows=max_rows, field=field)
+            frame = pd.read_parquet(io.BytesIO(data))
+    except TooLarge:
+        raise
     except Exception as exc:  # pandas/pyarrow raise many types for malformed files
         raise InvalidInput(f"{field}: {uri} is not a readable {suffix[1:]} file ({type(exc).__name__})") from None
+    if max_rows is not None and len(frame) > max_rows:
+        raise TooLarge(f"{field}: {uri} has more than the limit of {max_rows} rows")
     if frame.empty:
         raise InvalidInput(f"{field}: {uri} holds no rows")
     return LoadedFrame(uri, frame, content_hash(data), len(data))
+
+
+_WIDTHS = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8}
+
+
+def _check_parquet_footer(data: bytes, uri: S3Uri, *, max_bytes: int | None, max_rows: int | None,
+                          field: str) -> None:
+    """Refuse a Parquet file whose footer declares more rows, or more bytes once decoded, than allowed.
+
+    The decoded size counts each fixed-width column at its width times the rows (dictionary and run-length
+    encoding make a file far smaller than its frame) and each text column at its uncompressed pages plus a
+    reference per row.
+    """
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    rows = meta.num_rows
+    if max_rows is not None and rows > max_rows:
+        raise TooLarge(f"{field}: {uri} has {rows} rows, more than the limit of {max_rows}")
+    if max_bytes is None:
+        return
+    decoded = 0
+    schema = meta.schema
+    for i in range(meta.num_columns):
+        column = schema.column(i)
+        width = _WIDTHS.get(column.physical_type) or (column.length if column.physical_type ==
+                                                      "FIXED_LEN_BYTE_ARRAY" else 0)
+        if width:
+            decoded += width * rows
+        else:
+            decoded += 8 * rows + sum(meta.row_group(g).column(i).total_uncompressed_size
+                                      for g in range(meta.num_row_groups))
+    if decoded > max_bytes:
+        raise TooLarge(f"{field}: {uri} holds about {decoded} bytes decoded, more than the limit of {max_bytes}")
 
 
 def frame_to_parquet(frame: pd.DataFrame) -> bytes:

@@ -86,3 +86,39 @@ def test_task_inference():
     assert config.infer_task(pd.Series([0, 1, 1])) == "classification"
     assert config.infer_task(pd.Series([float(i) / 3 for i in range(100)])) == "regression"
     assert DataConfig.parse({**CONFIG, "task": "regression"}).infer_task(pd.Series([0, 1])) == "regression"
+
+
+def test_a_parquet_file_over_the_row_limit_is_refused_from_its_footer(store, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlaas.errors import TooLarge
+
+    buffer = io.BytesIO()  # 2 million rows of one repeated value: tiny on disk, 16 MB decoded
+    pq.write_table(pa.table({"a": pa.repeat(1.0, 2_000_000)}), buffer, compression="zstd")
+    store.put_bytes(S3Uri("datasets", "t/bomb.parquet"), buffer.getvalue())
+    assert len(buffer.getvalue()) < 100_000
+    decoded = []
+    monkeypatch.setattr(pd, "read_parquet", lambda *a, **k: decoded.append(1))
+    with pytest.raises(TooLarge, match="2000000 rows, more than the limit of 1000000"):
+        read_frame(store, S3Uri("datasets", "t/bomb.parquet"), max_rows=1_000_000)
+    with pytest.raises(TooLarge, match="16000000 bytes decoded, more than the limit of 1000000"):
+        read_frame(store, S3Uri("datasets", "t/bomb.parquet"), max_bytes=1_000_000)
+    assert decoded == [], "the data was decoded before the footer was checked"
+
+
+def test_a_csv_over_the_row_limit_is_refused_and_one_at_the_limit_is_read(store):
+    from mlaas.errors import TooLarge
+
+    store.put_bytes(S3Uri("datasets", "t/rows.csv"), ("a\n" + "1\n" * 101).encode())
+    with pytest.raises(TooLarge, match="more than the limit of 100 rows"):
+        read_frame(store, S3Uri("datasets", "t/rows.csv"), max_rows=100)
+    assert len(read_frame(store, S3Uri("datasets", "t/rows.csv"), max_rows=101).frame) == 101
+
+
+def test_an_object_over_the_byte_limit_is_too_large_naming_the_field(store):
+    from mlaas.errors import TooLarge
+
+    store.put_bytes(S3Uri("datasets", "t/big.csv"), b"a\n" + b"1\n" * 1000)
+    with pytest.raises(TooLarge, match="test_dataset: s3://datasets/t/big.csv is larger than the limit of 100"):
+        read_frame(store, S3Uri("datasets", "t/big.csv"), max_bytes=100, field="test_dataset")
