@@ -16,7 +16,7 @@ from typing import Any
 from mlaas import jobs
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.adapters.monitorstore import MonitorStore, next_cron_time, utcnow
-from mlaas.adapters.webhooks import check_url, deliver
+from mlaas.adapters.webhooks import check_secret, check_url, deliver
 from mlaas.context import Context
 from mlaas.errors import Conflict, InvalidInput, MlaasError, NotFound
 from mlaas.monitoring import traffic
@@ -63,6 +63,7 @@ def _validated(ctx: Context, spec: dict[str, Any]) -> dict[str, Any]:
     webhook = (spec.get("on_drift") or {}).get("webhook")
     if webhook:
         check_url(webhook["url"], ctx.settings.webhook_allowlist)
+        check_secret(webhook.get("secret"))
     retrain = (spec.get("on_drift") or {}).get("retrain")
     if retrain:
         for field in ("dataset", "data_config"):

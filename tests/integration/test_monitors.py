@@ -16,9 +16,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mlaas.monitoring import monitors
+from tests.integration.conftest import WEBHOOK_PORT
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 
 pytestmark = pytest.mark.integration
+SECRET = "monitor-webhook-secret-of-32-bytes!"
 TRAIN = pd.read_csv("examples/data/titanic/titanic.csv")
 TEST = pd.read_csv("examples/data/titanic/titanic_test.csv")
 FEATURES = NUMERIC + CATEGORICAL
@@ -40,12 +42,13 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.server = HTTPServer(("127.0.0.1", WEBHOOK_PORT), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture
@@ -63,7 +66,7 @@ def rows(frame):
 def test_monitor_crud_and_validation(api, settings, titanic, unique):
     register(settings, unique, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
     body = {"id": f"crud-{unique}", "model": unique, "schedule": {"cron": "*/30 * * * *"}, "min_rows": 50,
-            "on_drift": {"webhook": {"url": "http://127.0.0.1:9/x", "secret": "hush"}}}
+            "on_drift": {"webhook": {"url": f"http://127.0.0.1:{WEBHOOK_PORT}/x", "secret": SECRET}}}
     created = api.post("/monitors", json=body)
     assert created.status_code == 201, created.text
     assert created.json()["on_drift"]["webhook"]["secret"] == "***"
@@ -72,7 +75,7 @@ def test_monitor_crud_and_validation(api, settings, titanic, unique):
     changed = api.request("PATCH", f"/monitors/crud-{unique}", json={"min_rows": 75, "enabled": False})
     assert changed.status_code == 200 and changed.json()["min_rows"] == 75 and changed.json()["enabled"] is False
     assert any(m["id"] == f"crud-{unique}" for m in api.get("/monitors").json()["monitors"])
-    assert "hush" not in api.get("/monitors").text
+    assert SECRET not in api.get("/monitors").text
 
     for bad, status, fragment in [
         ({"model": "nobody-at-all"}, 404, "nobody-at-all"),
@@ -109,7 +112,7 @@ def test_monitor_fires_on_schedule_calls_the_webhook_and_retrains_once(api, ctx,
     assert api.post(f"/models/{unique}/promote", json={"version": version}).status_code == 200
     monitor = {
         "id": f"sched-{unique}", "model": unique, "schedule": {"every_seconds": 10}, "min_rows": 150,
-        "on_drift": {"webhook": {"url": receiver.url, "secret": "shh"},
+        "on_drift": {"webhook": {"url": receiver.url, "secret": SECRET},
                      "retrain": {"dataset": titanic["train"], "data_config": titanic["data_config"],
                                  "cooldown_seconds": 3600}},
     }
@@ -124,8 +127,10 @@ def test_monitor_fires_on_schedule_calls_the_webhook_and_retrains_once(api, ctx,
         assert time.monotonic() < deadline, api.get(f"/monitors/sched-{unique}").json()
         time.sleep(1)
     headers, body = receiver.received[0]
-    expected = "sha256=" + hmac.new(b"shh", body, hashlib.sha256).hexdigest()
+    timestamp = headers["X-Mlaas-Timestamp"]
+    expected = "sha256=" + hmac.new(SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     assert headers["X-Mlaas-Signature"] == expected
+    assert abs(time.time() - int(timestamp)) < 600
     event = json.loads(body)
     assert event["monitor"] == f"sched-{unique}" and event["version"] == version and "Age" in event["drifted_columns"]
 
