@@ -9,7 +9,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Reject
 
-from mlaas import jobs
+from mlaas import jobs, queues
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.adapters.jobstore import JobStore, PatientJobStore
 from mlaas.context import Context
@@ -74,37 +74,37 @@ def _service(run: Callable[[Context, str, dict[str, Any], jobs.Progress], dict[s
     return handler
 
 
-@app.task(name="mlaas.train", bind=True)
+@app.task(name=queues.TRAIN, bind=True)
 def train(self: Task, job_id: str) -> str:
     """Retrain a registered model (see mlaas.training.retrain)."""
     return _run_job(self, job_id, _service(retrain.run))
 
 
-@app.task(name="mlaas.evaluate", bind=True)
+@app.task(name=queues.EVALUATE, bind=True)
 def evaluate(self: Task, job_id: str) -> str:
     """Evaluate a model version on a test set (see mlaas.training.evaluation)."""
     return _run_job(self, job_id, _service(evaluation.run))
 
 
-@app.task(name="mlaas.drift", bind=True)
+@app.task(name=queues.DRIFT, bind=True)
 def drift(self: Task, job_id: str) -> str:
     """Compare two data sets (see mlaas.drift.adhoc)."""
     return _run_job(self, job_id, _service(adhoc.run))
 
 
-@app.task(name="mlaas.capture_flush", bind=True, max_retries=0)
+@app.task(name=queues.CAPTURE_FLUSH, bind=True, max_retries=0)
 def capture_flush(self: Task) -> dict[str, Any]:
     """Write buffered inference rows to Parquet and queue the monitor checks that are due."""
     return housekeeping.flush_all(context(), buffer(), context().monitors)
 
 
-@app.task(name="mlaas.monitor_sweep", bind=True, max_retries=0)
+@app.task(name=queues.MONITOR_SWEEP, bind=True, max_retries=0)
 def monitor_sweep(self: Task) -> list[dict[str, Any]]:
     """Queue one check per due monitor (each due time once)."""
     return monitors.sweep(context(), context().monitors)
 
 
-@app.task(name="mlaas.monitor_check", bind=True)
+@app.task(name=queues.MONITOR_CHECK, bind=True)
 def monitor_check(self: Task, monitor_id: str, due: str | None = None) -> dict[str, Any]:
     """Check a monitor's captured rows against the baseline (logs ``infer_{timestamp}``), act on drift."""
     try:

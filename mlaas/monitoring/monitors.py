@@ -20,6 +20,7 @@ from mlaas.adapters.webhooks import check_url, deliver
 from mlaas.context import Context
 from mlaas.errors import Conflict, InvalidInput, MlaasError, NotFound
 from mlaas.monitoring import traffic
+from mlaas.queues import MONITOR_CHECK
 from mlaas.training import retrain as retraining
 from mlaas.uris import parse_uri
 
@@ -171,7 +172,7 @@ def sweep(ctx: Context, store: MonitorStore, *, now: datetime | None = None) -> 
                 continue
             due_key = due.isoformat()
             if store.claim(monitor["id"], due_key, ttl=7 * 24 * 3600):
-                ctx.queue.send("mlaas.monitor_check", [monitor["id"], due_key])
+                ctx.queue.send(MONITOR_CHECK, [monitor["id"], due_key])
                 queued.append({"monitor": monitor["id"], "due": due_key})
         except MlaasError as exc:  # one failing monitor does not stop the sweep
             log.warning("monitor %s not swept: %s", monitor.get("id"), exc.message)
