@@ -182,13 +182,12 @@ def sweep(ctx: Context, store: MonitorStore, *, now: datetime | None = None) -> 
 def run_check(ctx: Context, store: MonitorStore, buffer: CaptureBuffer, monitor_id: str,
               due: str | None) -> dict[str, Any]:
     """Run one check of a monitor (never two at once), then its actions on drift."""
-    lock = store.lock(monitor_id, CHECK_LOCK_SECONDS)
-    if not lock.acquire(blocking=False):
-        if due:  # give the due time back: a later sweep queues it again once the running check ends
-            store.release(monitor_id, due)
-        return {"monitor": monitor_id, "checked": False, "reason": "a check of this monitor is running"}
-    store.release(monitor_id, ROWS_WAITING)
-    try:
+    with store.lock(monitor_id, CHECK_LOCK_SECONDS) as acquired:
+        if not acquired:
+            if due:  # give the due time back: a later sweep queues it again once the running check ends
+                store.release(monitor_id, due)
+            return {"monitor": monitor_id, "checked": False, "reason": "a check of this monitor is running"}
+        store.release(monitor_id, ROWS_WAITING)
         monitor = store.get(monitor_id)
         now = utcnow()
         version = ctx.registry.resolve(monitor["model"], monitor.get("version"))
@@ -213,11 +212,6 @@ def run_check(ctx: Context, store: MonitorStore, buffer: CaptureBuffer, monitor_
             monitor["last_retrain_at"] = now.isoformat()
         store.put(monitor)
         return outcome
-    finally:
-        try:
-            lock.release()
-        except Exception:
-            log.warning("monitor %s lock expired before release", monitor_id)
 
 
 def _act(ctx: Context, monitor: dict[str, Any], version: int, outcome: dict[str, Any], now: datetime,
