@@ -1,21 +1,18 @@
 """gunicorn settings for the API: ``gunicorn -c python:mlaas.api.gunicorn_conf "mlaas.api.app:create_app()"``.
 
-Sets up Prometheus's multiprocess mode before any worker imports the metrics, and cleans it per start;
+Sets up the process (Prometheus's multiprocess directory among it) before any worker imports the metrics;
 answers the requests gunicorn refuses by itself with the API's JSON error body.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from typing import Any
 
 from gunicorn import util
 
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlaas-prom-api-")
+from mlaas.process import configure_process
+from mlaas.settings import Settings
 
 _CODES = {400: "invalid_input", 403: "forbidden", 431: "too_large", 500: "internal"}
 
@@ -33,10 +30,8 @@ util.write_error = _problem_json  # gunicorn's own error page is HTML
 
 
 def on_starting(server: Any) -> None:
-    """Start with no metrics files from an earlier run."""
-    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path, exist_ok=True)
+    """The master, before it forks workers: process set-up, with a metrics directory free of an earlier run's files."""
+    configure_process(Settings.from_env(), metrics_dir=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:
