@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mlaas import queues
 from mlaas.adapters import telemetry
 from mlaas.adapters.jobstore import TERMINAL
 from mlaas.context import Context
@@ -16,7 +17,7 @@ from mlaas.logs import log_context
 
 log = logging.getLogger(__name__)
 
-TASK_FOR_TYPE = {"train": "mlaas.train", "evaluate": "mlaas.evaluate", "drift": "mlaas.drift"}
+TASK_FOR_TYPE = queues.TASK_FOR_JOB_TYPE
 
 
 def submit(

@@ -1,16 +1,27 @@
-"""Settings built once per entry point from ``MLAAS_*`` environment variables."""
+"""Settings built once per entry point from ``MLAAS_*`` environment variables, validated strictly."""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import BeforeValidator, ConfigDict, GetCoreSchemaHandler, ValidationError
+from pydantic.dataclasses import dataclass
+from pydantic_core import core_schema
 
 from mlaas.errors import InvalidInput
 
 PREFIX = "MLAAS_"
+# MLAAS_* variables that are not settings of the services: the client's, the local stack's, the tests'.
+OTHER_VARIABLES = frozenset({"MLAAS_API_URL", "MLAAS_API_KEY", "MLAAS_FUZZ_EXAMPLES"})
+OTHER_PREFIXES = ("MLAAS_STACK_", "MLAAS_TEST_")
+log = logging.getLogger(__name__)
 
 
 class Secret(str):
@@ -20,25 +31,44 @@ class Secret(str):
         return "Secret('***')"
 
     def reveal(self) -> str:
+        """The secret's value, for the one call that needs it."""
         return str.__str__(self)
 
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(cls, core_schema.str_schema())
 
-def _csv(value: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+def _csv(value: Any) -> Any:
+    """A comma-separated variable as a tuple of its non-empty items; other values as they are."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
 
 
-@dataclass(frozen=True)
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+Csv = Annotated[tuple[str, ...], BeforeValidator(_csv)]
+Seconds = Annotated[float, Gt(0)]
+WaitSeconds = Annotated[float, Ge(0)]
+Count = Annotated[int, Gt(0)]
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid", allow_inf_nan=False))
 class Settings:
     """Everything configurable about mlaas. Field ``foo_bar`` is read from ``MLAAS_FOO_BAR``."""
 
     # Redis: broker for Celery, job records, idempotency keys, inference capture buffer.
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "mlaas"
-    redis_socket_timeout: float = 3.0
+    redis_socket_timeout: Seconds = 3.0
     # MLflow tracking server and registry.
     mlflow_tracking_uri: str = "http://127.0.0.1:5000"
     mlflow_experiment: str = ""  # empty: one experiment per registered model, "mlaas/<model>"
-    mlflow_timeout: float = 30.0
+    mlflow_timeout: Seconds = 30.0
     # S3-compatible blob storage (MinIO in production).
     s3_endpoint: str = "http://127.0.0.1:9000"
     s3_access_key: str = ""
@@ -46,23 +76,23 @@ class Settings:
     s3_region: str = "us-east-1"
     datasets_bucket: str = "datasets"
     drift_bucket: str = "drift"
-    allowed_buckets: tuple[str, ...] = ()  # empty: the datasets and drift buckets
+    allowed_buckets: Csv = ()  # empty: the datasets and drift buckets
     # Jobs.
-    job_ttl_seconds: int = 7 * 24 * 3600
-    visibility_timeout: int = 12 * 3600
-    broker_publish_timeout: float = 3.0
-    job_redis_wait_seconds: float = 3600.0  # a running job waits this long for Redis to come back before giving up
+    job_ttl_seconds: Count = 7 * 24 * 3600
+    visibility_timeout: Count = 12 * 3600
+    broker_publish_timeout: Seconds = 3.0
+    job_redis_wait_seconds: WaitSeconds = 3600.0  # a running job waits this long for Redis to come back
     # HTTP API.
     auth_enabled: bool = True
-    api_keys: tuple[str, ...] = ()  # name:scope+scope:sha256hex entries, see mlaas/auth.py
-    rate_limit_per_minute: int = 0  # per API key; 0: no limit
-    max_body_bytes: int = 16 * 1024 * 1024
-    max_inference_rows: int = 10_000
-    max_dataset_bytes: int = 1024 * 1024 * 1024  # PUT /datasets uploads
+    api_keys: Csv = ()  # name:scope+scope:sha256hex entries, see mlaas/auth.py
+    rate_limit_per_minute: Annotated[int, Ge(0)] = 0  # per API key; 0: no limit
+    max_body_bytes: Count = 16 * 1024 * 1024
+    max_inference_rows: Count = 10_000
+    max_dataset_bytes: Count = 1024 * 1024 * 1024  # PUT /datasets uploads
     # Models.
-    resolve_ttl_seconds: float = 10.0
-    model_cache_size: int = 8
-    skops_trusted_types: tuple[str, ...] = ()  # added to DEFAULT_TRUSTED_TYPES in adapters/model_files.py
+    resolve_ttl_seconds: WaitSeconds = 10.0
+    model_cache_size: Count = 8
+    skops_trusted_types: Csv = ()  # added to DEFAULT_TRUSTED_TYPES in adapters/model_files.py
     allow_pickle_models: bool = False
     allow_sklearn_version_mismatch: bool = False
     tmp_dir: str = ""
@@ -70,24 +100,24 @@ class Settings:
     fast_path: bool = True  # serve scikit-learn pipelines through checked compiled arithmetic (inference/compiled.py)
     # Inference capture (drift checks of served traffic run off the request path).
     capture_enabled: bool = True
-    capture_max_entries: int = 100_000  # per model version; requests beyond are dropped and counted
-    capture_timeout: float = 0.25
-    capture_batch_seconds: float = 0.1  # hold captured requests this long, then write them in one round trip
-    capture_flush_seconds: float = 30.0
-    capture_flush_batch: int = 5_000  # stream entries (requests) per Parquet file
-    drift_min_rows: int = 200  # captured rows needed before a drift check of inference traffic
+    capture_max_entries: Count = 100_000  # per model version; requests beyond are dropped and counted
+    capture_timeout: Seconds = 0.25
+    capture_batch_seconds: WaitSeconds = 0.1  # hold captured requests this long, then write them in one round trip
+    capture_flush_seconds: Seconds = 30.0
+    capture_flush_batch: Count = 5_000  # stream entries (requests) per Parquet file
+    drift_min_rows: Count = 200  # captured rows needed before a drift check of inference traffic
     # Monitors.
-    monitor_sweep_seconds: float = 15.0
-    monitor_default_seconds: int = 3600  # schedule of the default monitor every production model gets
-    retrain_cooldown_seconds: int = 24 * 3600
-    webhook_allowlist: tuple[str, ...] = ()  # host or host:port entries a monitor's webhook may call
-    webhook_timeout: float = 5.0
-    # Training defaults.
-    drift_fraction: float = 0.1
-    test_fraction: float = 0.2
+    monitor_sweep_seconds: Seconds = 15.0
+    monitor_default_seconds: Count = 3600  # schedule of the default monitor every production model gets
+    retrain_cooldown_seconds: Annotated[int, Ge(0)] = 24 * 3600
+    webhook_allowlist: Csv = ()  # host or host:port entries a monitor's webhook may call
+    webhook_timeout: Seconds = 5.0
+    # Training defaults (the same bounds as the request fields of POST /train).
+    drift_fraction: Annotated[float, Gt(0), Lt(0.5)] = 0.1
+    test_fraction: Annotated[float, Ge(0), Lt(0.5)] = 0.2
     default_test_dataset: str = ""
-    log_level: str = "INFO"
-    worker_metrics_port: int = 0  # Celery workers serve Prometheus metrics here (0: off)
+    log_level: LogLevel = "INFO"
+    worker_metrics_port: Annotated[int, Ge(0), Le(65535)] = 0  # Celery workers serve Prometheus metrics here (0: off)
 
     @property
     def buckets(self) -> tuple[str, ...]:
@@ -97,16 +127,27 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from ``MLAAS_*`` variables, then apply keyword overrides."""
+        """Build settings from ``MLAAS_*`` variables, then apply keyword overrides.
+
+        An invalid value raises InvalidInput naming the variable and what it accepts; an ``MLAAS_*``
+        variable that is no setting is logged as a warning naming the closest setting.
+        """
         env = os.environ if environ is None else environ
+        names = {PREFIX + f.name.upper(): f.name for f in dataclasses.fields(cls)}
+        for key in sorted(env):
+            if key.startswith(PREFIX) and key not in names:
+                _warn_unknown(key, tuple(names))
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get(PREFIX + f.name.upper())
-            if raw is None:
-                continue
-            values[f.name] = _convert(f.name, f.type, raw)
+        for variable, name in names.items():
+            raw = env.get(variable)
+            if raw is not None:
+                values[name] = raw if name == "s3_secret_key" else raw.strip()
         values.update(overrides)
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            from_env = {name for name in values if name not in overrides}
+            raise InvalidInput("; ".join(_problem(error, from_env) for error in exc.errors())) from None
 
     def redacted(self) -> dict[str, Any]:
         """Settings as a dict with secrets masked, for logs and diagnostics."""
@@ -117,19 +158,45 @@ class Settings:
         return out
 
 
-def _convert(name: str, type_name: Any, raw: str) -> Any:
-    kind = str(type_name)
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "bool":
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
-        if kind.startswith("tuple"):
-            return _csv(raw)
-        if kind == "Secret":
-            return Secret(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"{PREFIX}{name.upper()}: {exc}") from None
-    return raw
+def unknown_variable_message(variable: str, known: tuple[str, ...]) -> str | None:
+    """Why ``variable`` is ignored (with the closest setting's name), or None when it is not a mistake."""
+    if variable in known or variable in OTHER_VARIABLES or variable.startswith(OTHER_PREFIXES):
+        return None
+    close = difflib.get_close_matches(variable, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else " (see mlaas/settings.py)"
+    return f"{variable} is not an mlaas setting and is ignored{hint}"
+
+
+@lru_cache(maxsize=256)
+def _warn_unknown(variable: str, known: tuple[str, ...]) -> None:
+    """Log an unknown variable once per process (each entry point may read the settings more than once)."""
+    message = unknown_variable_message(variable, known)
+    if message:
+        log.warning(message)
+
+
+_ACCEPTS = {
+    "bool_parsing": "is not a boolean (true/false, 1/0, yes/no, on/off)",
+    "bool_type": "is not a boolean (true/false, 1/0, yes/no, on/off)",
+    "int_parsing": "is not an integer",
+    "int_from_float": "is not an integer",
+    "int_type": "is not an integer",
+    "float_parsing": "is not a number",
+    "float_type": "is not a number",
+    "finite_number": "is not a finite number",
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+    "literal_error": "is not one of {expected}",
+}
+
+
+def _problem(error: Any, from_env: set[str]) -> str:
+    """One validation error as ``MLAAS_NAME: 'value' <what is wrong>`` (a secret's value left out)."""
+    name = str(error["loc"][0]) if error.get("loc") else "settings"
+    label = PREFIX + name.upper() if name in from_env else name
+    template = _ACCEPTS.get(error["type"])
+    reason = template.format(**error.get("ctx", {})) if template else str(error["msg"]).lower()
+    shown = "" if name == "s3_secret_key" or error["type"] == "unexpected_keyword_argument" else f"{error['input']!r} "
+    return f"{label}: {shown}{reason}"

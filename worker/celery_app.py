@@ -1,26 +1,38 @@
-"""The Celery entry point: ``celery -A worker.celery_app:app worker -Q train``."""
+"""The Celery entry point: ``celery -A worker.celery_app:app worker -Q train``.
+
+Importing it only builds the app from the settings (the compose health checks import it every 30 s): the
+process set-up runs when a worker or beat starts, and each worker process builds what its tasks use after
+the fork (``worker.tasks``).
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
 
-# Prometheus's multiprocess mode must be chosen before anything imports prometheus_client.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlaas-prom-worker-")
+from celery.signals import import_modules, worker_process_shutdown, worker_ready
 
-from celery.signals import worker_process_shutdown, worker_ready  # noqa: E402
-
-from mlaas.adapters.queue import make_celery  # noqa: E402
-from mlaas.logs import configure_logging  # noqa: E402
-from mlaas.settings import Settings  # noqa: E402
-from worker.schedule import beat_schedule  # noqa: E402
+from mlaas.adapters.queue import make_celery
+from mlaas.logs import configure_logging
+from mlaas.process import configure_process
+from mlaas.settings import Settings
+from worker.schedule import beat_schedule
 
 settings = Settings.from_env()
-configure_logging(settings.log_level)
 app = make_celery(settings, "mlaas-worker")
 app.conf.beat_schedule = beat_schedule(settings)
 app.conf.include = ["worker.tasks"]
+
+
+@import_modules.connect
+def _configure_process(sender: object = None, **_: object) -> None:
+    """Worker and beat start: set the process up before the task modules are imported.
+
+    (``worker_init`` and ``beat_init`` come after that import, and the task modules import prometheus_client,
+    whose multiprocess mode must be chosen first.)
+    """
+    if sender is app:
+        configure_logging(settings.log_level)
+        configure_process(settings, metrics_dir=True)
 
 
 @worker_ready.connect

@@ -4,41 +4,62 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Reject
+from celery.signals import worker_process_init
 
-from mlaas import jobs
+from mlaas import jobs, queues
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.adapters.jobstore import JobStore, PatientJobStore
 from mlaas.context import Context
 from mlaas.drift import adhoc
 from mlaas.errors import MlaasError, Unavailable
 from mlaas.monitoring import housekeeping, monitors
+from mlaas.settings import Settings
 from mlaas.training import evaluation, retrain
 from worker.celery_app import app, settings
 
 log = logging.getLogger(__name__)
-_context: Context | None = None
-_buffer: CaptureBuffer | None = None
 MAX_RETRIES = 3
 
 
+@dataclass(frozen=True)
+class WorkerProcess:
+    """What a worker process's tasks use; its job store waits out Redis (MLAAS_JOB_REDIS_WAIT_SECONDS)."""
+
+    context: Context
+    buffer: CaptureBuffer
+
+    @classmethod
+    def build(cls, settings: Settings) -> WorkerProcess:
+        """The context and capture buffer client of one worker process."""
+        jobs_store = PatientJobStore(JobStore(settings), settings.job_redis_wait_seconds)
+        return cls(Context(settings, {"jobs": jobs_store}), CaptureBuffer(settings))
+
+
+_PROCESS: dict[str, WorkerProcess] = {}  # the one place it is held: set once per process, after the fork
+
+
+@worker_process_init.connect
+def _start_process(**_: object) -> None:
+    """Build this worker process's context after the fork (no connection is shared with the parent)."""
+    _PROCESS["current"] = WorkerProcess.build(settings)
+
+
+def process() -> WorkerProcess:
+    """This worker process's context and buffer (built by ``worker_process_init``)."""
+    try:
+        return _PROCESS["current"]
+    except KeyError:
+        raise RuntimeError("worker process not initialised: tasks run in a Celery worker process") from None
+
+
 def context() -> Context:
-    """The worker process's context, created after the fork on first use; its job store waits out Redis."""
-    global _context
-    if _context is None:
-        _context = Context(settings, {"jobs": PatientJobStore(JobStore(settings), settings.job_redis_wait_seconds)})
-    return _context
-
-
-def buffer() -> CaptureBuffer:
-    """The worker process's capture buffer client."""
-    global _buffer
-    if _buffer is None:
-        _buffer = CaptureBuffer(settings)
-    return _buffer
+    """The worker process's context."""
+    return process().context
 
 
 def _retry(task: Task, job: str, countdown: float, max_retries: int) -> Exception:
@@ -74,41 +95,41 @@ def _service(run: Callable[[Context, str, dict[str, Any], jobs.Progress], dict[s
     return handler
 
 
-@app.task(name="mlaas.train", bind=True)
+@app.task(name=queues.TRAIN, bind=True)
 def train(self: Task, job_id: str) -> str:
     """Retrain a registered model (see mlaas.training.retrain)."""
     return _run_job(self, job_id, _service(retrain.run))
 
 
-@app.task(name="mlaas.evaluate", bind=True)
+@app.task(name=queues.EVALUATE, bind=True)
 def evaluate(self: Task, job_id: str) -> str:
     """Evaluate a model version on a test set (see mlaas.training.evaluation)."""
     return _run_job(self, job_id, _service(evaluation.run))
 
 
-@app.task(name="mlaas.drift", bind=True)
+@app.task(name=queues.DRIFT, bind=True)
 def drift(self: Task, job_id: str) -> str:
     """Compare two data sets (see mlaas.drift.adhoc)."""
     return _run_job(self, job_id, _service(adhoc.run))
 
 
-@app.task(name="mlaas.capture_flush", bind=True, max_retries=0)
+@app.task(name=queues.CAPTURE_FLUSH, bind=True, max_retries=0)
 def capture_flush(self: Task) -> dict[str, Any]:
     """Write buffered inference rows to Parquet and queue the monitor checks that are due."""
-    return housekeeping.flush_all(context(), buffer(), context().monitors)
+    return housekeeping.flush_all(context(), process().buffer, context().monitors)
 
 
-@app.task(name="mlaas.monitor_sweep", bind=True, max_retries=0)
+@app.task(name=queues.MONITOR_SWEEP, bind=True, max_retries=0)
 def monitor_sweep(self: Task) -> list[dict[str, Any]]:
     """Queue one check per due monitor (each due time once)."""
     return monitors.sweep(context(), context().monitors)
 
 
-@app.task(name="mlaas.monitor_check", bind=True)
+@app.task(name=queues.MONITOR_CHECK, bind=True)
 def monitor_check(self: Task, monitor_id: str, due: str | None = None) -> dict[str, Any]:
     """Check a monitor's captured rows against the baseline (logs ``infer_{timestamp}``), act on drift."""
     try:
-        return monitors.run_check(context(), context().monitors, buffer(), monitor_id, due)
+        return monitors.run_check(context(), context().monitors, process().buffer, monitor_id, due)
     except Unavailable as exc:
         raise _retry(self, f"monitor {monitor_id}", countdown=30, max_retries=3) from exc
     except MlaasError as exc:

@@ -7,12 +7,13 @@ import json
 import logging
 import threading
 import time
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import quote, unquote
 
 import redis
 
-from mlaas.adapters.jobstore import connect, redis_errors
+from mlaas.adapters.redis import connect, redis_errors, redis_lock, text
 from mlaas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,15 +63,18 @@ def _loads(text: str) -> Any:
         return text
 
 
+def _entries(reply: Any) -> list[tuple[str, Any]]:
+    """XRANGE's reply as (entry id, entry as stored)."""
+    return [(str(entry_id), _loads(fields["d"])) for entry_id, fields in reply or ()]
+
+
 class CaptureBuffer:
     """Append captured requests quickly (never raising), and read them back for flushing."""
 
     def __init__(self, settings: Settings) -> None:
         self.prefix = f"{settings.redis_prefix}:capture"
         self.max_entries = settings.capture_max_entries
-        fast = settings.capture_timeout
-        self.fast = redis.Redis.from_url(settings.redis_url, socket_timeout=fast, socket_connect_timeout=fast,
-                                         decode_responses=True)
+        self.fast = connect(settings, fast=True)
         self.redis = connect(settings)
         self._append = self.fast.register_script(_APPEND)
         self._open_until = 0.0
@@ -215,19 +219,19 @@ class CaptureBuffer:
     # -- flushing -----------------------------------------------------------------------------------
     def streams(self) -> list[str]:
         with redis_errors():
-            return sorted(self.redis.smembers(f"{self.prefix}:streams"))
+            return sorted(str(key) for key in self.redis.smembers(f"{self.prefix}:streams"))
 
     def head(self, key: str, count: int) -> list[tuple[str, dict[str, Any]]]:
         with redis_errors():
-            return [(i, _loads(f["d"])) for i, f in self.redis.xrange(key, "-", "+", count=count)]
+            return _entries(self.redis.xrange(key, "-", "+", count=count))
 
     def read(self, key: str, first: str, last: str) -> list[tuple[str, dict[str, Any]]]:
         with redis_errors():
-            return [(i, _loads(f["d"])) for i, f in self.redis.xrange(key, first, last)]
+            return _entries(self.redis.xrange(key, first, last))
 
     def plan(self, key: str) -> tuple[str, str] | None:
         with redis_errors():
-            raw = self.redis.get(f"{key}:plan")
+            raw = text(self.redis.get(f"{key}:plan"))
         if not raw:
             return None
         first, _, last = raw.partition(" ")
@@ -250,8 +254,9 @@ class CaptureBuffer:
         with redis_errors():
             return int(self.redis.get(f"{key}:dropped") or 0)
 
-    def lock(self, name: str, ttl: int) -> redis.lock.Lock:
-        return self.redis.lock(f"{self.prefix}:lock:{name}", timeout=ttl, blocking=False)
+    def lock(self, name: str, ttl: int) -> AbstractContextManager[bool]:
+        """A lock of the flushing side (``with buffer.lock(...) as acquired``)."""
+        return redis_lock(self.redis, f"{self.prefix}:lock:{name}", ttl)
 
     def add_unchecked(self, key: str, rows: int) -> int:
         with redis_errors():
@@ -263,7 +268,7 @@ class CaptureBuffer:
 
     def get_text(self, name: str) -> str | None:
         with redis_errors():
-            return self.redis.get(f"{self.prefix}:{name}")
+            return text(self.redis.get(f"{self.prefix}:{name}"))
 
     def set_text(self, name: str, value: str) -> None:
         with redis_errors():

@@ -7,14 +7,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
+from mlaas.adapters.redis import connect, redis_errors, text
 from mlaas.errors import Conflict, NotFound, Unavailable
 from mlaas.settings import Settings
 
@@ -95,30 +93,6 @@ def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
-
-
-@contextmanager
-def redis_errors() -> Iterator[None]:
-    """Translate redis-py connection errors into Unavailable('redis')."""
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise Unavailable("redis", f"redis does not answer ({type(exc).__name__})") from None
-
-
-def connect(settings: Settings) -> redis.Redis:
-    """A Redis client with bounded timeouts and one retry, so a dead or hung server fails within seconds.
-
-    (redis-py's default is ten retries, each waiting the full socket timeout on a hung server.)
-    """
-    return redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_socket_timeout,
-        socket_connect_timeout=settings.redis_socket_timeout,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 1),
-        health_check_interval=30,
-        decode_responses=True,
-    )
 
 
 class JobStore:
@@ -223,7 +197,7 @@ class JobStore:
     ) -> tuple[list[dict[str, Any]], int]:
         """Recent jobs, newest first, filtered; returns (page, total matching)."""
         with redis_errors():
-            ids = self.redis.zrevrange(f"{self.prefix}:jobs", 0, -1)
+            ids = [str(job_id) for job_id in self.redis.zrevrange(f"{self.prefix}:jobs", 0, -1)]
             pipe = self.redis.pipeline()
             for job_id in ids:
                 pipe.hmget(self._key(job_id), "type", "state")
@@ -279,7 +253,7 @@ class JobStore:
 
     def state(self, job_id: str) -> str | None:
         with redis_errors():
-            return self.redis.hget(self._key(job_id), "state")
+            return text(self.redis.hget(self._key(job_id), "state"))
 
 
 def _decode(raw: dict[str, str], history: list[str]) -> dict[str, Any]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery.schedules import crontab
 
-from mlaas.adapters.jobstore import connect, redis_errors
+from mlaas.adapters.redis import connect, redis_errors, redis_lock, text
 from mlaas.errors import InvalidInput, NotFound
 from mlaas.settings import Settings
 
@@ -72,12 +73,13 @@ class MonitorStore:
         with redis_errors():
             self.redis.delete(f"{self.prefix}:monitor-claim:{monitor_id}:{due}")
 
-    def lock(self, monitor_id: str, ttl: int) -> Any:
-        return self.redis.lock(f"{self.prefix}:monitor-lock:{monitor_id}", timeout=ttl, blocking=False)
+    def lock(self, monitor_id: str, ttl: int) -> AbstractContextManager[bool]:
+        """The lock that keeps two checks of a monitor apart (``with store.lock(...) as acquired``)."""
+        return redis_lock(self.redis, f"{self.prefix}:monitor-lock:{monitor_id}", ttl)
 
     def text(self, name: str) -> str | None:
         with redis_errors():
-            return self.redis.get(f"{self.prefix}:{name}")
+            return text(self.redis.get(f"{self.prefix}:{name}"))
 
     def set_text(self, name: str, value: str, ttl: int | None = None) -> None:
         with redis_errors():

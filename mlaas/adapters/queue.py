@@ -9,18 +9,8 @@ from kombu import Queue
 from kombu.exceptions import OperationalError
 
 from mlaas.errors import Unavailable
+from mlaas.queues import DEFAULT_QUEUE, QUEUES, TASK_QUEUES
 from mlaas.settings import Settings
-
-# Task name -> queue. The API never imports the worker: it sends these names.
-TASK_QUEUES: dict[str, str] = {
-    "mlaas.train": "train",
-    "mlaas.evaluate": "evaluate",
-    "mlaas.drift": "drift",
-    "mlaas.monitor_sweep": "drift",
-    "mlaas.capture_flush": "drift",
-    "mlaas.monitor_check": "drift",
-}
-QUEUES = tuple(dict.fromkeys(TASK_QUEUES.values()))
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -54,7 +44,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_publish_retry": True,
         "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         "task_queues": [Queue(name) for name in QUEUES],
-        "task_default_queue": "drift",
+        "task_default_queue": DEFAULT_QUEUE,
         "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_hijack_root_logger": False,

@@ -10,9 +10,8 @@ import logging
 import time
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from mlaas.adapters.redis import connect
 from mlaas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,9 +23,7 @@ class RateLimiter:
     def __init__(self, settings: Settings) -> None:
         self.limit = settings.rate_limit_per_minute
         self.prefix = f"{settings.redis_prefix}:rate"
-        timeout = settings.capture_timeout
-        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                          retry=Retry(NoBackoff(), 0))  # on the request path: fail once, fast
+        self.redis = connect(settings, fast=True)  # on the request path: fail once, fast
         self._open_until = 0.0
 
     def check(self, key_name: str, limit: int | None = None) -> int | None:

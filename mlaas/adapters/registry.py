@@ -56,19 +56,15 @@ def run_name(kind: str, now: datetime | None = None) -> str:
 
 
 class MlflowRegistry:
-    """The project's only door to MLflow."""
+    """The project's only door to MLflow.
+
+    Its client and downloads name the tracking server; the runs it opens (MLflow's fluent API) use the
+    process's, which ``mlaas.process.configure_process`` sets from the same settings.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(settings.mlflow_timeout)))
-        if settings.tmp_dir:
-            os.makedirs(settings.tmp_dir, exist_ok=True)
-            os.environ["TMPDIR"] = settings.tmp_dir
-            tempfile.tempdir = settings.tmp_dir
         self.settings = settings
         self.tracking_uri = settings.mlflow_tracking_uri
-        mlflow.set_tracking_uri(self.tracking_uri)
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         self.loader = ModelLoader(settings)
 
@@ -155,7 +151,8 @@ class MlflowRegistry:
         """The input columns of a version's signature (reads only its MLmodel file), if it has one."""
         with translate_errors(f"model {version.name!r} version {version.version}"):
             path = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{version.uri}/MLmodel", dst_path=tempfile.mkdtemp(prefix="mlaas-meta-")
+                artifact_uri=f"{version.uri}/MLmodel", dst_path=tempfile.mkdtemp(prefix="mlaas-meta-"),
+                tracking_uri=self.tracking_uri,
             )
         try:
             return input_schema_of(path, f"{version.name} v{version.version}")
@@ -167,7 +164,8 @@ class MlflowRegistry:
         target = tempfile.mkdtemp(prefix="mlaas-model-")
         try:
             with translate_errors(f"model {version.name!r} version {version.version}"):
-                local = mlflow.artifacts.download_artifacts(artifact_uri=version.uri, dst_path=target)
+                local = mlflow.artifacts.download_artifacts(artifact_uri=version.uri, dst_path=target,
+                                                            tracking_uri=self.tracking_uri)
             loaded = self.loader.load(local, label=f"{version.name} v{version.version}")
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)

@@ -1,7 +1,8 @@
 """Prometheus metrics. Correct under gunicorn's and Celery's worker processes (multiprocess mode).
 
 The process that forks (gunicorn's master, Celery's main process) must set PROMETHEUS_MULTIPROC_DIR
-before this module is imported: ``mlaas/api/gunicorn_conf.py`` and ``worker/celery_app.py`` do.
+before this module is imported: ``mlaas.process.configure_process(settings, metrics_dir=True)``, called by
+``mlaas/api/gunicorn_conf.py`` and ``worker/celery_app.py``, does.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from mlaas.context import Context
 from mlaas.errors import Forbidden, Internal, InvalidInput, RateLimited, TooLarge, Unauthorized, Unavailable
 from mlaas.inference.server import Server
 from mlaas.logs import configure_logging
+from mlaas.process import configure_process
 from mlaas.settings import Settings
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     """Build the API. Settings come from MLAAS_* variables unless given."""
     settings = settings or (context.settings if context else Settings.from_env())
     configure_logging(settings.log_level)
+    configure_process(settings)
     app = MlaasOpenAPI(
         __name__,
         info=Info(title="mlaas", version=mlaas.__version__,

@@ -1,24 +1,19 @@
 """gunicorn settings for the API: ``gunicorn -c python:mlaas.api.gunicorn_conf "mlaas.api.app:create_app()"``.
 
-Sets up Prometheus's multiprocess mode before any worker imports the metrics, and cleans it per start;
+Sets up the process (Prometheus's multiprocess directory among it) before any worker imports the metrics;
 answers the requests gunicorn refuses by itself with the API's JSON error body.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from typing import Any
 
 from gunicorn import util
 
 from mlaas.errors import code_of, problem
-
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlaas-prom-api-")
-
+from mlaas.process import configure_process
+from mlaas.settings import Settings
 
 
 def _problem_json(sock: Any, status: int, reason: str, message: str) -> None:
@@ -37,10 +32,8 @@ access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(
 
 
 def on_starting(server: Any) -> None:
-    """Start with no metrics files from an earlier run."""
-    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path, exist_ok=True)
+    """The master, before it forks workers: process set-up, with a metrics directory free of an earlier run's files."""
+    configure_process(Settings.from_env(), metrics_dir=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:

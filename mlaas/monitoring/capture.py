@@ -129,10 +129,9 @@ def _entry_frame(entry_id: str, entry: dict[str, Any]) -> pd.DataFrame:
 def flush_stream(ctx: Any, buffer: CaptureBuffer, key: str) -> dict[str, Any]:
     """Write one stream's buffered entries (at most one batch) to Parquet; returns what was written."""
     model, version = buffer.parse_stream_key(key)
-    lock = buffer.lock(f"flush:{key}", FLUSH_LOCK_SECONDS)
-    if not lock.acquire(blocking=False):
-        return {"model": model, "version": version, "rows": 0, "files": [], "skipped": "another flush runs"}
-    try:
+    with buffer.lock(f"flush:{key}", FLUSH_LOCK_SECONDS) as acquired:  # an expired lock: the plan keeps it safe
+        if not acquired:
+            return {"model": model, "version": version, "rows": 0, "files": [], "skipped": "another flush runs"}
         plan = buffer.plan(key)
         if plan is None:
             head = buffer.head(key, ctx.settings.capture_flush_batch)
@@ -156,8 +155,3 @@ def flush_stream(ctx: Any, buffer: CaptureBuffer, key: str) -> dict[str, Any]:
         if rows:
             buffer.add_unchecked(key, rows)
         return {"model": model, "version": version, "rows": rows, "files": written}
-    finally:
-        try:
-            lock.release()
-        except Exception:  # the lock may have expired; the plan keeps the flush safe anyway
-            log.warning("flush lock of %s expired before release", key)

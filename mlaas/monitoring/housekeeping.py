@@ -10,6 +10,7 @@ from mlaas.adapters.monitorstore import MonitorStore
 from mlaas.context import Context
 from mlaas.errors import MlaasError
 from mlaas.monitoring import capture, monitors
+from mlaas.queues import MONITOR_CHECK
 
 log = logging.getLogger(__name__)
 MAX_BATCHES_PER_STREAM = 20
@@ -31,7 +32,7 @@ def flush_all(ctx: Context, buffer: CaptureBuffer, store: MonitorStore | None = 
             model, version = buffer.parse_stream_key(key)
             waiting = buffer.add_unchecked(key, 0)
             for monitor_id in monitors.due_on_flush(ctx, store, model, version, waiting):
-                ctx.queue.send("mlaas.monitor_check", [monitor_id, None])
+                ctx.queue.send(MONITOR_CHECK, [monitor_id, None])
                 checks.append({"monitor": monitor_id, "model": model, "version": version})
         except MlaasError as exc:
             log.warning("flushing %s failed: %s", key, exc.message)

@@ -20,6 +20,7 @@ from mlaas.adapters.webhooks import check_secret, check_url, deliver
 from mlaas.context import Context
 from mlaas.errors import Conflict, InvalidInput, MlaasError, NotFound
 from mlaas.monitoring import traffic
+from mlaas.queues import MONITOR_CHECK
 from mlaas.training import retrain as retraining
 from mlaas.uris import parse_uri
 
@@ -172,7 +173,7 @@ def sweep(ctx: Context, store: MonitorStore, *, now: datetime | None = None) -> 
                 continue
             due_key = due.isoformat()
             if store.claim(monitor["id"], due_key, ttl=7 * 24 * 3600):
-                ctx.queue.send("mlaas.monitor_check", [monitor["id"], due_key])
+                ctx.queue.send(MONITOR_CHECK, [monitor["id"], due_key])
                 queued.append({"monitor": monitor["id"], "due": due_key})
         except MlaasError as exc:  # one failing monitor does not stop the sweep
             log.warning("monitor %s not swept: %s", monitor.get("id"), exc.message)
@@ -182,13 +183,12 @@ def sweep(ctx: Context, store: MonitorStore, *, now: datetime | None = None) -> 
 def run_check(ctx: Context, store: MonitorStore, buffer: CaptureBuffer, monitor_id: str,
               due: str | None) -> dict[str, Any]:
     """Run one check of a monitor (never two at once), then its actions on drift."""
-    lock = store.lock(monitor_id, CHECK_LOCK_SECONDS)
-    if not lock.acquire(blocking=False):
-        if due:  # give the due time back: a later sweep queues it again once the running check ends
-            store.release(monitor_id, due)
-        return {"monitor": monitor_id, "checked": False, "reason": "a check of this monitor is running"}
-    store.release(monitor_id, ROWS_WAITING)
-    try:
+    with store.lock(monitor_id, CHECK_LOCK_SECONDS) as acquired:
+        if not acquired:
+            if due:  # give the due time back: a later sweep queues it again once the running check ends
+                store.release(monitor_id, due)
+            return {"monitor": monitor_id, "checked": False, "reason": "a check of this monitor is running"}
+        store.release(monitor_id, ROWS_WAITING)
         monitor = store.get(monitor_id)
         now = utcnow()
         version = ctx.registry.resolve(monitor["model"], monitor.get("version"))
@@ -213,11 +213,6 @@ def run_check(ctx: Context, store: MonitorStore, buffer: CaptureBuffer, monitor_
             monitor["last_retrain_at"] = now.isoformat()
         store.put(monitor)
         return outcome
-    finally:
-        try:
-            lock.release()
-        except Exception:
-            log.warning("monitor %s lock expired before release", monitor_id)
 
 
 def _act(ctx: Context, monitor: dict[str, Any], version: int, outcome: dict[str, Any], now: datetime,

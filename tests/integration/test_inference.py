@@ -184,10 +184,11 @@ def test_capture_writes_every_answered_row_once(api, ctx, settings, unique):
 
     crashing = CaptureBuffer(settings)
     crashing.finish = lambda *a, **k: (_ for _ in ()).throw(Crash())  # type: ignore[method-assign]
-    lock = buffer.lock(f"flush:{key}", 60)
-    while not lock.acquire(blocking=False):  # wait out a flush of the worker
+    while True:  # wait out a flush of the worker
+        with buffer.lock(f"flush:{key}", 60) as acquired:
+            if acquired:
+                break
         time.sleep(0.1)
-    lock.release()
     with contextlib.suppress(Crash):
         capture.flush_stream(ctx, crashing, key)
     drain(ctx, buffer, key, 170)

@@ -19,6 +19,7 @@ from mlaas.api.schemas import (
     MonitorRunAccepted,
 )
 from mlaas.monitoring import monitors
+from mlaas.queues import MONITOR_CHECK
 
 bp = APIBlueprint("monitors", __name__, abp_tags=[
     Tag(name="monitors", description="Scheduled drift checks")
@@ -64,5 +65,5 @@ def delete_monitor(path: MonitorPath) -> tuple[str, int]:
 def run_monitor(path: MonitorPath) -> tuple[dict[str, Any], int]:
     """Queue a check of this monitor now, outside its schedule."""
     store().get(path.monitor_id)
-    ctx().queue.send("mlaas.monitor_check", [path.monitor_id, None])
+    ctx().queue.send(MONITOR_CHECK, [path.monitor_id, None])
     return {"monitor": path.monitor_id, "queued": True}, 202

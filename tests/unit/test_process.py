@@ -1,0 +1,99 @@
+"""Process set-up happens at entry points only: importing a module or building an adapter changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from mlaas.process import configure_process
+from mlaas.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+                    "MLFLOW_HTTP_REQUEST_TIMEOUT", "TMPDIR", "PROMETHEUS_MULTIPROC_DIR")
+
+
+@pytest.fixture
+def clean_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Undo what configure_process sets, whatever the test does."""
+    for name in MLFLOW_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.tempdir)
+
+
+def _run(code: str, tmp_path: Path) -> dict[str, object]:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {key: value for key, value in os.environ.items() if key not in MLFLOW_VARIABLES}
+    env.update(TMPDIR=str(scratch), MLAAS_TMP_DIR=str(tmp_path / "mlaas-tmp"), PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                         check=True, timeout=120)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["scratch"] = sorted(p.name for p in scratch.iterdir())
+    return result
+
+
+def test_importing_the_celery_app_writes_no_environment_and_makes_no_temp_dir(tmp_path):
+    result = _run("import json, os, tempfile\n"
+                  "before = dict(os.environ)\n"
+                  "import worker.celery_app\n"
+                  "print(json.dumps({'changed': sorted(k for k in {*before, *os.environ}"
+                  " if before.get(k) != os.environ.get(k)), 'tempdir': tempfile.tempdir}))", tmp_path)
+    assert result == {"changed": [], "tempdir": None, "scratch": []}
+    assert not (tmp_path / "mlaas-tmp").exists()
+
+
+def test_building_the_registry_leaves_the_process_alone(tmp_path):
+    result = _run("import json, os, tempfile\n"
+                  "from mlaas.settings import Settings\n"
+                  "from mlaas.adapters.registry import MlflowRegistry\n"
+                  "before = dict(os.environ)\n"
+                  "MlflowRegistry(Settings.from_env())\n"
+                  "import mlflow\n"
+                  "print(json.dumps({'changed': sorted(k for k in {*before, *os.environ}"
+                  " if before.get(k) != os.environ.get(k)), 'tempdir': tempfile.tempdir,"
+                  " 'uri_set': mlflow.is_tracking_uri_set()}))", tmp_path)
+    assert result == {"changed": [], "tempdir": None, "uri_set": False, "scratch": []}
+
+
+def test_configure_process_points_mlflow_and_temp_files_at_the_settings(clean_process, tmp_path):
+    settings = Settings(mlflow_tracking_uri="http://mlflow.example:5000", mlflow_timeout=0.5,
+                        tmp_dir=str(tmp_path / "tmp"))
+    configure_process(settings)
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://mlflow.example:5000"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "1"  # rounded up: 0 would mean no wait at all
+    assert os.environ["TMPDIR"] == tempfile.gettempdir() == str(tmp_path / "tmp")
+    assert Path(tempfile.mkdtemp()).parent == tmp_path / "tmp"
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # only a parent that forks workers asks for it
+
+
+def test_metrics_dir_is_made_once_or_emptied_of_an_earlier_run(clean_process, tmp_path):
+    settings = Settings(tmp_dir=str(tmp_path / "tmp"))
+    configure_process(settings, metrics_dir=True)
+    made = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert made.is_dir() and made.parent == tmp_path / "tmp"
+    (made / "counter_123.db").write_bytes(b"stale")
+    configure_process(settings, metrics_dir=True)
+    assert Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]) == made and list(made.iterdir()) == []
+
+
+def test_worker_process_builds_its_context_once_at_process_init():
+    from mlaas.adapters.jobstore import PatientJobStore
+    from worker import tasks
+
+    tasks._PROCESS.clear()
+    with pytest.raises(RuntimeError, match="not initialised"):
+        tasks.context()
+    try:
+        tasks._start_process()
+        first = tasks.process()
+        assert isinstance(first.context.jobs, PatientJobStore)
+        assert tasks.context() is first.context and tasks.process().buffer is first.buffer
+    finally:
+        tasks._PROCESS.clear()
