@@ -44,6 +44,9 @@ from .processes import (
 from .units import Report, Unit, api_unit, beat_unit, mlflow_unit, redis_unit, s3_unit, worker_unit
 
 T = TypeVar("T")
+# What a restart takes from the first start's environment (per-start settings); the rest of the environment,
+# the caller's shell with whatever credentials it holds, is the watchdog's own and is never written to disk.
+SETTINGS_PREFIX = "MLAAS_"
 
 
 class Stack:
@@ -127,14 +130,14 @@ class Stack:
         return [u for u in self._units(WATCHED, strays=True) if self._restart_file(u).exists()]
 
     def revive(self, unit: Unit, *, give_up: bool = False) -> Report | None:
-        """Start a watched unit again, as it was started, when its process died; None when it runs.
+        """Start a watched unit again, with the settings it was started with, when it died; None when it runs.
 
         When the start fails the unit stays watched (for another try) unless ``give_up``.
         """
         path = self._restart_file(unit)
         try:
             saved = path.read_text()
-            env = json.loads(saved)["env"]
+            settings: dict[str, str] = json.loads(saved)["settings"]
         except (OSError, ValueError, KeyError):
             return None
         if self.pid_of(unit) is not None:
@@ -144,6 +147,7 @@ class Stack:
         wait_until(lambda: not any(port_answers(port) for port in unit.ports), 10.0)
         started = time.monotonic()
         try:
+            env = {k: v for k, v in (unit.env or {}).items() if not k.startswith(SETTINGS_PREFIX)} | settings
             pid = self._spawn_and_wait(dataclasses.replace(unit, env=env), started)
         except StackError:
             if not give_up:
@@ -152,7 +156,7 @@ class Stack:
         return self._report(unit, "restarted", pid, time.monotonic() - started)
 
     def _restart_file(self, unit: Unit) -> Path:
-        """Where a watched unit's environment is kept for restarts (its presence: the unit should run)."""
+        """Where a watched unit's ``MLAAS_*`` settings are kept for restarts (its presence: the unit should run)."""
         return self.config.path("run", f"{unit.name}.restart.json")
 
     def units(self, components: Iterable[str] | None = None) -> list[Unit]:
@@ -291,7 +295,8 @@ class Stack:
             self._procs[unit.name] = proc
             write_private(unit.pidfile, f"{proc.pid}\n")
             if self.config.restart and unit.component in WATCHED:
-                write_private(self._restart_file(unit), json.dumps({"env": unit.env}))
+                settings = {k: v for k, v in (unit.env or {}).items() if k.startswith(SETTINGS_PREFIX)}
+                write_private(self._restart_file(unit), json.dumps({"settings": settings}))
         return self._wait_ready(unit, started, offset)
 
     def _wait_ready(self, unit: Unit, started: float, offset: int) -> int:

@@ -1,7 +1,8 @@
 """The watchdog: a small process ``start`` leaves running that starts crashed workers, beat and the API again.
 
-A unit is watched from the moment the stack starts it until the stack stops it (``run/<name>.restart.json``
-holds the environment it was started with, so a restart is the same command in the same environment).
+A unit is watched from the moment the stack starts it until the stack stops it (``run/<name>.restart.json``,
+readable by its owner only, holds the ``MLAAS_*`` settings it was started with, so a restart is the same
+command with the same settings; the rest of the environment is the watchdog's, inherited from ``start``).
 A process that dies any other way (SIGKILL, OOM kill, a crash) is started again within about
 ``restart_interval`` seconds plus its readiness time; one that fails to come back is tried again after
 each of ``BACKOFF`` and then left stopped. The watchdog exits once nothing is watched.

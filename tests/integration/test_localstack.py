@@ -196,7 +196,9 @@ def _worker_pongs(stack: localstack.Stack) -> bool:
 
 
 def test_a_killed_worker_or_api_is_started_again_by_the_stack(stack: localstack.Stack) -> None:
-    stack.start(["workers", "api"])
+    mark = f"MLAAS_TEST_MARK={uuid.uuid4().hex}".encode()  # a per-start setting the restarts must keep
+    with localstack.environment(dict([mark.decode().split("=", 1)])):
+        stack.start(["workers", "api"])
     health = f"{stack.config.url('api')}/health"
     try:
         assert requests.get(health, timeout=10).status_code == 200
@@ -216,8 +218,10 @@ def test_a_killed_worker_or_api_is_started_again_by_the_stack(stack: localstack.
         assert _eventually(lambda: requests.get(health, timeout=10).status_code == 200, "the API answering")
         assert localstack.children(api)  # the new master's workers serve, not the dead one's
         assert not localstack.pid_alive(before["api"])
-        _eventually(lambda: restarted("worker-train-evaluate-drift"), "a new worker")
+        worker = _eventually(lambda: restarted("worker-train-evaluate-drift"), "a new worker")
         assert _eventually(lambda: _worker_pongs(stack), "the restarted worker answering a ping")
+        for pid in (api, worker):
+            assert mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         log = stack.config.path("logs", "watchdog.log").read_text()
         assert "api had died; restarted" in log and "worker-train-evaluate-drift had died; restarted" in log
     finally:
