@@ -24,7 +24,8 @@ watchdog process (``watchdog.py``, ~120 lines) reusing the stack's launch code g
 readiness, the per-start ``MLAAS_*`` settings and clean-up of orphaned group members. Measured: it
 notices a death within one poll (``restart_interval``, 1 s); in four runs a SIGKILLed Celery worker
 was ready again 7.6-20.6 s later and a gunicorn API (master SIGKILLed, its workers left holding the
-port) 6.6-19.2 s later, both restarted in parallel (the high ends with other test stacks running). It costs one Python process of ~23 MB RSS polling pid files.
+port) 6.6-19.2 s later, both restarted in parallel (the high ends with other test stacks running).
+It costs one Python process of ~23 MB RSS polling pid files.
 ``MLAAS_STACK_RESTART=0`` (``StackConfig(restart=False)``) switches it off; the stack's own
 ``stop``/``start`` (what the fault tests use) never race it, as both take the stack's lock file.
 """
