@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STACK := $(PY) scripts/localstack.py
+STACK := $(PY) -m scripts.localstack
 
 .PHONY: help install system-deps up down status logs demo test test-unit test-integration lint bench clean
 

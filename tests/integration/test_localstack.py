@@ -1,15 +1,20 @@
-"""scripts/localstack.py against real Redis, SeaweedFS and MLflow processes on free ports."""
+"""scripts/localstack against real Redis, SeaweedFS and MLflow processes (and a worker and API) on free ports."""
 
 from __future__ import annotations
 
 import io
+import os
 import shlex
+import signal
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 import urllib3
 from minio import Minio
 from minio.error import S3Error
@@ -26,7 +31,8 @@ INFRA = ("redis", "s3", "mlflow")
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localstack.Stack]:
     """Redis, S3 and MLflow started once for the module, in a state dir of their own."""
-    config = localstack.StackConfig.with_free_ports(tmp_path_factory.mktemp("stack"), components=INFRA)
+    config = localstack.StackConfig.with_free_ports(tmp_path_factory.mktemp("stack"), components=INFRA,
+                                                    worker_groups=("train,evaluate,drift",), api_workers=1)
     stack = localstack.Stack(config)
     try:
         stack.start()
@@ -161,6 +167,70 @@ def test_s3_restart_keeps_objects(stack: localstack.Stack) -> None:
     assert _get(client, "drift", key) == b"written before the restart"
     _put(client, "drift", f"{key}.after", b"y")
     assert _get(client, "drift", f"{key}.after") == b"y"
+
+
+def _eventually(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` after a generous deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except (requests.RequestException, OSError):
+            value = None
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not after {timeout} s"
+        time.sleep(0.2)
+
+
+def _worker_pongs(stack: localstack.Stack) -> bool:
+    """Whether the stack's Celery worker answers a broadcast ping."""
+    from celery import Celery
+
+    app = Celery(broker=stack.env()["MLAAS_REDIS_URL"])
+    try:
+        replies = app.control.ping(timeout=2.0)
+    finally:
+        app.close()
+    return any(name.startswith("train-evaluate-drift@") for reply in replies for name in reply)
+
+
+def test_a_killed_worker_or_api_is_started_again_by_the_stack(stack: localstack.Stack) -> None:
+    mark = f"MLAAS_TEST_MARK={uuid.uuid4().hex}".encode()  # a per-start setting the restarts must keep
+    with localstack.environment(dict([mark.decode().split("=", 1)])):
+        stack.start(["workers", "api"])
+    health = f"{stack.config.url('api')}/health"
+    try:
+        assert requests.get(health, timeout=10).status_code == 200
+        assert _eventually(lambda: _worker_pongs(stack), "the worker answering a ping")
+        before = stack.pids()
+        watchdog = int(stack.config.path("run", "watchdog.pid").read_text())
+        assert localstack.pid_alive(watchdog)
+
+        os.kill(before["api"], signal.SIGKILL)  # the master only: its workers are left holding the port
+        os.killpg(before["worker-train-evaluate-drift"], signal.SIGKILL)  # the worker and its pool child
+
+        def restarted(name: str) -> int | None:
+            pid = stack.pids().get(name)
+            return pid if pid and pid != before[name] else None
+
+        api = _eventually(lambda: restarted("api"), "a new API master")
+        assert _eventually(lambda: requests.get(health, timeout=10).status_code == 200, "the API answering")
+        assert localstack.children(api)  # the new master's workers serve, not the dead one's
+        assert not localstack.pid_alive(before["api"])
+        worker = _eventually(lambda: restarted("worker-train-evaluate-drift"), "a new worker")
+        assert _eventually(lambda: _worker_pongs(stack), "the restarted worker answering a ping")
+        for pid in (api, worker):
+            assert mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        log = stack.config.path("logs", "watchdog.log").read_text()
+        assert "api had died; restarted" in log and "worker-train-evaluate-drift had died; restarted" in log
+    finally:
+        reports = stack.stop(["workers", "api"])
+    assert {r.name for r in reports if r.state == "stopped"} == {"api", "worker-train-evaluate-drift"}
+    # stopped by the stack: the watchdog has gone with them, so nothing brings them back
+    assert not localstack.pid_alive(watchdog)
+    assert not stack.config.path("run", "watchdog.pid").exists()
+    assert set(stack.pids()) == set(INFRA)
 
 
 def test_stop_leaves_no_process_behind(stack: localstack.Stack) -> None:

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -67,3 +69,51 @@ def test_environment_sets_values_for_the_block_and_restores_what_was_there(monke
                                capture_output=True, text=True, check=True).stdout.strip()
         assert child == "during" and os.environ["MLAAS_TEST_KEPT"] == "during"
     assert os.environ["MLAAS_TEST_KEPT"] == "before" and "MLAAS_TEST_NEW" not in os.environ
+
+
+def test_a_stack_sees_the_process_that_replaced_its_dead_child(tmp_path: Path) -> None:
+    # what happens when the watchdog starts a unit again after the process this stack spawned died
+    stack = localstack.Stack(localstack.StackConfig.with_free_ports(tmp_path))
+    unit = stack.units(["beat"])[0]
+    unit.pidfile.parent.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=10)
+    stack._procs[unit.name] = dead
+    unit.pidfile.write_text(f"{dead.pid}\n")
+    assert stack.pid_of(unit) is None
+    # "celery" in its command line: pid_of checks a recorded pid still runs the unit's program
+    replacement = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)  # celery"])
+    try:
+        unit.pidfile.write_text(f"{replacement.pid}\n")
+        assert stack.pid_of(unit) == replacement.pid
+    finally:
+        replacement.kill()
+        replacement.wait(timeout=10)
+    assert stack.pid_of(unit) is None
+
+
+def test_a_unit_stopped_by_the_stack_is_no_longer_watched_and_a_dead_one_is(tmp_path: Path) -> None:
+    stack = localstack.Stack(localstack.StackConfig.with_free_ports(tmp_path))
+    unit = stack.units(["beat"])[0]
+    with stack.locked():
+        stack._restart_file(unit).write_text('{"settings": {}}')
+    assert [u.name for u in stack.watched()] == ["beat"]  # started, then died: the watchdog brings it back
+    stack.stop(["beat"])
+    assert stack.watched() == []
+    assert stack.revive(unit) is None  # nothing to bring back
+
+
+def test_the_restart_policy_comes_from_the_environment_and_bad_values_name_the_variable(tmp_path: Path) -> None:
+    assert localstack.StackConfig.from_env({}).restart is True
+    assert localstack.StackConfig.from_env({"MLAAS_STACK_RESTART": "0"}).restart is False
+    assert localstack.StackConfig.from_env({"MLAAS_STACK_RESTART": "yes"}).restart is True
+    with pytest.raises(localstack.StackError, match="MLAAS_STACK_RESTART"):
+        localstack.StackConfig.from_env({"MLAAS_STACK_RESTART": "sometimes"})
+
+
+def test_the_config_the_watchdog_reads_back_is_the_one_the_stack_was_started_with(tmp_path: Path) -> None:
+    config = localstack.StackConfig.with_free_ports(tmp_path, worker_groups=("train,evaluate", "drift"),
+                                                    restart_interval=0.5, api_workers=3)
+    path = tmp_path / "config.json"
+    path.write_text(config.dumps())
+    assert localstack.StackConfig.load(path) == config
