@@ -135,7 +135,7 @@ class Process:
 
 # -- the local stack --------------------------------------------------------------------------------
 def start_stack(name: str, components: Sequence[str], **overrides: Any) -> tuple[Any, str]:
-    """The local stack (scripts/localstack.py) on free ports under bench/results/; returns (stack, admin key)."""
+    """The local stack (scripts/localstack/) on free ports under bench/results/; returns (stack, admin key)."""
     import localstack
 
     from mlaas.auth import generate_key
