@@ -37,6 +37,7 @@ IntArray = NDArray[np.int64]
 
 PSI_EPSILON = 1e-4  # proportion given to an empty bin so that ln(p / q) stays finite
 MIN_STD = 1e-3  # floor of the reference standard deviation that normalises the Wasserstein distance
+INT64_LIMIT = 2.0**63  # whole floats below this in magnitude cast to int64 exactly
 MAX_DISCRETE = 20  # numerical samples with at most this many distinct values are counted per value
 
 
@@ -199,7 +200,10 @@ def _value_counts(values: pd.Series) -> pd.Series:
     present = values.dropna()
     numbers = present.to_numpy(dtype=np.float64) if pd.api.types.is_float_dtype(present) else None
     if numbers is not None and bool(np.all(np.isfinite(numbers) & (numbers == np.floor(numbers)))):
-        present = present.astype(np.int64)  # integer codes turned float by missing values
+        # integer codes turned float by missing values; beyond int64 (|x| >= 2**63) a cast would wrap
+        # around, so those columns become exact Python ints (every float that large is a whole number)
+        fits = bool(np.all(np.abs(numbers) < INT64_LIMIT))
+        present = present.astype(np.int64) if fits else pd.Series([int(v) for v in numbers], dtype=object)
     counts = present.value_counts(sort=False)
     counts = counts[counts > 0]  # a categorical dtype lists its unused categories too
     counts.index = pd.Index(counts.index.to_numpy(dtype=object), dtype=object)
