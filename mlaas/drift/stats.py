@@ -12,6 +12,17 @@ Conventions shared by every function here:
   proportions: that variant rejects unchanged columns on large samples because it ignores the
   sampling noise of the reference, and its p-value collapses to 0 when a category is unseen in the
   reference (expected count 0).
+- Both categorical tests (``chisquare`` and ``z``) first POOL SPARSE CATEGORIES, the rule of the
+  chi-square approximation (Cochran's: an expected count of at least 5 per cell): every category whose
+  expected count is under ``MIN_EXPECTED`` on either side goes into one "other" cell, and an "other"
+  cell still under it joins the smallest remaining category. Left apart, each category seen once adds
+  about 1 to the statistic and 1 degree of freedom, so 30 new categories of one row each went unseen
+  (p = 0.49); pooled, they are one cell with 0 reference rows, strong evidence. The pooling looks only
+  at the category totals of both sides together, never at which side a row is on, so the test keeps
+  its level. A pooled table of 2 cells that still has an expected count under 5 is tested with
+  Fisher's exact test (``scipy.stats.fisher_exact``), which needs no approximation; a table pooled
+  into 1 cell (every category rare, e.g. distinct ids or timestamps listed as categorical) carries no
+  evidence about category frequencies at all and gets statistic 0 and p-value 1.
 - ``jensenshannon`` is ``scipy.spatial.distance.jensenshannon`` on the normalised frequency vectors
   with the natural logarithm (its default), so it lies in [0, sqrt(ln 2)] ~ [0, 0.83].
 - ``hellinger`` is sqrt(1 - sum(sqrt(p * q))), in [0, 1].
@@ -37,6 +48,8 @@ IntArray = NDArray[np.int64]
 
 PSI_EPSILON = 1e-4  # proportion given to an empty bin so that ln(p / q) stays finite
 MIN_STD = 1e-3  # floor of the reference standard deviation that normalises the Wasserstein distance
+INT64_LIMIT = 2.0**63  # whole floats below this in magnitude cast to int64 exactly
+MIN_EXPECTED = 5.0  # smallest expected count per cell of a chi-square test (Cochran's rule)
 MAX_DISCRETE = 20  # numerical samples with at most this many distinct values are counted per value
 
 
@@ -71,18 +84,44 @@ def wasserstein_norm(ref_sorted: FloatArray, cur_sorted: FloatArray) -> float:
     return wasserstein(ref_sorted, cur_sorted) / max(float(np.std(ref_sorted)), MIN_STD)
 
 
-def chisquare(ref_counts: ArrayLike, cur_counts: ArrayLike) -> tuple[float, float]:
-    """Chi-square test of homogeneity on the 2 x k table of counts: (statistic, p-value)."""
+def pool_sparse(ref_counts: ArrayLike, cur_counts: ArrayLike) -> FloatArray:
+    """The 2 x k table of counts with the categories whose expected count is under ``MIN_EXPECTED`` pooled."""
     table = np.vstack([ref_counts, cur_counts]).astype(np.float64)
     table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2:
+    rows = table.sum(axis=1)
+    # the smaller side has the smaller expected count: category total * its share of all rows
+    sparse = table.sum(axis=0) * (rows.min() / max(rows.sum(), 1.0)) < MIN_EXPECTED
+    if not sparse.any():
+        return table
+    kept, other = table[:, ~sparse], table[:, sparse].sum(axis=1)
+    if kept.shape[1] >= 2 and other.sum() * rows.min() / rows.sum() < MIN_EXPECTED:
+        kept[:, np.argmin(kept.sum(axis=0))] += other
+        return kept
+    return np.column_stack([kept, other])
+
+
+def _table_test(table: FloatArray) -> tuple[float, float]:
+    """Pearson's X^2 of a pooled table and its p-value (Fisher's exact one for a sparse 2 x 2)."""
+    if table.shape[1] < 2 or table.sum(axis=1).min() == 0:
         return 0.0, 1.0
     result = stats.chi2_contingency(table, correction=False)
-    return float(result.statistic), float(result.pvalue)
+    p_value = float(result.pvalue)
+    if table.shape[1] == 2 and result.expected_freq.min() < MIN_EXPECTED:
+        p_value = float(stats.fisher_exact(table.astype(np.int64)).pvalue)
+    return float(result.statistic), p_value
+
+
+def chisquare(ref_counts: ArrayLike, cur_counts: ArrayLike) -> tuple[float, float]:
+    """Chi-square test of homogeneity on the 2 x k table of counts, sparse categories pooled: (X^2, p)."""
+    return _table_test(pool_sparse(ref_counts, cur_counts))
 
 
 def z_test(ref_counts: ArrayLike, cur_counts: ArrayLike) -> tuple[float, float]:
-    """Pooled two-proportion Z-test on the share of the first of (at most) two categories."""
+    """Pooled two-proportion Z-test on the share of the first of (at most) two categories: (z, p).
+
+    With an expected count under ``MIN_EXPECTED`` the p-value is Fisher's exact test's (the normal
+    approximation fails there); z stays the statistic.
+    """
     ref, cur = np.asarray(ref_counts, dtype=np.float64), np.asarray(cur_counts, dtype=np.float64)
     if ref.size > 2:
         raise ValueError(f"the two-proportion Z-test needs at most 2 categories, got {ref.size}")
@@ -93,6 +132,9 @@ def z_test(ref_counts: ArrayLike, cur_counts: ArrayLike) -> tuple[float, float]:
     if variance <= 0.0:  # one category on both sides
         return 0.0, 1.0
     z = (p_ref - p_cur) / math.sqrt(variance)
+    table = pool_sparse(ref, cur)
+    if table.shape[1] == 2 and table.sum(axis=0).min() * min(n_ref, n_cur) / (n_ref + n_cur) < MIN_EXPECTED:
+        return float(z), _table_test(table)[1]
     return float(z), float(2.0 * stats.norm.sf(abs(z)))
 
 
@@ -199,7 +241,10 @@ def _value_counts(values: pd.Series) -> pd.Series:
     present = values.dropna()
     numbers = present.to_numpy(dtype=np.float64) if pd.api.types.is_float_dtype(present) else None
     if numbers is not None and bool(np.all(np.isfinite(numbers) & (numbers == np.floor(numbers)))):
-        present = present.astype(np.int64)  # integer codes turned float by missing values
+        # integer codes turned float by missing values; beyond int64 (|x| >= 2**63) a cast would wrap
+        # around, so those columns become exact Python ints (every float that large is a whole number)
+        fits = bool(np.all(np.abs(numbers) < INT64_LIMIT))
+        present = present.astype(np.int64) if fits else pd.Series([int(v) for v in numbers], dtype=object)
     counts = present.value_counts(sort=False)
     counts = counts[counts > 0]  # a categorical dtype lists its unused categories too
     counts.index = pd.Index(counts.index.to_numpy(dtype=object), dtype=object)

@@ -66,7 +66,8 @@ def run(ctx: Context, job_id: str, params: dict[str, Any], progress: Progress) -
     main = results[params["version"]]
     out: dict[str, Any] = {"model": name, "version": params["version"], "dataset": str(data.uri),
                            "dataset_sha256": data.sha256, "rows": len(frame), "task": main["task"],
-                           "metrics": main["metrics"], "confusion_matrix": main.get("confusion_matrix"),
+                           "metrics": main["metrics"], "undefined_metrics": main["metrics"].undefined,
+                           "confusion_matrix": main.get("confusion_matrix"),
                            "run_id": main["run_id"], "run_name": main["run_name"]}
     metric = promotion.primary_metric(ctx, name, main["task"])
     if params.get("compare_with"):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,18 +49,28 @@ def current_production(ctx: Context, name: str) -> ModelVersion | None:
         return None
 
 
-def decide(metric: str, candidate: dict[str, float], incumbent: dict[str, float] | None,
+def decide(metric: str, candidate: Mapping[str, float], incumbent: Mapping[str, float] | None,
            incumbent_version: int | None) -> GateDecision:
     """The promotion rule: the candidate must be at least as good as production on ``metric``."""
     if incumbent is None or incumbent_version is None:
-        return GateDecision(True, metric, candidate.get(metric), None, None, "no other production version")
-    cand_value, inc_value = candidate.get(metric), incumbent.get(metric)
-    if cand_value is None or inc_value is None:
-        return GateDecision(False, metric, cand_value, inc_value, incumbent_version, f"{metric} is undefined here")
+        return GateDecision(True, metric, _finite(candidate.get(metric)), None, None, "no other production version")
+    cand_value, inc_value = _finite(candidate.get(metric)), _finite(incumbent.get(metric))
+    if cand_value is None or inc_value is None:  # undefined: neither better nor worse, so not passed
+        side, metrics = (("the candidate", candidate) if cand_value is None
+                         else (f"production v{incumbent_version}", incumbent))
+        known = metrics.undefined if isinstance(metrics, scoring.Metrics) else {}
+        why = known.get(metric, "not computed on this test set")
+        return GateDecision(False, metric, cand_value, inc_value, incumbent_version,
+                            f"{metric} is undefined for {side}: {why}")
     passed = scoring.is_better_or_equal(metric, cand_value, inc_value)
     verb = "at least as good as" if passed else "worse than"
     reason = f"{metric} {cand_value:.4f} is {verb} production v{incumbent_version} ({inc_value:.4f})"
     return GateDecision(passed, metric, cand_value, inc_value, incumbent_version, reason)
+
+
+def _finite(value: float | None) -> float | None:
+    """A metric value, None when missing or not finite (an old evaluation may have recorded NaN)."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def gate(

@@ -135,7 +135,8 @@ def run(ctx: Context, job_id: str, params: dict[str, Any], progress: Progress) -
     return {
         "run_id": run_id, "run_name": run_name, "model": name, "version": new_version.version,
         "source_version": source_version, "task": task, "drift_data": str(baseline_uri), "test_dataset": test_uri,
-        "test_set": "test_dataset" if test is not None else "holdout", "metrics": scores, "promotion": decision,
+        "test_set": "test_dataset" if test is not None else "holdout", "metrics": scores,
+        "undefined_metrics": scores.undefined, "promotion": decision,
     }
 
 

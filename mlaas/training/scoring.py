@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,8 @@ from sklearn import metrics as skm
 # Primary metric per task and whether larger is better.
 PRIMARY = {"classification": "f1_macro", "regression": "rmse"}
 GREATER_IS_BETTER = {
-    "accuracy": True, "precision_macro": True, "recall_macro": True, "f1_macro": True, "f1_weighted": True,
+    "accuracy": True, "precision_macro": True, "recall_macro": True, "f1_macro": True, "precision_weighted": True,
+    "recall_weighted": True, "f1_weighted": True,
     "roc_auc": True, "log_loss": False, "rmse": False, "mae": False, "r2": True, "mape": False,
 }
 
@@ -30,44 +33,67 @@ def predict(estimator: Any, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.
     return y_pred, proba, classes
 
 
+class Metrics(dict[str, float]):
+    """Finite metric values by name; ``undefined`` says, per metric left out, why it is undefined here."""
+
+    def __init__(self, values: Mapping[str, float] | None = None, undefined: Mapping[str, str] | None = None):
+        super().__init__(values or {})
+        self.undefined: dict[str, str] = dict(undefined or {})
+
+
 def compute(task: str, y_true: Any, y_pred: Any, proba: np.ndarray | None = None,
-            classes: list[Any] | None = None) -> dict[str, float]:
-    """Metrics for ``task``; metrics that are undefined for the data are left out."""
+            classes: list[Any] | None = None) -> Metrics:
+    """Metrics for ``task``, never NaN or infinite: a metric undefined for the data is left out, with its reason."""
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
+    undefined: dict[str, str] = {}
     if task == "regression":
-        return _regression(y_true.astype(float), y_pred.astype(float))
-    return _classification(y_true, y_pred, proba, classes or [])
+        values = _regression(y_true.astype(float), y_pred.astype(float), undefined)
+    else:
+        values = _classification(y_true, y_pred, proba, classes or [], undefined)
+    for name, value in list(values.items()):
+        if not math.isfinite(value):
+            del values[name]
+            undefined[name] = "it is not a finite number on this data"
+    return Metrics(values, undefined)
 
 
-def _regression(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    out = {
-        "rmse": float(np.sqrt(skm.mean_squared_error(y, p))),
-        "mae": float(skm.mean_absolute_error(y, p)),
-        "r2": float(skm.r2_score(y, p)) if len(y) > 1 else float("nan"),
-    }
+def _regression(y: np.ndarray, p: np.ndarray, undefined: dict[str, str]) -> dict[str, float]:
+    out = {"rmse": float(np.sqrt(skm.mean_squared_error(y, p))), "mae": float(skm.mean_absolute_error(y, p))}
+    if len(y) > 1:
+        out["r2"] = float(skm.r2_score(y, p))
+    else:
+        undefined["r2"] = "it needs at least 2 rows"
     if np.all(y != 0):
         out["mape"] = float(skm.mean_absolute_percentage_error(y, p))
-    return {k: v for k, v in out.items() if np.isfinite(v)}
+    else:
+        undefined["mape"] = "the target is 0 in some rows"
+    return out
 
 
-def _classification(y: np.ndarray, p: np.ndarray, proba: np.ndarray | None, classes: list[Any]) -> dict[str, float]:
-    out = {
-        "accuracy": float(skm.accuracy_score(y, p)),
-        "precision_macro": float(skm.precision_score(y, p, average="macro", zero_division=0)),
-        "recall_macro": float(skm.recall_score(y, p, average="macro", zero_division=0)),
-        "f1_macro": float(skm.f1_score(y, p, average="macro", zero_division=0)),
-        "f1_weighted": float(skm.f1_score(y, p, average="weighted", zero_division=0)),
-    }
-    if proba is not None and classes and len(np.unique(y)) > 1 and set(np.unique(y)) <= set(classes):
-        try:
-            if len(classes) == 2:
-                out["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1], labels=classes))
-            else:
-                out["roc_auc"] = float(skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
-            out["log_loss"] = float(skm.log_loss(y, proba, labels=classes))
-        except ValueError:
-            pass
+def _classification(y: np.ndarray, p: np.ndarray, proba: np.ndarray | None, classes: list[Any],
+                    undefined: dict[str, str]) -> dict[str, float]:
+    out = {"accuracy": float(skm.accuracy_score(y, p))}
+    for average in ("macro", "weighted"):
+        out[f"precision_{average}"] = float(skm.precision_score(y, p, average=average, zero_division=0))
+        out[f"recall_{average}"] = float(skm.recall_score(y, p, average=average, zero_division=0))
+        out[f"f1_{average}"] = float(skm.f1_score(y, p, average=average, zero_division=0))
+    seen = set(np.unique(y).tolist())
+    unknown = seen - set(classes)
+    if proba is None or not classes:
+        reason = "the model gives no class probabilities"
+    elif unknown:
+        reason = f"the test set has classes the model does not know: {sorted(unknown, key=str)}"
+    else:
+        out["log_loss"] = float(skm.log_loss(y, proba, labels=classes))  # defined with one class too
+        present = [i for i, cls in enumerate(classes) if cls in seen]
+        if len(present) < 2:
+            undefined["roc_auc"] = f"the test set has only class {classes[present[0]]}"
+        else:  # one-vs-rest, macro over the classes in the test set (all of them for a binary model)
+            positive = present[1:] if len(classes) == 2 else present
+            out["roc_auc"] = float(np.mean([skm.roc_auc_score(y == classes[i], proba[:, i]) for i in positive]))
+        return out
+    undefined.update({"roc_auc": reason, "log_loss": reason})
     return out
 
 

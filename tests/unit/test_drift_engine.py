@@ -372,6 +372,17 @@ def test_integer_codes_listed_as_categorical_stay_categories_when_missing_values
     assert sorted(labels(result)) == [1, 2, 3, 4] and all(type(v) is int for v in labels(result))
 
 
+def test_whole_numbers_beyond_int64_stay_distinct_and_exact_categories() -> None:
+    ref = pd.Series([1e19] * 50 + [2e19] * 50 + [np.nan] * 5)
+    cur = pd.Series([2e19] * 88 + [3.0] * 12)
+    result = one_column(ref, cur, kind="categorical")
+    expected = scipy_stats.chi2_contingency([[50, 50, 0], [0, 88, 12]], correction=False)
+    assert result.method == "chisquare" and result.drifted
+    assert result.p_value == pytest.approx(expected.pvalue) and number(result.p_value) < 1e-10
+    assert sorted(labels(result)) == [3, 10**19, 2 * 10**19] and all(type(v) is int for v in labels(result))
+    assert histogram_of(result).reference == [50, 50, 0]
+
+
 def test_text_dtypes_align_across_sides_and_unused_categories_are_ignored() -> None:
     values = ["p", "q", "r"] * 200
     cur = pd.Series(pd.Categorical(values, categories=["p", "q", "r", "never"]))
