@@ -227,7 +227,7 @@ class JobStore:
         if to in TERMINAL:
             values["finished_at"] = repr(now)
         for key, value in fields.items():
-            values[key] = json.dumps(value) if key in ("result", "error", "progress") else str(value)
+            values[key] = json.dumps(value, allow_nan=False) if key in ("result", "error", "progress") else str(value)
         with redis_errors():
             status, previous = self._transition(
                 keys=[self._key(job_id), self._hist(job_id)],

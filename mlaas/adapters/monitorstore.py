@@ -39,12 +39,12 @@ class MonitorStore:
 
     def put(self, monitor: dict[str, Any]) -> None:
         with redis_errors():
-            self.redis.hset(self.key, monitor["id"], json.dumps(monitor, default=str))
+            self.redis.hset(self.key, monitor["id"], json.dumps(monitor, default=str, allow_nan=False))
 
     def add(self, monitor: dict[str, Any]) -> bool:
         """Store a new monitor; False when the id exists."""
         with redis_errors():
-            return bool(self.redis.hsetnx(self.key, monitor["id"], json.dumps(monitor, default=str)))
+            return bool(self.redis.hsetnx(self.key, monitor["id"], json.dumps(monitor, default=str, allow_nan=False)))
 
     def get(self, monitor_id: str) -> dict[str, Any]:
         with redis_errors():

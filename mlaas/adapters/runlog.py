@@ -52,7 +52,8 @@ class RunLogger:
             self.registry.client.set_tag(self.run_id, key, str(value))
 
     def log_json(self, obj: Any, artifact_file: str) -> None:
-        self.registry.client.log_text(self.run_id, json.dumps(obj, indent=2, default=str), artifact_file)
+        text = json.dumps(obj, indent=2, default=str, allow_nan=False)
+        self.registry.client.log_text(self.run_id, text, artifact_file)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self.registry.client.log_text(self.run_id, text, artifact_file)

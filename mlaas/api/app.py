@@ -32,7 +32,11 @@ def _refuse_constant(name: str) -> float:
 
 
 class StrictJSONProvider(DefaultJSONProvider):
-    """Standard JSON bodies only: NaN and Infinity literals, or nesting past the parser's depth, are invalid."""
+    """Standard JSON only, both ways: NaN and Infinity literals, or nesting past the parser's depth, are invalid."""
+
+    def dumps(self, obj: object, **kwargs: object) -> str:
+        kwargs.setdefault("allow_nan", False)  # a NaN in an answer is a bug, never a bare NaN token
+        return super().dumps(obj, **kwargs)
 
     def loads(self, s: str | bytes, **kwargs: object) -> object:
         kwargs.setdefault("parse_constant", _refuse_constant)

@@ -122,7 +122,8 @@ def _evaluate(ctx: Context, version: ModelVersion, X: pd.DataFrame, y: pd.Series
     metric = promotion.primary_metric(ctx, version.name, task)
     ctx.registry.set_tags(version.name, version.version, {
         "eval.run_id": run_id, "eval.dataset": str(data.uri), "eval.dataset_sha256": data.sha256,
-        "eval.metric": metric, "eval.value": scores.get(metric, ""), "eval.metrics": json.dumps(scores),
+        "eval.metric": metric, "eval.value": scores.get(metric, ""),
+        "eval.metrics": json.dumps(scores, allow_nan=False),
         "eval.at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "task": task,
     })
     return {"task": task, "metrics": scores, "run_id": run_id, "run_name": run_name, **extra}

@@ -98,3 +98,12 @@ def test_the_client_maps_a_bare_status_to_the_tables_code(cls):
     error = _error(_Response(cls.status))  # e.g. a proxy's answer with no mlaas body
     assert error.status == cls.status
     assert errors.ERRORS[error.code].status == cls.status
+
+
+def test_the_api_never_writes_a_bare_nan_token():
+    from mlaas.api.app import StrictJSONProvider
+
+    provider = StrictJSONProvider(Flask(__name__))
+    with pytest.raises(ValueError):
+        provider.dumps({"roc_auc": float("nan")})
+    assert provider.dumps({"roc_auc": 0.5}) == '{"roc_auc": 0.5}'
