@@ -128,6 +128,7 @@ def redis_unit(config: StackConfig) -> Unit:
         "redis", "redis", lambda: [
             _redis_binary(), "--bind", "127.0.0.1", "--port", str(c.redis_port),
             "--dir", str(c.path("redis")), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--maxmemory", "1gb", "--maxmemory-policy", "noeviction",  # refuse writes when full, never evict jobs
             "--save", "", "--daemonize", "yes", "--pidfile", str(pidfile), "--logfile", str(log)],
         lambda _: redis_ping(c.redis_port), log, pidfile, daemon=True, ports=(c.redis_port,))
 
