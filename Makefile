@@ -14,12 +14,14 @@ help:
 	@echo "make lint   ruff and mypy;  make bench   benchmarks"
 
 # Debian packages: Python's venv module and redis-server for the local stack, docker-compose to
-# validate docker-compose.yml in the tests (no Docker engine is needed for that).
+# validate docker-compose.yml in the tests (no Docker engine is needed for that), wrk for the
+# benchmarks, and Chromium to render the docs page in the tests.
 system-deps:
 	@missing=""; \
 	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-ModelName = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$",
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$"  # a registry name: never a URI, path or other reference
+ModelName = Field(min_length=1, max_length=256, pattern=NAME_PATTERN,
                   description="Registered model name", examples=["titanic"])
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
 MAX_VERSION = 2**31 - 1  # the registry stores versions as 32-bit integers
@@ -201,14 +202,15 @@ class Readiness(Doc):
 
 
 class InferenceQuery(Query):
-    model: str | None = Field(default=None, max_length=256, description="Model name (or in the body)")
+    model: str | None = Field(default=None, max_length=256, pattern=NAME_PATTERN,
+                              description="Model name (or in the body)")
     version: VersionRef = Field(default=None, description="As in the body")
 
 
 class InferenceRequest(Strict):
     """Rows to score: ``data`` (records, each with an optional ``id``) or one of MLflow's scoring payloads."""
 
-    model: str | None = Field(default=None, max_length=256, examples=["titanic"])
+    model: str | None = Field(default=None, max_length=256, pattern=NAME_PATTERN, examples=["titanic"])
     version: VersionRef = Field(default=None, examples=["latest"])
     data: list[dict[str, Any]] | None = Field(
         default=None, examples=[[{"id": "p-1", "Pclass": 3, "Sex": "male", "Age": 22, "SibSp": 1, "Parch": 0,

@@ -10,7 +10,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -18,6 +18,9 @@ from mlaas.settings import Settings
 
 NUMERIC = ["Age", "SibSp", "Parch", "Fare"]
 CATEGORICAL = ["Pclass", "Sex", "Embarked"]
+# One SGD epoch over ~620 titanic rows on this machine kind. With tol=None SGD runs exactly max_iter epochs
+# (saga with tol=0 sometimes lands on an exact fixed point and stops after a tenth of them).
+SGD_SECONDS_PER_EPOCH = 55e-6
 
 
 def titanic_pipeline(C: float = 0.5) -> Pipeline:
@@ -31,14 +34,24 @@ def titanic_pipeline(C: float = 0.5) -> Pipeline:
     ])
 
 
+def slow_pipeline(X: pd.DataFrame, y: pd.Series, fit_seconds: float) -> Pipeline:
+    """A fitted titanic pipeline whose retraining spends about ``fit_seconds`` in its fit (SGD, no early stop)."""
+    pipeline = titanic_pipeline()
+    pipeline.set_params(clf=SGDClassifier(loss="log_loss", tol=None, max_iter=200, random_state=0))
+    pipeline.fit(X, y)
+    pipeline.set_params(clf__max_iter=int(fit_seconds / SGD_SECONDS_PER_EPOCH))  # what a retraining uses
+    return pipeline
+
+
 def register(
     settings: Settings, name: str, estimator: Any, X: pd.DataFrame, y: pd.Series, *, stage: str | None = "prod",
     signature: bool = True, serialization_format: str = "skops", trusted: list[str] | None = None,
-    tags: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None, fitted: bool = False,
 ) -> int:
-    """Fit, log and register ``estimator`` like a notebook user; returns the new version."""
+    """Fit (unless ``fitted``), log and register ``estimator`` like a notebook user; returns the new version."""
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    estimator.fit(X, y)
+    if not fitted:
+        estimator.fit(X, y)
     mlflow.set_experiment(f"notebooks/{name}")
     kwargs: dict[str, Any] = {}
     if serialization_format == "skops":

@@ -8,17 +8,13 @@ import subprocess
 
 import pytest
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("chromium") is None,
-                       reason="Chromium is not installed (apt-get install chromium) - the docs page is not tried "
-                              "in a browser"),
-]
+pytestmark = pytest.mark.integration
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
 def test_docs_page_renders_every_endpoint(api, tmp_path):
+    assert shutil.which("chromium"), "Chromium is not installed: run `make system-deps` (Debian package chromium)"
     page = api.get("/docs", allow_redirects=True)
     assert page.status_code == 200 and "swagger" in page.text.lower()
     assert "unpkg.com" not in page.text and "cdn" not in page.text.lower()  # assets come from mlaas itself

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from sklearn import metrics as skm
+from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from mlaas.datasets.frames import write_config
@@ -141,18 +142,38 @@ def wait_for_version(api, model, row, version):
         time.sleep(0.3)
 
 
-def test_gated_promotion_needs_evaluations_on_the_same_rows(api, titanic_model, titanic):
-    trained = api.wait_job(api.post("/train", json={
-        "model": titanic_model, "dataset": titanic["train"], "data_config": titanic["data_config"]}).json()["job_id"])
-    version = trained["result"]["version"]
-    refused = api.post(f"/models/{titanic_model}/promote", json={"version": version, "require_better": True})
+def test_gated_promotion_needs_evaluations_on_the_same_rows(api, settings, titanic_model, titanic):
+    # v1 (prod) is the fitted pipeline; v2 always answers the majority class: worse on f1_macro, whatever the rows
+    majority = register(settings, titanic_model, DummyClassifier(strategy="most_frequent"), TRAIN[FEATURES],
+                        TRAIN["Survived"], stage=None)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    refused = api.post(f"/models/{titanic_model}/promote", json={"version": majority, "require_better": True})
     assert refused.status_code == 409 and "evaluated on the same test set" in refused.json()["message"]
-    evaluate(api, model=titanic_model, version=version, dataset=titanic["test"], data_config=titanic["data_config"],
-             compare_with="prod")
-    gated = api.post(f"/models/{titanic_model}/promote", json={"version": version, "require_better": True})
-    assert gated.status_code in (200, 409), gated.text
-    if gated.status_code == 409:
-        assert "worse than" in gated.json()["message"]
+    job = evaluate(api, model=titanic_model, version=majority, dataset=titanic["test"],
+                   data_config=titanic["data_config"], compare_with="prod")
+    assert job["state"] == "succeeded", job
+    assert job["result"]["comparison"]["better"] is False, job["result"]
+
+    gated = api.post(f"/models/{titanic_model}/promote", json={"version": majority, "require_better": True})
+    assert gated.status_code == 409, gated.text
+    assert "worse than production v1" in gated.json()["message"]
+    assert "prod" not in client.get_registered_model(titanic_model).aliases  # nothing moved
+    assert "stage" not in client.get_model_version(titanic_model, str(majority)).tags
+    assert api.get(f"/models/{titanic_model}").json()["production_version"] == 1
+    assert api.get(f"/models/{titanic_model}").json()["promotions"] == []
+
+    # the other way round: with the majority model in production, the pipeline passes the gate
+    assert api.post(f"/models/{titanic_model}/promote", json={"version": majority}).status_code == 200
+    gated = api.post(f"/models/{titanic_model}/promote", json={"version": 1, "require_better": True})
+    assert gated.status_code == 200, gated.text
+    assert gated.json()["from"] == majority and gated.json()["to"] == 1
+    assert client.get_registered_model(titanic_model).aliases["prod"] == "1"
+    assert client.get_model_version(titanic_model, "1").tags["stage"] == "prod"
+    assert client.get_model_version(titanic_model, str(majority)).tags["stage"] == "archived"
+    history = api.get(f"/models/{titanic_model}").json()["promotions"]
+    assert [(h["from"], h["to"]) for h in history] == [(1, majority), (majority, 1)]
+    assert history[0]["reason"] == "promoted by request"
+    assert f"at least as good as production v{majority}" in history[1]["reason"]
     assert api.post(f"/models/{titanic_model}/promote", json={"version": 99}).status_code == 404
 
 

@@ -26,10 +26,8 @@ import mlflow
 import pandas as pd
 import pytest
 import requests
-from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
-from sklearn.linear_model import SGDClassifier
 
 from mlaas import jobs
 from mlaas.adapters.capture_buffer import CaptureBuffer
@@ -39,7 +37,8 @@ from mlaas.settings import Settings
 from mlaas.training import retrain
 from mlaas.uris import S3Uri
 from tests.integration.conftest import DATA, ROOT, TEST_SERVICE_ENV, Api
-from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
+from tests.integration.models import CATEGORICAL, NUMERIC, register, slow_pipeline, titanic_pipeline
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,9 +53,11 @@ FAULT_ENV = {
     "MLAAS_MONITOR_SWEEP_SECONDS": "1",
     "MLAAS_WORKER_METRICS_PORT": str(localstack.free_ports(1)[0]),
 }
-# One SGD epoch over ~620 titanic rows on this machine kind. With tol=None SGD runs exactly max_iter epochs
-# (saga with tol=0 sometimes lands on an exact fixed point and stops after a tenth of them).
-SGD_SECONDS_PER_EPOCH = 55e-6
+# Product targets, not measurements (the measured figures are printed and quoted in docs/RELIABILITY.md):
+# with a dependency away, a request that needs it answers 503 well before a client's 30 s timeout instead
+# of hanging, and inference on a cached model keeps answering in seconds, not after the outage.
+FAIL_FAST_SECONDS = 20
+SERVES_DURING_OUTAGE_SECONDS = 10
 
 
 @contextlib.contextmanager
@@ -64,20 +65,6 @@ def service_env(extra: dict[str, str] | None = None) -> Iterator[None]:
     """The fault stack's service settings (and ``extra``) in os.environ, for the processes started meanwhile."""
     with localstack.environment({**FAULT_ENV, **(extra or {})}):
         yield
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until ``check`` returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except (requests.RequestException, OSError):
-            value = None
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not after {timeout} s"
-        time.sleep(interval)
 
 
 class Faults:
@@ -171,21 +158,8 @@ def unique_name(prefix: str) -> str:
 
 def register_slow(settings: Settings, name: str, fit_seconds: float) -> None:
     """A production model whose retraining spends about ``fit_seconds`` in its fit step (SGD, no early stop)."""
-    pipeline = titanic_pipeline()
-    pipeline.set_params(clf=SGDClassifier(loss="log_loss", tol=None, max_iter=200, random_state=0))
     X, y = TRAIN[FEATURES], TRAIN["Survived"]
-    pipeline.fit(X, y)
-    pipeline.set_params(clf__max_iter=int(fit_seconds / SGD_SECONDS_PER_EPOCH))  # what a retraining uses
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_experiment(f"notebooks/{name}")
-    with mlflow.start_run(run_name="notebook"):
-        info = mlflow.sklearn.log_model(
-            pipeline, name="model", registered_model_name=name,
-            signature=infer_signature(X.head(), pipeline.predict(X.head())),
-            pip_requirements=["scikit-learn", "skops", "pandas"], skops_trusted_types=["numpy.dtype"],
-        )
-    MlflowClient(settings.mlflow_tracking_uri).set_model_version_tag(
-        name, str(info.registered_model_version), "stage", "prod")
+    register(settings, name, slow_pipeline(X, y, fit_seconds), X, y, fitted=True)
 
 
 def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -309,7 +283,7 @@ def test_redis_restart_keeps_accepted_jobs_and_everything_recovers_without_resta
         faults.note("redis_down.post_train_503_s", seconds)
         assert response.status_code == 503, response.text
         assert response.json()["code"] == "unavailable" and "redis" in response.json()["message"]
-        assert seconds < 10
+        assert seconds < FAIL_FAST_SECONDS
 
         latencies = []
         for _ in range(6):
@@ -319,7 +293,7 @@ def test_redis_restart_keeps_accepted_jobs_and_everything_recovers_without_resta
             assert response.status_code == 200, response.text
             latencies.append(seconds)
         faults.note("redis_down.inference_max_s", max(latencies))
-        assert max(latencies) < 5
+        assert max(latencies) < SERVES_DURING_OUTAGE_SECONDS
 
         response, seconds = timed(lambda: faults.api.get("/ready", timeout=30))
         faults.note("redis_down.ready_s", seconds)
@@ -398,7 +372,7 @@ def test_a_hung_redis_answers_503_within_seconds_and_inference_keeps_answering(f
                                                           timeout=60))
         faults.note("redis_hung.post_train_503_s", seconds)
         assert response.status_code == 503 and "redis" in response.json()["message"], response.text
-        assert seconds < 15
+        assert seconds < FAIL_FAST_SECONDS
         latencies = []
         for _ in range(6):
             response, seconds = timed(lambda: faults.api.post("/inference", json={"model": name,
@@ -551,6 +525,10 @@ def claimed_dues(faults: Faults, monitor_id: str) -> list[datetime]:
     return sorted(datetime.fromisoformat(k[len(prefix):]) for k in keys)
 
 
+def at_least(count: int, dues: list[datetime]) -> list[datetime] | None:
+    return dues if len(dues) >= count else None
+
+
 def checks_run(faults: Faults, monitor_id: str) -> int:
     return sum(1 for line in faults.worker_log().splitlines()
                if "mlaas.monitor_check[" in line and " succeeded in " in line and f"'{monitor_id}'" in line)
@@ -582,9 +560,7 @@ def test_two_beats_or_a_restarted_beat_never_run_a_monitor_twice_for_one_due_tim
         # an interval shorter than the API allows (10 s), to keep the test short
         monitors.create(faults.ctx, faults.ctx.monitors, {"id": monitor_id, "model": name,
                                                           "schedule": {"every_seconds": every}, "min_rows": 1})
-        time.sleep(4 * every + 1)
-        dues = claimed_dues(faults, monitor_id)
-        assert len(dues) >= 3, dues
+        dues = wait_for(lambda: at_least(3, claimed_dues(faults, monitor_id)), 60, "three due times claimed")
         gaps = [(b - a).total_seconds() for a, b in zip(dues, dues[1:], strict=False)]
         assert all(gap >= every for gap in gaps), dues  # one claim per due time, never two close together
         wait_for(lambda: checks_run(faults, monitor_id) >= len(claimed_dues(faults, monitor_id)), 30,
@@ -595,10 +571,10 @@ def test_two_beats_or_a_restarted_beat_never_run_a_monitor_twice_for_one_due_tim
     faults.stack.stop_component("beat")
     wait_for(lambda: len(claimed_dues(faults, monitor_id)) == checks_run(faults, monitor_id), 30, "checks drained")
     claimed_before = len(claimed_dues(faults, monitor_id))
-    time.sleep(4 * every)
+    time.sleep(4 * every)  # the outage itself: due times pass while no beat runs
     faults.start("beat")
     wait_for(lambda: len(claimed_dues(faults, monitor_id)) > claimed_before, 30, "a check after beat's restart")
-    time.sleep(every - 1)
+    time.sleep(every - 1)  # a window in which a burst of catch-up runs would show (an absence has no condition)
     dues = claimed_dues(faults, monitor_id)
     assert len(dues) - claimed_before <= 2, dues  # the missed due times as one run, then perhaps the next on time
     assert all((b - a).total_seconds() >= every for a, b in zip(dues, dues[1:], strict=False)), dues

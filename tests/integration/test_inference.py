@@ -18,6 +18,7 @@ from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.monitoring import capture, housekeeping, monitors
 from tests.integration.captured import count_captured, drain
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 TRAIN = pd.read_csv("examples/data/titanic/titanic.csv")
@@ -78,11 +79,20 @@ def test_ids_default_to_position_and_index_column(api, served):
     assert [p["id"] for p in body["predictions"]] == [0, 1, 2]
 
 
-def test_integer_columns_as_floats_and_imputed_missing_values(api, served):
-    row = {"Pclass": 3.0, "Sex": "male", "Age": None, "SibSp": 1.0, "Parch": 0, "Fare": 7.25, "Embarked": None}
-    response = api.post("/inference", json={"model": served, "data": [row]})
+def test_integer_columns_as_floats_and_imputed_missing_values(api, settings, served):
+    sent = [{"Pclass": 3.0, "Sex": "male", "Age": None, "SibSp": 1.0, "Parch": 0, "Fare": 7.25, "Embarked": None},
+            {"Pclass": 1.0, "Sex": "female", "Age": None, "SibSp": 0.0, "Parch": 0, "Fare": 80.0, "Embarked": None}]
+    response = api.post("/inference", json={"model": served, "data": sent})
     assert response.status_code == 200, response.text
-    assert response.json()["predictions"][0]["prediction"] in (0, 1)
+    predictions = response.json()["predictions"]
+    # what the model itself answers for the same rows as a notebook holds them: integers, NaN for missing
+    frame = pd.DataFrame(sent).astype({"Pclass": int, "SibSp": int}).assign(Age=np.nan, Embarked=np.nan)
+    model = sklearn_model(settings, served)
+    expected, proba = model.predict(frame[FEATURES]), model.predict_proba(frame[FEATURES])
+    assert expected.tolist() == [0, 1]  # rows the model tells apart: a constant answer cannot pass
+    assert [p["prediction"] for p in predictions] == expected.tolist()
+    got = np.array([[p["probabilities"]["0"], p["probabilities"]["1"]] for p in predictions])
+    np.testing.assert_allclose(got, proba, rtol=1e-9)
 
 
 def test_mlflow_scoring_payloads(api, settings, served):
@@ -170,31 +180,57 @@ def test_capture_writes_every_answered_row_once(api, ctx, settings, unique):
     housekeeping.flush_all(ctx, buffer)
     assert count_captured(ctx, unique, 1) == 150
 
-    # a flush that dies after writing, before trimming the buffer, is redone into the same files
-    for start in range(0, 20, 5):
-        api.post("/inference", json={"model": unique, "data": records(TEST.iloc[start:start + 5])})
-    deadline = time.monotonic() + 30  # the API writes its captured requests to Redis a moment later
-    while buffer.redis.xlen(key) < 4 and count_captured(ctx, unique, 1) < 170:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    files_before = {o.uri.key for o in ctx.storage.list(settings.drift_bucket, "capture/" + unique + "/")}
+    # a flush that dies after writing its files, before trimming the buffer, is redone into the same files.
+    # The test holds the stream's flush lock meanwhile, so the worker's flushes (every 2 s) leave these rows alone.
+    held = hold_flush_lock(buffer, key)
+    try:
+        for start in range(0, 20, 5):
+            response = api.post("/inference", json={"model": unique, "data": records(TEST.iloc[start:start + 5])})
+            assert response.status_code == 200
+        # the API writes its captured requests to Redis a moment after answering
+        wait_for(lambda: buffered_rows(buffer, key) == 20, 30, "the 20 new captured rows in Redis")
+        files_before = captured_files(ctx, unique)
 
-    class Crash(Exception):
-        pass
-
-    crashing = CaptureBuffer(settings)
-    crashing.finish = lambda *a, **k: (_ for _ in ()).throw(Crash())  # type: ignore[method-assign]
-    while True:  # wait out a flush of the worker
-        with buffer.lock(f"flush:{key}", 60) as acquired:
-            if acquired:
-                break
-        time.sleep(0.1)
-    with contextlib.suppress(Crash):
-        capture.flush_stream(ctx, crashing, key)
+        crashing = CaptureBuffer(settings)
+        crashing.lock = lambda name, ttl: contextlib.nullcontext(True)  # type: ignore[method-assign]
+        crashing.finish = lambda *a, **k: (_ for _ in ()).throw(Crash())  # type: ignore[method-assign]
+        with pytest.raises(Crash):
+            capture.flush_stream(ctx, crashing, key)
+        # it died after writing: the rows are in storage, and still in Redis with the plan that names them
+        written = captured_files(ctx, unique) - files_before
+        assert written, "the crashed flush wrote no file"
+        assert count_captured(ctx, unique, 1) == 170
+        assert buffered_rows(buffer, key) == 20 and buffer.plan(key) is not None
+    finally:
+        held.__exit__(None, None, None)
     drain(ctx, buffer, key, 170)
-    assert count_captured(ctx, unique, 1) == 170
-    files_after = {o.uri.key for o in ctx.storage.list(settings.drift_bucket, "capture/" + unique + "/")}
-    assert len(files_after - files_before) >= 1
+    assert count_captured(ctx, unique, 1) == 170  # redone, not written twice
+    assert captured_files(ctx, unique) == files_before | written
+
+
+class Crash(Exception):
+    pass
+
+
+def hold_flush_lock(buffer: CaptureBuffer, key: str):
+    """The stream's flush lock, entered as soon as a flush of the worker lets go of it; the caller exits it."""
+    deadline = time.monotonic() + 60
+    while True:
+        held = buffer.lock(f"flush:{key}", 300)
+        if held.__enter__():
+            return held
+        held.__exit__(None, None, None)
+        assert time.monotonic() < deadline, "the worker kept the flush lock for a minute"
+        time.sleep(0.1)
+
+
+def buffered_rows(buffer: CaptureBuffer, key: str) -> int:
+    """Captured rows waiting in a Redis stream."""
+    return len(capture.entries_frame(buffer.head(key, 10_000)))
+
+
+def captured_files(ctx, model: str) -> set[str]:
+    return {o.uri.key for o in ctx.storage.list(ctx.settings.drift_bucket, "capture/" + model + "/")}
 
 
 def test_drift_of_inference_traffic_is_checked_off_the_request_path(api, ctx, settings, titanic, unique):

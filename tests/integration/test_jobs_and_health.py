@@ -6,12 +6,14 @@ import time
 
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
 from mlaas import jobs
 from mlaas.adapters.jobstore import JobStore
 from mlaas.context import Context
 from mlaas.errors import Unavailable
-from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
+from tests.integration.models import CATEGORICAL, NUMERIC, register, slow_pipeline, titanic_pipeline
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -87,18 +89,53 @@ def test_idempotency_key_returns_the_same_job(api, prod_model, titanic):
     assert sum(1 for j in listed["jobs"] if j["params"]["model"] == prod_model) == 1
 
 
-def test_cancel_a_queued_job(api, prod_model, titanic):
+def worker_log_has(stack, text: str) -> bool:
+    return any(text in unit.log.read_text(errors="replace") for unit in stack.units(["workers"]))
+
+
+def versions_of(settings, model: str) -> list[int]:
+    return sorted(int(v.version) for v in MlflowClient(settings.mlflow_tracking_uri)
+                  .search_model_versions(f"name = '{model}'"))
+
+
+def test_cancel_a_queued_job(api, stack, settings, prod_model, titanic):
     running = api.post("/train", json=train_body(prod_model, titanic)).json()["job_id"]
     queued = api.post("/train", json=train_body(prod_model, titanic)).json()["job_id"]
     cancelled = api.delete(f"/jobs/{queued}")
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["state"] == "cancelled"
     assert api.wait_job(running)["state"] == "succeeded"
-    time.sleep(2)  # the worker receives the cancelled job and must skip it
+    # the worker receives the cancelled job's message and skips it
+    wait_for(lambda: worker_log_has(stack, f"job {queued} is already cancelled; skipping"), 120,
+             "the worker skipping the cancelled job")
     job = api.get(f"/jobs/{queued}").json()
     assert job["state"] == "cancelled" and job["result"] is None
+    assert [h["state"] for h in job["history"]] == ["queued", "cancelled"] and job["attempts"] == 0
+    assert versions_of(settings, prod_model) == [1, 2]  # the running job's version, none from the cancelled one
     again = api.delete(f"/jobs/{queued}")
     assert again.status_code == 409
+
+
+def test_cancel_a_running_training(api, stack, settings, titanic, unique):
+    frame = pd.read_csv("examples/data/titanic/titanic.csv")
+    X, y = frame[NUMERIC + CATEGORICAL], frame["Survived"]
+    register(settings, unique, slow_pipeline(X, y, fit_seconds=8), X, y, fitted=True)
+    job_id = api.post("/train", json=train_body(unique, titanic)).json()["job_id"]
+    wait_for(lambda: api.get(f"/jobs/{job_id}").json()["progress"]["step"] == "fit", 120,
+             f"job {job_id} in its fit step", interval=0.05)
+    cancelled = api.delete(f"/jobs/{job_id}")
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled", cancelled.text
+    # the worker stops the job at its next step, after the fit, and leaves nothing behind
+    wait_for(lambda: worker_log_has(stack, f"job {job_id} cancelled"), 180, "the worker stopping the job")
+    job = api.get(f"/jobs/{job_id}").json()
+    assert job["state"] == "cancelled" and job["result"] is None and job["error"] is None, job
+    assert [h["state"] for h in job["history"]] == ["queued", "running", "cancelled"]
+    assert versions_of(settings, unique) == [1]
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(f"mlaas/{unique}")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    assert api.delete(f"/jobs/{job_id}").status_code == 409
 
 
 def test_list_jobs_filters_and_pages(api, prod_model, titanic):

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from mlaas.monitoring import monitors
 from tests.integration.conftest import WEBHOOK_PORT
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 SECRET = "monitor-webhook-secret-of-32-bytes!"
@@ -103,6 +104,15 @@ def test_one_due_time_is_queued_once(ctx, settings, unique):
     ctx.monitors.delete(f"once-{unique}")
 
 
+def recorded_result(api, monitor_id: str, event: dict) -> dict:
+    """The monitor's last result once it is the check that sent ``event`` (stored just after the webhook)."""
+    def stored() -> dict | None:
+        last = api.get(f"/monitors/{monitor_id}").json().get("last_result") or {}
+        return last if last.get("run_id") == event["run_id"] else None
+
+    return wait_for(stored, 60, f"the result of check {event['run_id']} stored on {monitor_id}")
+
+
 def test_monitor_fires_on_schedule_calls_the_webhook_and_retrains_once(api, ctx, settings, titanic, unique, receiver):
     register(settings, unique, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
     trained = api.wait_job(api.post("/train", json={"model": unique, "dataset": titanic["train"],
@@ -122,10 +132,7 @@ def test_monitor_fires_on_schedule_calls_the_webhook_and_retrains_once(api, ctx,
         response = api.post("/inference", json={"model": unique, "data": rows(shifted.iloc[start:start + 50])})
         assert response.status_code == 200 and response.json()["version"] == version
 
-    deadline = time.monotonic() + 120
-    while not receiver.received:
-        assert time.monotonic() < deadline, api.get(f"/monitors/sched-{unique}").json()
-        time.sleep(1)
+    wait_for(lambda: receiver.received, 120, "the drift webhook")
     headers, body = receiver.received[0]
     timestamp = headers["X-Mlaas-Timestamp"]
     expected = "sha256=" + hmac.new(SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
@@ -134,8 +141,7 @@ def test_monitor_fires_on_schedule_calls_the_webhook_and_retrains_once(api, ctx,
     event = json.loads(body)
     assert event["monitor"] == f"sched-{unique}" and event["version"] == version and "Age" in event["drifted_columns"]
 
-    shown = api.get(f"/monitors/sched-{unique}").json()
-    retrain = shown["last_result"]["actions"]["retrain"]
+    retrain = recorded_result(api, f"sched-{unique}", event)["actions"]["retrain"]
     assert retrain["started"] is True
     job = api.wait_job(retrain["job_id"])
     assert job["state"] == "succeeded", job
@@ -149,12 +155,8 @@ def test_monitor_fires_on_schedule_calls_the_webhook_and_retrains_once(api, ctx,
     # more drifting rows: the next check drifts again, but the cooldown holds retraining back
     for start in range(0, 200, 50):
         api.post("/inference", json={"model": unique, "version": version, "data": rows(shifted.iloc[start:start + 50])})
-    deadline = time.monotonic() + 120
-    while len(receiver.received) < 2:
-        assert time.monotonic() < deadline
-        time.sleep(1)
-    time.sleep(1)
-    again = api.get(f"/monitors/sched-{unique}").json()["last_result"]["actions"]["retrain"]
+    wait_for(lambda: len(receiver.received) >= 2, 120, "a second drift webhook")
+    again = recorded_result(api, f"sched-{unique}", json.loads(receiver.received[1][1]))["actions"]["retrain"]
     assert again["started"] is False and "cooldown" in again["reason"]
     versions = MlflowClient(settings.mlflow_tracking_uri).search_model_versions(f"name = '{unique}'")
     assert len(versions) == new_version

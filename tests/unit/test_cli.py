@@ -420,3 +420,39 @@ def test_client_sends_an_idempotency_key(api):
     api.on("POST", "/train", ACCEPTED)
     Client(api.url).train("titanic", idempotency_key="nightly-2026-11-02")
     assert api.sent("POST", "/train")[-1]["headers"]["Idempotency-Key"] == "nightly-2026-11-02"
+
+
+def test_every_request_the_client_makes_has_a_route_in_the_api(tmp_path, monkeypatch):
+    """A CLI command whose route the API lacks fails here, not on a user's machine."""
+    from werkzeug.exceptions import HTTPException
+
+    from mlaas.api.app import create_app
+    from mlaas.settings import Settings
+
+    made: list[tuple[str, str]] = []
+    monkeypatch.setattr(Client, "_request", lambda self, method, path, **kw: made.append((method, path)) or {})
+    client = Client("http://127.0.0.1:9")
+    local = tmp_path / "rows.csv"
+    local.write_text("a\n1\n")
+    client.train("titanic", dataset="s3://datasets/t.csv")
+    client.evaluate("titanic", version=2)
+    client.drift("s3://datasets/a.csv", "s3://datasets/b.csv")
+    client.job("j-1")
+    client.jobs(state="running")
+    client.cancel("j-1")
+    client.predict("titanic", [{"a": 1}])
+    client.models()
+    client.model("titanic")
+    client.promote("titanic", 2)
+    client.rollback("titanic")
+    client.upload_dataset(local, "team/rows.csv")
+    client.datasets(prefix="team/")
+    assert len({path.split("/")[1] for _, path in made}) >= 7  # every resource the client knows
+    routes = create_app(Settings()).url_map.bind("localhost")
+    missing = []
+    for method, path in made:
+        try:
+            routes.match(path, method=method)
+        except HTTPException:
+            missing.append(f"{method} {path}")
+    assert missing == []
