@@ -35,8 +35,10 @@ from mlaas import jobs
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.context import Context
 from mlaas.monitoring import capture, monitors
+from mlaas.monitoring.specs import MonitorSchedule, MonitorSpec
 from mlaas.settings import Settings
 from mlaas.training import retrain
+from mlaas.training.specs import TrainSpec
 from mlaas.uris import S3Uri
 from tests.integration.conftest import DATA, ROOT, TEST_SERVICE_ENV, Api
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
@@ -433,7 +435,7 @@ def test_mlflow_down_cached_models_serve_new_ones_503_and_jobs_fail_unavailable(
         register(faults.settings, name, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
     warm(faults, cached)  # the production version, resolved by name
     warm(faults, cached, version=1)
-    prepared = retrain.prepare(faults.ctx, train_body(cached, data))  # accepted before the outage
+    pinned = retrain.prepare(TrainSpec(**train_body(cached, data)), ctx=faults.ctx)  # accepted before the outage
 
     with faults.down("mlflow"):
         latencies = []
@@ -454,7 +456,7 @@ def test_mlflow_down_cached_models_serve_new_ones_503_and_jobs_fail_unavailable(
         response = faults.api.post("/train", json=train_body(cached, data))
         assert response.status_code == 503 and "mlflow" in response.json()["message"]
 
-        job, _ = jobs.submit(faults.ctx, "train", prepared.params)
+        job, _ = jobs.submit(pinned, ctx=faults.ctx)
         started = time.monotonic()
         failed = faults.api.wait_job(job["job_id"], timeout=180)
         faults.note("mlflow_down.job_failed_after_s", time.monotonic() - started)
@@ -580,8 +582,9 @@ def test_two_beats_or_a_restarted_beat_never_run_a_monitor_twice_for_one_due_tim
     monitor_id = f"m-{name}"
     with second_beat(faults):
         # an interval shorter than the API allows (10 s), to keep the test short
-        monitors.create(faults.ctx, faults.ctx.monitors, {"id": monitor_id, "model": name,
-                                                          "schedule": {"every_seconds": every}, "min_rows": 1})
+        monitors.create(MonitorSpec.model_construct(id=monitor_id, model=name, min_rows=1,
+                                                    schedule=MonitorSchedule.model_construct(every_seconds=every)),
+                        ctx=faults.ctx)
         time.sleep(4 * every + 1)
         dues = claimed_dues(faults, monitor_id)
         assert len(dues) >= 3, dues

@@ -66,7 +66,7 @@ def handler(job_id: str, params: dict[str, Any], progress: jobs.Progress) -> dic
 
 def test_a_job_waits_for_redis_and_carries_on_with_one_attempt():
     store = FlakyJobs(failures=2)
-    assert jobs.run(context(store, wait=30), "j1", handler) == "succeeded"
+    assert jobs.run("j1", handler, ctx=context(store, wait=30)) == "succeeded"
     assert store.record["state"] == "succeeded" and store.record["attempts"] == 1
     assert store.steps == ["fit", "evaluate"]
 
@@ -75,7 +75,7 @@ def test_past_the_wait_redis_unavailable_is_raised_and_nothing_is_recorded_as_fa
     store = FlakyJobs(failures=10**6)
     started = time.monotonic()
     with pytest.raises(Unavailable) as raised:
-        jobs.run(context(store, wait=1.0), "j1", handler)
+        jobs.run("j1", handler, ctx=context(store, wait=1.0))
     assert raised.value.dependency == "redis"
     assert 0.4 < time.monotonic() - started < 3
     assert store.record["state"] == "queued"
@@ -94,10 +94,10 @@ def test_redis_unavailable_inside_the_handler_retries_and_fails_the_job_on_the_f
 
     store = FlakyJobs(failures=0)
     with pytest.raises(Unavailable):
-        jobs.run(context(store, wait=0), "j1", needs_redis, final_attempt=False)
+        jobs.run("j1", needs_redis, ctx=context(store, wait=0), final_attempt=False)
     assert store.record["state"] == "running"  # the task retries it with backoff
     store = FlakyJobs(failures=0)
-    assert jobs.run(context(store, wait=0), "j1", needs_redis, final_attempt=True) == "failed"
+    assert jobs.run("j1", needs_redis, ctx=context(store, wait=0), final_attempt=True) == "failed"
     assert store.record["state"] == "failed"
 
 
