@@ -6,38 +6,66 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from mlaas import queues
 from mlaas.adapters import telemetry
 from mlaas.adapters.jobstore import TERMINAL
 from mlaas.context import Context
-from mlaas.errors import Cancelled, Conflict, MlaasError, Unavailable
+from mlaas.drift.specs import DriftSpec
+from mlaas.errors import Cancelled, Conflict, InvalidInput, MlaasError, Unavailable
 from mlaas.logs import log_context
+from mlaas.training.specs import EvaluateJob, TrainJob
 
 log = logging.getLogger(__name__)
 
 TASK_FOR_TYPE = queues.TASK_FOR_JOB_TYPE
+TYPE_OF_SPEC: dict[type[BaseModel], str] = {TrainJob: "train", EvaluateJob: "evaluate", DriftSpec: "drift"}
+JobSpec = TrainJob | EvaluateJob | DriftSpec
+S = TypeVar("S", bound=BaseModel)
+S_in = TypeVar("S_in", bound=BaseModel, contravariant=True)
+Steps = Callable[[str, int], None]
 
 
 def submit(
-    ctx: Context, job_type: str, params: dict[str, Any], *, idempotency_key: str | None = None, request_id: str = ""
+    job: JobSpec, *, ctx: Context, idempotency_key: str | None = None, request_id: str = ""
 ) -> tuple[dict[str, Any], bool]:
     """Record a queued job and publish it; returns (job, created). The same idempotency key gives the same job."""
-    job, created = ctx.jobs.create(job_type, params, idempotency_key=idempotency_key, request_id=request_id)
+    job_type = TYPE_OF_SPEC[type(job)]
+    record, created = ctx.jobs.create(job_type, params_of(job), idempotency_key=idempotency_key,
+                                      request_id=request_id)
     if not created:
-        return job, False
+        return record, False
     try:
-        ctx.queue.submit(TASK_FOR_TYPE[job_type], job["job_id"])
+        ctx.queue.submit(TASK_FOR_TYPE[job_type], record["job_id"])
     except Unavailable:
         # answered 503: nothing was created, so the client retries (with its Idempotency-Key) and gets a job
         with contextlib.suppress(MlaasError):
-            ctx.jobs.withdraw(job["job_id"], job_type, idempotency_key)
+            ctx.jobs.withdraw(record["job_id"], job_type, idempotency_key)
         raise
-    return job, True
+    return record, True
 
 
-def cancel(ctx: Context, job_id: str) -> dict[str, Any]:
+def params_of(job: JobSpec) -> dict[str, Any]:
+    """The JSON params a job record keeps (the worker rebuilds the spec from them)."""
+    return job.model_dump(mode="json", exclude_none=isinstance(job, DriftSpec))
+
+
+def get(job_id: str, *, ctx: Context) -> dict[str, Any]:
+    """A job's record: state, progress, result or error, and its transitions (404 for an unknown id)."""
+    return ctx.jobs.get(job_id)
+
+
+def listing(*, ctx: Context, job_type: str | None = None, state: str | None = None, limit: int = 50,
+            offset: int = 0) -> dict[str, Any]:
+    """One page of recent jobs, newest first, with the total that match."""
+    page, total = ctx.jobs.list(job_type=job_type, state=state, limit=limit, offset=offset)
+    return {"jobs": page, "total": total, "limit": limit, "offset": offset}
+
+
+def cancel(job_id: str, *, ctx: Context) -> dict[str, Any]:
     """Cancel a queued or running job; a running one stops at its next progress step."""
     try:
         ctx.jobs.transition(job_id, "cancelled", allowed_from=("queued", "running"))
@@ -50,7 +78,7 @@ def cancel(ctx: Context, job_id: str) -> dict[str, Any]:
 class Progress:
     """Reports named steps of a running job and stops it when it was cancelled."""
 
-    def __init__(self, ctx: Context, job_id: str) -> None:
+    def __init__(self, job_id: str, *, ctx: Context) -> None:
         self.ctx = ctx
         self.job_id = job_id
 
@@ -63,7 +91,25 @@ class Progress:
 Handler = Callable[[str, dict[str, Any], Progress], dict[str, Any]]
 
 
-def run(ctx: Context, job_id: str, handler: Handler, *, final_attempt: bool = True) -> str:
+class Service(Protocol[S_in]):
+    """A job's service function: ``run(spec, *, ctx, job_id, progress)``."""
+
+    def __call__(self, job: S_in, /, *, ctx: Context, job_id: str, progress: Steps) -> dict[str, Any]: ...
+
+
+def service_handler(service: Service[S], spec: type[S], *, ctx: Context) -> Handler:
+    """A handler that rebuilds the service's spec from the job record's params, then runs the service."""
+    def handle(job_id: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        try:
+            job = spec.model_validate(params)
+        except ValueError as exc:
+            raise InvalidInput(f"job {job_id} has parameters this version cannot read: {exc}") from None
+        return service(job, ctx=ctx, job_id=job_id, progress=progress)
+
+    return handle
+
+
+def run(job_id: str, handler: Handler, *, ctx: Context, final_attempt: bool = True) -> str:
     """Run a job once: queued/running → running → succeeded or failed. Returns the state it ends in.
 
     A job already finished (a redelivered message) is left alone. ``Unavailable`` is re-raised
@@ -82,26 +128,26 @@ def run(ctx: Context, job_id: str, handler: Handler, *, final_attempt: bool = Tr
     job = ctx.jobs.get(job_id)
     started = time.monotonic()
     with log_context(job_id=job_id, request_id=job.get("request_id") or ""):
-        state = _execute(ctx, job_id, job["params"], handler, final_attempt)
+        state = _execute(job_id, job["params"], handler, ctx=ctx, final_attempt=final_attempt)
     telemetry.job_finished(job["type"], state, time.monotonic() - started)
     return state
 
 
-def _execute(ctx: Context, job_id: str, params: dict[str, Any], handler: Handler, final_attempt: bool) -> str:
+def _execute(job_id: str, params: dict[str, Any], handler: Handler, *, ctx: Context, final_attempt: bool) -> str:
     try:
-        result = handler(job_id, params, Progress(ctx, job_id))
+        result = handler(job_id, params, Progress(job_id, ctx=ctx))
     except Cancelled:
         log.info("job %s cancelled", job_id)
         return "cancelled"
     except Unavailable as exc:
         if not final_attempt:
             raise
-        return _fail(ctx, job_id, exc)
+        return _fail(job_id, exc, ctx=ctx)
     except MlaasError as exc:
-        return _fail(ctx, job_id, exc)
+        return _fail(job_id, exc, ctx=ctx)
     except Exception:
         log.exception("job %s failed unexpectedly", job_id)
-        return _fail(ctx, job_id, MlaasError(f"the job failed unexpectedly; see the worker log for job {job_id}"))
+        return _fail(job_id, MlaasError(f"the job failed unexpectedly; see the worker log for job {job_id}"), ctx=ctx)
     try:
         ctx.jobs.transition(job_id, "succeeded", allowed_from=("running",), result=result,
                             progress={"step": "done", "percent": 100})
@@ -111,7 +157,7 @@ def _execute(ctx: Context, job_id: str, params: dict[str, Any], handler: Handler
     return "succeeded"
 
 
-def _fail(ctx: Context, job_id: str, exc: MlaasError) -> str:
+def _fail(job_id: str, exc: MlaasError, *, ctx: Context) -> str:
     try:
         ctx.jobs.transition(job_id, "failed", allowed_from=("running",), error=exc.to_dict())
     except Conflict:

@@ -12,7 +12,7 @@ from mlaas.inference.cache import ModelCache
 from mlaas.training import promotion
 
 
-def list_models(ctx: Context) -> list[dict[str, Any]]:
+def list_models(*, ctx: Context) -> list[dict[str, Any]]:
     """Registered models with their production and latest versions."""
     out = []
     for model in ctx.registry.list_models():
@@ -24,7 +24,7 @@ def list_models(ctx: Context) -> list[dict[str, Any]]:
     return out
 
 
-def describe_model(ctx: Context, name: str) -> dict[str, Any]:
+def describe_model(name: str, *, ctx: Context) -> dict[str, Any]:
     """A model with every version's stage, aliases, evaluation, baseline and input schema."""
     model = ctx.registry.get_model(name)
     prod = promotion.current_production(ctx, name)
@@ -32,14 +32,14 @@ def describe_model(ctx: Context, name: str) -> dict[str, Any]:
         "name": model["name"], "description": model["description"], "aliases": model["aliases"],
         "production_version": prod.version if prod else None,
         "promotions": promotion.promotion_history(ctx, name),
-        "versions": [version_summary(ctx, v) for v in ctx.registry.list_versions(name)],
+        "versions": [version_summary(v, ctx=ctx) for v in ctx.registry.list_versions(name)],
     }
 
 
-def describe_version(ctx: Context, name: str, number: int, cache: ModelCache | None = None) -> dict[str, Any]:
+def describe_version(name: str, number: int, *, ctx: Context, cache: ModelCache | None = None) -> dict[str, Any]:
     """One version in full, with whether this process can serve it (and why not)."""
     version = ctx.registry.get_version(name, number)
-    out = version_summary(ctx, version)
+    out = version_summary(version, ctx=ctx)
     out["tags"] = version.tags
     out["source"] = version.source
     out["description"] = version.description
@@ -52,7 +52,8 @@ def describe_version(ctx: Context, name: str, number: int, cache: ModelCache | N
     return out
 
 
-def version_summary(ctx: Context, version: ModelVersion) -> dict[str, Any]:
+def version_summary(version: ModelVersion, *, ctx: Context) -> dict[str, Any]:
+    """A version's stage, aliases, latest evaluation, data URIs and input schema."""
     tags = version.tags
     evaluation = None
     if tags.get("eval.run_id"):
@@ -75,7 +76,7 @@ def version_summary(ctx: Context, version: ModelVersion) -> dict[str, Any]:
     }
 
 
-def promote(ctx: Context, name: str, number: int, *, require_better: bool, actor: str) -> dict[str, Any]:
+def promote(name: str, number: int, *, ctx: Context, require_better: bool, actor: str) -> dict[str, Any]:
     """Move the production alias to a version; with ``require_better`` its evaluation must pass the gate."""
     candidate = ctx.registry.get_version(name, number)
     current = promotion.current_production(ctx, name)
@@ -83,14 +84,14 @@ def promote(ctx: Context, name: str, number: int, *, require_better: bool, actor
         raise Conflict(f"{name} v{number} is already the production version")
     reason = "promoted by request"
     if require_better and current is not None:
-        decision = _gate_from_evaluations(ctx, name, candidate, current)
+        decision = _gate_from_evaluations(name, candidate, current, ctx=ctx)
         if not decision.passed:
             raise Conflict(f"not promoted: {decision.reason}", details=decision.to_dict())
         reason = decision.reason
     return promotion.promote(ctx, name, number, actor=actor, reason=reason)
 
 
-def rollback(ctx: Context, name: str, *, actor: str) -> dict[str, Any]:
+def rollback(name: str, *, ctx: Context, actor: str) -> dict[str, Any]:
     """Point production back at the version it pointed to before the last change."""
     history = promotion.promotion_history(ctx, name)
     current = promotion.current_production(ctx, name)
@@ -103,8 +104,8 @@ def rollback(ctx: Context, name: str, *, actor: str) -> dict[str, Any]:
     raise Conflict(f"model {name!r} has no earlier production version recorded to roll back to")
 
 
-def _gate_from_evaluations(ctx: Context, name: str, candidate: ModelVersion,
-                           current: ModelVersion) -> promotion.GateDecision:
+def _gate_from_evaluations(name: str, candidate: ModelVersion, current: ModelVersion, *,
+                           ctx: Context) -> promotion.GateDecision:
     cand_hash, cur_hash = candidate.tags.get("eval.dataset_sha256"), current.tags.get("eval.dataset_sha256")
     if not cand_hash or cand_hash != cur_hash:
         raise Conflict(f"require_better needs v{candidate.version} and production v{current.version} evaluated "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +15,12 @@ from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.adapters.jobstore import JobStore, PatientJobStore
 from mlaas.context import Context
 from mlaas.drift import adhoc
+from mlaas.drift.specs import DriftSpec
 from mlaas.errors import MlaasError, Unavailable
 from mlaas.monitoring import housekeeping, monitors
 from mlaas.settings import Settings
 from mlaas.training import evaluation, retrain
+from mlaas.training.specs import EvaluateJob, TrainJob
 from worker.celery_app import app, settings
 
 log = logging.getLogger(__name__)
@@ -81,36 +82,29 @@ def _retry(task: Task, job: str, countdown: float, max_retries: int) -> Exceptio
 def _run_job(task: Task, job_id: str, handler: jobs.Handler) -> str:
     final = task.request.retries >= MAX_RETRIES
     try:
-        return jobs.run(context(), job_id, handler, final_attempt=final)
+        return jobs.run(job_id, handler, ctx=context(), final_attempt=final)
     except Unavailable as exc:
         log.warning("job %s: %s; retry %d of %d", job_id, exc.message, task.request.retries + 1, MAX_RETRIES)
         raise _retry(task, f"job {job_id}", countdown=min(2 ** task.request.retries * 2, 30),
                      max_retries=MAX_RETRIES) from None
 
 
-def _service(run: Callable[[Context, str, dict[str, Any], jobs.Progress], dict[str, Any]]) -> jobs.Handler:
-    def handler(job_id: str, params: dict[str, Any], progress: jobs.Progress) -> dict[str, Any]:
-        return run(context(), job_id, params, progress)
-
-    return handler
-
-
 @app.task(name=queues.TRAIN, bind=True)
 def train(self: Task, job_id: str) -> str:
     """Retrain a registered model (see mlaas.training.retrain)."""
-    return _run_job(self, job_id, _service(retrain.run))
+    return _run_job(self, job_id, jobs.service_handler(retrain.run, TrainJob, ctx=context()))
 
 
 @app.task(name=queues.EVALUATE, bind=True)
 def evaluate(self: Task, job_id: str) -> str:
     """Evaluate a model version on a test set (see mlaas.training.evaluation)."""
-    return _run_job(self, job_id, _service(evaluation.run))
+    return _run_job(self, job_id, jobs.service_handler(evaluation.run, EvaluateJob, ctx=context()))
 
 
 @app.task(name=queues.DRIFT, bind=True)
 def drift(self: Task, job_id: str) -> str:
     """Compare two data sets (see mlaas.drift.adhoc)."""
-    return _run_job(self, job_id, _service(adhoc.run))
+    return _run_job(self, job_id, jobs.service_handler(adhoc.run, DriftSpec, ctx=context()))
 
 
 @app.task(name=queues.CAPTURE_FLUSH, bind=True, max_retries=0)
@@ -122,14 +116,14 @@ def capture_flush(self: Task) -> dict[str, Any]:
 @app.task(name=queues.MONITOR_SWEEP, bind=True, max_retries=0)
 def monitor_sweep(self: Task) -> list[dict[str, Any]]:
     """Queue one check per due monitor (each due time once)."""
-    return monitors.sweep(context(), context().monitors)
+    return monitors.sweep(ctx=context())
 
 
 @app.task(name=queues.MONITOR_CHECK, bind=True)
 def monitor_check(self: Task, monitor_id: str, due: str | None = None) -> dict[str, Any]:
     """Check a monitor's captured rows against the baseline (logs ``infer_{timestamp}``), act on drift."""
     try:
-        return monitors.run_check(context(), context().monitors, process().buffer, monitor_id, due)
+        return monitors.run_check(monitor_id, due, ctx=context(), buffer=process().buffer)
     except Unavailable as exc:
         raise _retry(self, f"monitor {monitor_id}", countdown=30, max_retries=3) from exc
     except MlaasError as exc:

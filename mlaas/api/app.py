@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     if settings.warm_models:
         server.warm()
     app.json = StrictJSONProvider(app)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False
     register_error_handlers(app)
 
     @app.before_request

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import yaml
 
@@ -27,7 +27,7 @@ REFERENCING_TAGS = ("dataset", "test_dataset", "data_config", "eval.dataset")
 class _Hashing(io.RawIOBase):
     """Reads through a stream (after a sniffed head), hashing and counting what passes."""
 
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
         self.head, self.rest = head, rest
         self.digest = hashlib.sha256()
         self.size = 0
@@ -46,7 +46,7 @@ class _Hashing(io.RawIOBase):
         return chunk
 
 
-def upload(ctx: Context, key: str, stream: BinaryIO, *, content_type: str, length: int | None,
+def upload(key: str, stream: IO[bytes], *, ctx: Context, content_type: str, length: int | None,
            overwrite: bool) -> dict[str, Any]:
     """Store a CSV, Parquet, YAML or JSON body at ``s3://<datasets bucket>/<key>``; returns its URI."""
     uri = parse_uri(f"s3://{ctx.settings.datasets_bucket}/{key}", allowed_buckets=ctx.settings.buckets, field="key")
@@ -56,7 +56,7 @@ def upload(ctx: Context, key: str, stream: BinaryIO, *, content_type: str, lengt
         raise UnsupportedMediaType(f"Content-Type {kind or '(none)'} does not match {suffix}; "
                                    f"use {sorted(CONTENT_TYPES[suffix])[0]}")
     if ctx.storage.exists(uri):
-        if str(uri) in referenced_uris(ctx):
+        if str(uri) in referenced_uris(ctx=ctx):
             raise Conflict(f"{uri} is used by a model version; it is never overwritten")
         if not overwrite:
             raise Conflict(f"{uri} exists; ask to overwrite it (overwrite=true) to replace it")
@@ -68,7 +68,7 @@ def upload(ctx: Context, key: str, stream: BinaryIO, *, content_type: str, lengt
     return {"uri": str(uri), "size": body.size, "sha256": body.digest.hexdigest()}
 
 
-def listing(ctx: Context, prefix: str, limit: int) -> list[dict[str, Any]]:
+def listing(prefix: str, limit: int, *, ctx: Context) -> list[dict[str, Any]]:
     """Objects in the datasets bucket under a prefix."""
     check_prefix(prefix)
     out = []
@@ -112,9 +112,9 @@ def _sniff(head: bytes, suffix: str, uri: S3Uri) -> None:
             raise InvalidInput(f"{uri}: expected a mapping at the top level")
 
 
-def referenced_uris(ctx: Context) -> set[str]:
+def referenced_uris(*, ctx: Context) -> set[str]:
     """Dataset URIs that some model version records (they are never overwritten)."""
-    out = set()
+    out: set[str] = set()
     for model in ctx.registry.list_models():
         for version in ctx.registry.list_versions(model["name"]):
             out.update(v for k, v in version.tags.items() if k in REFERENCING_TAGS)

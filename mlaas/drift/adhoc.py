@@ -8,11 +8,13 @@ from typing import Any
 
 import pandas as pd
 
+from mlaas import jobs
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
 from mlaas.datasets.frames import read_config, read_frame
-from mlaas.drift import ColumnOptions, ColumnSpec, DriftReport, compare
+from mlaas.drift import ColumnSpec, DriftReport, compare
 from mlaas.drift.html import render_html
+from mlaas.drift.specs import DriftSpec, ModelData, column_options
 from mlaas.errors import InvalidInput, NotFound
 from mlaas.monitoring.traffic import baseline_of, log_drift_run, select_captured, spec_of
 from mlaas.uris import S3Uri, parse_uri
@@ -21,41 +23,46 @@ Progress = Callable[[str, int], None]
 ADHOC_EXPERIMENT = "data-drift"
 
 
-def prepare(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
-    """Check URIs and resolve model references now (400/404 before anything is queued)."""
-    params = dict(request)
+def prepare(spec: DriftSpec, *, ctx: Context) -> DriftSpec:
+    """Check URIs and resolve model references now (400/404 before anything is queued); returns the pinned job."""
+    sides: dict[str, str | ModelData] = {}
     for side in ("reference", "current"):
-        value = request[side]
+        value = getattr(spec, side)
         if isinstance(value, str):
             parse_uri(value, allowed_buckets=ctx.settings.buckets, field=side)
-        else:
-            version = ctx.registry.resolve(value["model"], value.get("version"))
-            if side == "reference" and not version.tags.get("drift-data"):
-                raise InvalidInput(f"reference: {version.name} v{version.version} has no drift-data baseline")
-            params[side] = {**value, "model": version.name, "version": version.version}
-    if request.get("data_config"):
-        parse_uri(request["data_config"], allowed_buckets=ctx.settings.buckets, field="data_config")
-    elif not request.get("columns") and isinstance(request["reference"], str):
+            continue
+        version = ctx.registry.resolve(value.model, value.version)
+        if side == "reference" and not version.tags.get("drift-data"):
+            raise InvalidInput(f"reference: {version.name} v{version.version} has no drift-data baseline")
+        sides[side] = value.model_copy(update={"model": version.name, "version": version.version})
+    if spec.data_config:
+        parse_uri(spec.data_config, allowed_buckets=ctx.settings.buckets, field="data_config")
+    elif not spec.columns and isinstance(spec.reference, str):
         raise InvalidInput("data_config or columns: give one, to say which columns to compare and as what")
-    return params
+    return spec.model_copy(update=sides)
 
 
-def run(ctx: Context, job_id: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+def submit(spec: DriftSpec, *, ctx: Context, idempotency_key: str | None = None,
+           request_id: str = "") -> dict[str, Any]:
+    """Check and pin a drift comparison, then queue it as a job; the same idempotency key gives the same job."""
+    job, _ = jobs.submit(prepare(spec, ctx=ctx), ctx=ctx, idempotency_key=idempotency_key, request_id=request_id)
+    return job
+
+
+def run(job: DriftSpec, *, ctx: Context, job_id: str, progress: Progress) -> dict[str, Any]:
     """Load both sides, run the drift engine, log ``drift_{timestamp}`` with JSON and HTML reports."""
     progress("load_reference", 10)
-    reference, ref_config, ref_label = _load_side(ctx, params["reference"], "reference")
+    reference, ref_config, ref_label = _load_side(ctx, job.reference, "reference")
     progress("load_current", 30)
-    current, _, cur_label = _load_side(ctx, params["current"], "current")
-    spec = _spec(ctx, params, ref_config)
-    overrides = {name: ColumnOptions(**opts) for name, opts in (params.get("overrides") or {}).items()}
+    current, _, cur_label = _load_side(ctx, job.current, "current")
+    spec = _spec(ctx, job, ref_config)
 
     progress("compare", 50)
-    report = compare(reference, current, spec, overrides=overrides, drift_share=params.get("drift_share", 0.5),
-                     correction=params.get("correction"), domain_classifier=bool(params.get("domain_classifier")),
-                     min_rows=params.get("min_rows", 30))
+    report = compare(reference, current, spec, overrides=column_options(job.overrides), drift_share=job.drift_share,
+                     correction=job.correction, domain_classifier=job.domain_classifier, min_rows=job.min_rows)
 
     progress("report", 75)
-    model = _model_of(params)
+    model = _model_of(job)
     meta = {"job": job_id, "reference": ref_label, "current": cur_label, "rows reference": str(len(reference)),
             "rows current": str(len(current))}
     html = render_html(report, title=f"Data drift: {model or 'two data sets'}", reference_label="reference",
@@ -89,44 +96,43 @@ def summary(report: DriftReport) -> dict[str, Any]:
     }
 
 
-def report_html(ctx: Context, job: dict[str, Any]) -> bytes:
+def report_html(job_id: str, *, ctx: Context) -> bytes:
     """The HTML report of a finished drift job."""
+    job = ctx.jobs.get(job_id)
     if job["type"] != "drift":
-        raise NotFound(f"job {job['job_id']} is a {job['type']} job; only drift jobs have a report")
+        raise NotFound(f"job {job_id} is a {job['type']} job; only drift jobs have a report")
     if job["state"] != "succeeded":
-        raise NotFound(f"job {job['job_id']} is {job['state']}; its report exists once it succeeded")
-    return ctx.storage.get_bytes(S3Uri(ctx.settings.drift_bucket, f"reports/{job['job_id']}/drift_report.html"))
+        raise NotFound(f"job {job_id} is {job['state']}; its report exists once it succeeded")
+    return ctx.storage.get_bytes(S3Uri(ctx.settings.drift_bucket, f"reports/{job_id}/drift_report.html"))
 
 
-def _model_of(params: dict[str, Any]) -> str | None:
-    for side in ("reference", "current"):
-        if isinstance(params[side], dict):
-            return str(params[side]["model"])
+def _model_of(job: DriftSpec) -> str | None:
+    for side in (job.reference, job.current):
+        if isinstance(side, ModelData):
+            return side.model
     return None
 
 
-def _spec(ctx: Context, params: dict[str, Any], ref_config: DataConfig | None) -> ColumnSpec:
-    if params.get("columns"):
-        columns = params["columns"]
-        return ColumnSpec(numerical=list(columns.get("numerical", [])),
-                          categorical=list(columns.get("categorical", [])))
-    if params.get("data_config"):
-        uri = parse_uri(params["data_config"], allowed_buckets=ctx.settings.buckets, field="data_config")
+def _spec(ctx: Context, job: DriftSpec, ref_config: DataConfig | None) -> ColumnSpec:
+    if job.columns:
+        return ColumnSpec(numerical=list(job.columns.numerical), categorical=list(job.columns.categorical))
+    if job.data_config:
+        uri = parse_uri(job.data_config, allowed_buckets=ctx.settings.buckets, field="data_config")
         return spec_of(DataConfig.parse(read_config(ctx.storage, uri), source=str(uri)))
     if ref_config is None:
         raise InvalidInput("data_config or columns: give one, to say which columns to compare and as what")
     return spec_of(ref_config)
 
 
-def _load_side(ctx: Context, value: str | dict[str, Any], side: str) -> tuple[pd.DataFrame, DataConfig | None, str]:
+def _load_side(ctx: Context, value: str | ModelData, side: str) -> tuple[pd.DataFrame, DataConfig | None, str]:
     if isinstance(value, str):
         uri = parse_uri(value, allowed_buckets=ctx.settings.buckets, field=side)
         return read_frame(ctx.storage, uri, field=side).frame, None, str(uri)
-    model, version = value["model"], int(value["version"])
+    model, version = value.model, int(value.version or 0)
     if side == "reference":
-        frame, config, uri = baseline_of(ctx, model, version)
-        return frame, config, f"{model} v{version} baseline ({uri})"
-    frame = captured(ctx, model, version, value.get("since"), value.get("until"))
+        frame, config, baseline = baseline_of(ctx, model, version)
+        return frame, config, f"{model} v{version} baseline ({baseline})"
+    frame = captured(ctx, model, version, value.since, value.until)
     return frame, None, f"{model} v{version} captured inference rows"
 
 

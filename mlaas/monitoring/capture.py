@@ -120,8 +120,8 @@ def _entry_frame(entry_id: str, entry: dict[str, Any]) -> pd.DataFrame:
         matrix = np.frombuffer(base64.b64decode(proba["f8"]), np.float64).reshape(len(frame), -1)
         for i, cls in sorted(enumerate(proba["classes"]), key=lambda item: item[1]):
             frame[f"_proba_{cls}"] = matrix[:, i]
-    else:
-        for cls in sorted((proba or [{}])[0]):
+    elif proba:
+        for cls in sorted(proba[0]):
             frame[f"_proba_{cls}"] = [float(p[cls]) for p in proba]
     return frame
 

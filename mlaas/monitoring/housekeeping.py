@@ -31,7 +31,7 @@ def flush_all(ctx: Context, buffer: CaptureBuffer, store: MonitorStore | None = 
                 continue
             model, version = buffer.parse_stream_key(key)
             waiting = buffer.add_unchecked(key, 0)
-            for monitor_id in monitors.due_on_flush(ctx, store, model, version, waiting):
+            for monitor_id in monitors.due_on_flush(model, version, waiting, ctx=ctx):
                 ctx.queue.send(MONITOR_CHECK, [monitor_id, None])
                 checks.append({"monitor": monitor_id, "model": model, "version": version})
         except MlaasError as exc:

@@ -17,9 +17,11 @@ from mlaas.adapters import telemetry
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
 from mlaas.datasets.frames import read_config, read_frame
-from mlaas.drift import ColumnOptions, ColumnSpec, DriftReport, compare
+from mlaas.drift import ColumnSpec, DriftReport, compare
+from mlaas.drift.specs import column_options
 from mlaas.errors import InvalidInput
 from mlaas.monitoring import capture
+from mlaas.monitoring.specs import MonitorRecord
 from mlaas.training import scoring
 from mlaas.uris import S3Uri, parse_uri
 
@@ -68,31 +70,30 @@ def select_captured(ctx: Context, model: str, version: int, *, after_file: str =
     return rows, files
 
 
-def check(ctx: Context, monitor: dict[str, Any], version: int, *, now: datetime, watermark: str = "",
+def check(monitor: MonitorRecord, version: int, *, ctx: Context, now: datetime, watermark: str = "",
           predictor: Any = None) -> dict[str, Any]:
     """One check of a monitor; returns the outcome, with ``last_file`` to advance its watermark."""
-    model = monitor["model"]
-    window = monitor.get("window_seconds")
+    model = monitor.model
+    window = monitor.window_seconds
     since = now - timedelta(seconds=window) if window else None
     current, files = select_captured(ctx, model, version, after_file="" if window else watermark, since=since)
-    outcome: dict[str, Any] = {"model": model, "version": version, "monitor": monitor["id"], "checked": False}
-    if len(current) < monitor["min_rows"]:
-        return {**outcome, "reason": f"{len(current)} captured rows, fewer than {monitor['min_rows']}"}
+    outcome: dict[str, Any] = {"model": model, "version": version, "monitor": monitor.id, "checked": False}
+    if len(current) < monitor.min_rows:
+        return {**outcome, "reason": f"{len(current)} captured rows, fewer than {monitor.min_rows}"}
     reference, config, baseline_uri = baseline_of(ctx, model, version)
     spec = spec_of(config)
-    if monitor.get("prediction_drift") and predictor is not None:
+    if monitor.prediction_drift and predictor is not None:
         reference, current, spec = _with_predictions(reference, current, spec, predictor, config)
-    overrides = {k: ColumnOptions(**v) for k, v in (monitor.get("overrides") or {}).items()}
-    report = compare(reference, current, spec, overrides=overrides, drift_share=monitor.get("drift_share", 0.5),
-                     correction=monitor.get("correction"))
+    report = compare(reference, current, spec, overrides=column_options(monitor.overrides),
+                     drift_share=monitor.drift_share, correction=monitor.correction)
     window_info = {"from": str(current["_ts"].min()), "to": str(current["_ts"].max()), "rows": len(current),
                    "files": len(files)}
     run_id, run_name = log_drift_run(ctx, "infer", model, report, params={
-        "model": model, "version": version, "monitor": monitor["id"], "reference": baseline_uri,
+        "model": model, "version": version, "monitor": monitor.id, "reference": baseline_uri,
         "current": str(capture.folder(ctx.settings.drift_bucket, model, version)) + "/",
         "window_from": window_info["from"], "window_to": window_info["to"], "rows_reference": len(reference),
         "rows_current": len(current), "files": len(files),
-    }, tags={"mlaas.model_version": str(version), "mlaas.monitor": monitor["id"]})
+    }, tags={"mlaas.model_version": str(version), "mlaas.monitor": monitor.id})
     return {**outcome, "checked": True, "run_id": run_id, "run_name": run_name,
             "dataset_drift": report.dataset_drift, "share_drifted": report.share_drifted,
             "drifted_columns": report.drifted_columns, "window": window_info, "last_file": files[-1] if files else ""}

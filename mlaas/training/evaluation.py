@@ -10,12 +10,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlaas import jobs
 from mlaas.adapters.registry import ModelVersion
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
 from mlaas.datasets.frames import LoadedFrame, frame_to_parquet, read_config, read_frame
 from mlaas.errors import InvalidInput
 from mlaas.training import plots, promotion, scoring
+from mlaas.training.retrain import promote_if_better
+from mlaas.training.specs import EvaluateJob, EvaluateSpec
 from mlaas.uris import parse_uri
 
 Progress = Callable[[str, int], None]
@@ -23,32 +26,39 @@ EVAL_TAGS = ("eval.run_id", "eval.dataset", "eval.dataset_sha256", "eval.metric"
              "eval.at")
 
 
-def prepare(ctx: Context, request: dict[str, Any]) -> dict[str, Any]:
+def prepare(spec: EvaluateSpec, *, ctx: Context) -> EvaluateJob:
     """Resolve the versions and fill the test set and config; 404/400 before anything is queued."""
-    version = ctx.registry.resolve(request["model"], request.get("version"))
-    dataset = request.get("dataset") or version.tags.get("test_dataset") or ctx.settings.default_test_dataset
-    data_config = request.get("data_config") or version.tags.get("data_config")
-    missing = [n for n, v in (("dataset", dataset), ("data_config", data_config)) if not v]
-    if missing:
+    version = ctx.registry.resolve(spec.model, spec.version)
+    dataset = spec.dataset or version.tags.get("test_dataset") or ctx.settings.default_test_dataset
+    data_config = spec.data_config or version.tags.get("data_config")
+    if not dataset or not data_config:
+        missing = [n for n, v in (("dataset", dataset), ("data_config", data_config)) if not v]
         raise InvalidInput(f"{' and '.join(missing)} missing: give them in the request (version "
                            f"{version.version} records none, and no default test set is configured)")
     for field, value in (("dataset", dataset), ("data_config", data_config)):
         parse_uri(value, allowed_buckets=ctx.settings.buckets, field=field)
     challenger = None
-    if request.get("compare_with") is not None:
-        challenger = ctx.registry.resolve(version.name, request["compare_with"]).version
-    return {"model": version.name, "version": version.version, "dataset": dataset, "data_config": data_config,
-            "compare_with": challenger, "promote": bool(request.get("promote", False))}
+    if spec.compare_with is not None:
+        challenger = ctx.registry.resolve(version.name, spec.compare_with).version
+    return EvaluateJob(model=version.name, version=version.version, dataset=dataset, data_config=data_config,
+                       compare_with=challenger, promote=spec.promote)
 
 
-def run(ctx: Context, job_id: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+def submit(spec: EvaluateSpec, *, ctx: Context, idempotency_key: str | None = None,
+           request_id: str = "") -> dict[str, Any]:
+    """Check and pin an evaluation request, then queue it as a job; the same idempotency key gives the same job."""
+    job, _ = jobs.submit(prepare(spec, ctx=ctx), ctx=ctx, idempotency_key=idempotency_key, request_id=request_id)
+    return job
+
+
+def run(job: EvaluateJob, *, ctx: Context, job_id: str, progress: Progress) -> dict[str, Any]:
     """The evaluation job: data → predictions → metrics and pictures → ``eval_`` run → tags → verdict."""
-    name = params["model"]
+    name = job.model
     progress("download_data", 10)
-    config_uri = parse_uri(params["data_config"], allowed_buckets=ctx.settings.buckets, field="data_config")
+    config_uri = parse_uri(job.data_config, allowed_buckets=ctx.settings.buckets, field="data_config")
     config = DataConfig.parse(read_config(ctx.storage, config_uri), source=str(config_uri))
-    data = read_frame(ctx.storage, parse_uri(params["dataset"], allowed_buckets=ctx.settings.buckets,
-                                             field="dataset"), field="dataset")
+    data = read_frame(ctx.storage, parse_uri(job.dataset, allowed_buckets=ctx.settings.buckets, field="dataset"),
+                      field="dataset")
     config.check_columns(data.frame, source=f"dataset {data.uri}")
     frame = data.frame.dropna(subset=[config.target_column])
     if frame.empty:
@@ -56,35 +66,31 @@ def run(ctx: Context, job_id: str, params: dict[str, Any], progress: Progress) -
     X, y = frame[config.features], frame[config.target_column]
 
     results = {}
-    order = [params["version"]] + ([params["compare_with"]] if params.get("compare_with") else [])
+    order = [job.version] + ([job.compare_with] if job.compare_with else [])
     for step, number in enumerate(dict.fromkeys(order)):
         progress(f"evaluate_v{number}", 30 + 30 * step)
         version = ctx.registry.get_version(name, int(number))
         results[number] = _evaluate(ctx, version, X, y, config, data, job_id)
 
     progress("compare", 90)
-    main = results[params["version"]]
-    out: dict[str, Any] = {"model": name, "version": params["version"], "dataset": str(data.uri),
+    main = results[job.version]
+    out: dict[str, Any] = {"model": name, "version": job.version, "dataset": str(data.uri),
                            "dataset_sha256": data.sha256, "rows": len(frame), "task": main["task"],
                            "metrics": main["metrics"], "undefined_metrics": main["metrics"].undefined,
                            "confusion_matrix": main.get("confusion_matrix"),
                            "run_id": main["run_id"], "run_name": main["run_name"]}
     metric = promotion.primary_metric(ctx, name, main["task"])
-    if params.get("compare_with"):
-        other = results[params["compare_with"]]
-        verdict = promotion.decide(metric, main["metrics"], other["metrics"], params["compare_with"])
+    if job.compare_with:
+        other = results[job.compare_with]
+        verdict = promotion.decide(metric, main["metrics"], other["metrics"], job.compare_with)
         out["comparison"] = {
-            "metric": metric, "challenger_version": params["compare_with"], "challenger_metrics": other["metrics"],
+            "metric": metric, "challenger_version": job.compare_with, "challenger_metrics": other["metrics"],
             "challenger_run_id": other["run_id"], "better": verdict.passed, "reason": verdict.reason,
         }
-    out["promotion"] = {"requested": params.get("promote", False), "promoted": False}
-    if params.get("promote"):
-        decision = promotion.gate(ctx, name, main["metrics"], X=X, y=y, task=main["task"],
-                                  exclude_version=params["version"])
-        out["promotion"].update(decision.to_dict())
-        if decision.passed:
-            promotion.promote(ctx, name, params["version"], actor=f"job:{job_id}", reason=decision.reason)
-            out["promotion"]["promoted"] = True
+    out["promotion"] = {"requested": job.promote, "promoted": False}
+    if job.promote:
+        out["promotion"] = promote_if_better(name, job.version, main["metrics"], X=X, y=y, task=main["task"], ctx=ctx,
+                                             actor=f"job:{job_id}")
     return out
 
 

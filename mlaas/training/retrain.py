@@ -10,134 +10,166 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 
+from mlaas import jobs
 from mlaas.adapters.registry import STAGE_TAG, ModelVersion
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
 from mlaas.datasets.frames import LoadedFrame, read_config, read_frame, write_config, write_frame
 from mlaas.errors import InvalidInput
 from mlaas.training import promotion, scoring
+from mlaas.training.specs import TrainJob, TrainSpec
 from mlaas.uris import S3Uri, parse_uri
 
 Progress = Callable[[str, int], None]
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A training job's parameters, resolved and checked at submission."""
-
-    params: dict[str, Any]
-    version: ModelVersion
-
-
-def prepare(ctx: Context, request: dict[str, Any]) -> Prepared:
+def prepare(spec: TrainSpec, *, ctx: Context) -> TrainJob:
     """Resolve the model version and fill data URIs from its tags; 404/400 before anything is queued."""
-    version = ctx.registry.resolve(request["model"], request.get("version"))
-    dataset = request.get("dataset") or version.tags.get("dataset")
-    data_config = request.get("data_config") or version.tags.get("data_config")
-    missing = [n for n, v in (("dataset", dataset), ("data_config", data_config)) if not v]
-    if missing:
+    version = ctx.registry.resolve(spec.model, spec.version)
+    dataset = spec.dataset or version.tags.get("dataset")
+    data_config = spec.data_config or version.tags.get("data_config")
+    if not dataset or not data_config:
+        missing = [n for n, v in (("dataset", dataset), ("data_config", data_config)) if not v]
         raise InvalidInput(
             f"{' and '.join(missing)} missing: give them in the request (version {version.version} "
             "records none from a previous training)"
         )
-    buckets = ctx.settings.buckets
-    uris = {"dataset": dataset, "data_config": data_config, "test_dataset": request.get("test_dataset")}
-    for field, value in uris.items():
+    for field, value in (("dataset", dataset), ("data_config", data_config), ("test_dataset", spec.test_dataset)):
         if value:
-            parse_uri(value, allowed_buckets=buckets, field=field)
-    params = {
-        "model": version.name,
-        "version": version.version,
-        "dataset": dataset,
-        "data_config": data_config,
-        "test_dataset": request.get("test_dataset"),
-        "drift_fraction": request.get("drift_fraction", ctx.settings.drift_fraction),
-        "test_fraction": request.get("test_fraction", ctx.settings.test_fraction),
-        "random_state": request.get("random_state"),
-        "promote": bool(request.get("promote", False)),
-    }
-    return Prepared(params, version)
+            parse_uri(value, allowed_buckets=ctx.settings.buckets, field=field)
+    return TrainJob(model=version.name, version=version.version, dataset=dataset, data_config=data_config,
+                    test_dataset=spec.test_dataset, drift_fraction=spec.drift_fraction,
+                    test_fraction=spec.test_fraction, random_state=spec.random_state, promote=spec.promote)
 
 
-def run(ctx: Context, job_id: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+def submit(spec: TrainSpec, *, ctx: Context, idempotency_key: str | None = None,
+           request_id: str = "") -> dict[str, Any]:
+    """Check and pin a training request, then queue it as a job; the same idempotency key gives the same job."""
+    job, _ = jobs.submit(prepare(spec, ctx=ctx), ctx=ctx, idempotency_key=idempotency_key, request_id=request_id)
+    return job
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a training job read: the data config, the training data, an optional test set, the task."""
+
+    config_uri: S3Uri
+    config: DataConfig
+    data: LoadedFrame
+    test: LoadedFrame | None
+    task: str
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The rows each stage uses, and where the baseline and the test set are stored."""
+
+    train: pd.DataFrame
+    baseline: pd.DataFrame
+    test: pd.DataFrame
+    baseline_uri: S3Uri
+    test_uri: str
+
+
+def run(job: TrainJob, *, ctx: Context, job_id: str, progress: Progress) -> dict[str, Any]:
     """The training job: data → split → baseline → fit → evaluate → log → register → tag → promote."""
-    name, source_version = params["model"], int(params["version"])
-    buckets = ctx.settings.buckets
     progress("download_data", 5)
-    config_uri = parse_uri(params["data_config"], allowed_buckets=buckets, field="data_config")
-    config = DataConfig.parse(read_config(ctx.storage, config_uri), source=str(config_uri))
-    data = _load_checked(ctx, params["dataset"], config, "dataset")
-    test = _load_checked(ctx, params["test_dataset"], config, "test_dataset") if params.get("test_dataset") else None
-    task = config.infer_task(data.frame[config.target_column])
-
+    inputs = load_inputs(job, ctx=ctx)
     progress("split", 15)
     train_df, baseline_df, holdout_df = split(
-        data.frame, config, task, drift_fraction=float(params["drift_fraction"]),
-        test_fraction=0.0 if test is not None else float(params["test_fraction"]),
-        random_state=params.get("random_state"),
+        inputs.data.frame, inputs.config, inputs.task, drift_fraction=job.drift_fraction,
+        test_fraction=0.0 if inputs.test is not None else job.test_fraction, random_state=job.random_state,
     )
-    test_df = test.frame if test is not None else holdout_df
-
     progress("save_baseline", 25)
-    folder = S3Uri(ctx.settings.drift_bucket, f"{name}/{job_id}")
+    parts = save_parts(train_df, baseline_df, holdout_df, inputs, job, ctx=ctx, job_id=job_id)
+    progress("load_model", 35)
+    estimator = load_source(job, ctx=ctx)
+    progress("fit", 50)
+    fit(estimator, parts.train, inputs, job)
+    progress("evaluate", 70)
+    X_test, y_test = parts.test[inputs.config.features], parts.test[inputs.config.target_column]
+    y_pred, proba, classes = scoring.predict(estimator, X_test, inputs.task)
+    scores = scoring.compute(inputs.task, y_test, y_pred, proba, classes)
+    progress("register", 85)
+    new_version, run_id, run_name = register(job, estimator, inputs, parts, scores, ctx=ctx, job_id=job_id)
+    decision: dict[str, Any] = {"requested": job.promote, "promoted": False}
+    if job.promote:
+        progress("promote", 95)
+        decision = promote_if_better(job.model, new_version.version, scores, X=X_test, y=y_test, task=inputs.task,
+                                     ctx=ctx, actor=f"job:{job_id}")
+    return {
+        "run_id": run_id, "run_name": run_name, "model": job.model, "version": new_version.version,
+        "source_version": job.version, "task": inputs.task, "drift_data": str(parts.baseline_uri),
+        "test_dataset": parts.test_uri, "test_set": "test_dataset" if inputs.test is not None else "holdout",
+        "metrics": scores, "undefined_metrics": scores.undefined, "promotion": decision,
+    }
+
+
+def load_inputs(job: TrainJob, *, ctx: Context) -> Inputs:
+    """Read the data config, the training data and the test set (if given), each checked against the config."""
+    config_uri = parse_uri(job.data_config, allowed_buckets=ctx.settings.buckets, field="data_config")
+    config = DataConfig.parse(read_config(ctx.storage, config_uri), source=str(config_uri))
+    data = _load_checked(ctx, job.dataset, config, "dataset")
+    test = _load_checked(ctx, job.test_dataset, config, "test_dataset") if job.test_dataset else None
+    return Inputs(config_uri, config, data, test, config.infer_task(data.frame[config.target_column]))
+
+
+def save_parts(train_df: pd.DataFrame, baseline_df: pd.DataFrame, holdout_df: pd.DataFrame, inputs: Inputs,
+               job: TrainJob, *, ctx: Context, job_id: str) -> Parts:
+    """Store the drift baseline with its data config (and the holdout when it is the test set)."""
+    folder = S3Uri(ctx.settings.drift_bucket, f"{job.model}/{job_id}")
     baseline_uri = folder.child("baseline.parquet")
     write_frame(ctx.storage, baseline_uri, baseline_df)
-    write_config(ctx.storage, folder.child("data_config.yaml"), config.model_dump(exclude_none=True))
-    test_uri = str(test.uri) if test is not None else str(folder.child("holdout.parquet"))
-    if test is None:
-        write_frame(ctx.storage, folder.child("holdout.parquet"), holdout_df)
+    write_config(ctx.storage, folder.child("data_config.yaml"), inputs.config.model_dump(exclude_none=True))
+    if inputs.test is not None:
+        return Parts(train_df, baseline_df, inputs.test.frame, baseline_uri, str(inputs.test.uri))
+    write_frame(ctx.storage, folder.child("holdout.parquet"), holdout_df)
+    return Parts(train_df, baseline_df, holdout_df, baseline_uri, str(folder.child("holdout.parquet")))
 
-    progress("load_model", 35)
-    source = ctx.registry.resolve(name, source_version)
-    loaded = ctx.registry.load_model(source)
+
+def load_source(job: TrainJob, *, ctx: Context) -> Any:
+    """A fresh, unfitted copy of the source version's scikit-learn estimator."""
+    loaded = ctx.registry.load_model(ctx.registry.resolve(job.model, job.version))
     if loaded.flavor != "sklearn":
-        raise InvalidInput(f"model {name} v{source_version} is not a scikit-learn model, so it cannot be retrained")
+        raise InvalidInput(f"model {job.model} v{job.version} is not a scikit-learn model, so it cannot be retrained")
+    return clone(loaded.estimator)
 
-    progress("fit", 50)
-    estimator = clone(loaded.estimator)
-    X_train, y_train = train_df[config.features], train_df[config.target_column]
+
+def fit(estimator: Any, train_df: pd.DataFrame, inputs: Inputs, job: TrainJob) -> None:
+    """Fit the estimator on the training rows; a fit the data cannot support is a 400 naming the dataset."""
     try:
-        estimator.fit(X_train, y_train)
+        estimator.fit(train_df[inputs.config.features], train_df[inputs.config.target_column])
     except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput(f"fitting {name} v{source_version} on {data.uri} failed: {exc}") from None
+        raise InvalidInput(f"fitting {job.model} v{job.version} on {inputs.data.uri} failed: {exc}") from None
 
-    progress("evaluate", 70)
-    X_test, y_test = test_df[config.features], test_df[config.target_column]
-    y_pred, proba, classes = scoring.predict(estimator, X_test, task)
-    scores = scoring.compute(task, y_test, y_pred, proba, classes)
 
-    progress("register", 85)
+def register(job: TrainJob, estimator: Any, inputs: Inputs, parts: Parts, scores: dict[str, float], *,
+             ctx: Context, job_id: str) -> tuple[ModelVersion, str | None, str]:
+    """Log the run and register the new version with its tags, once per job (a redelivery reuses it)."""
     tags = {
-        "drift-data": str(baseline_uri), "dataset": str(data.uri), "data_config": str(config_uri),
-        "test_dataset": test_uri, "source_version": str(source_version), "job_id": job_id, "task": task,
+        "drift-data": str(parts.baseline_uri), "dataset": str(inputs.data.uri), "data_config": str(inputs.config_uri),
+        "test_dataset": parts.test_uri, "source_version": str(job.version), "job_id": job_id, "task": inputs.task,
     }
     # Only a job that ran before (a redelivery: attempts > 1) can have registered its version already.
     ran_before = ctx.jobs.get(job_id).get("attempts") != 1
-    existing = ctx.registry.find_version_by_tag(name, "job_id", job_id) if ran_before else None
-    if existing is not None:  # redelivered after registering: reuse, never register twice
-        new_version, run_id, run_name = existing, existing.run_id, existing.tags.get("run_name", "")
-        tags.update({STAGE_TAG: existing.tags.get(STAGE_TAG, "staging"), "run_name": run_name})
-        ctx.registry.set_tags(name, new_version.version, tags)  # a redelivery may have stopped before them
-    else:  # the version is created with all its tags: one call to the registry instead of one per tag
-        new_version, run_id, run_name = _log_and_register(
-            ctx, job_id, params, estimator, config, task, scores, data, test_uri, baseline_uri,
-            sizes={"train": len(train_df), "baseline": len(baseline_df), "test": len(test_df)}, tags=tags,
-        )
+    existing = ctx.registry.find_version_by_tag(job.model, "job_id", job_id) if ran_before else None
+    if existing is None:  # the version is created with all its tags: one call to the registry instead of one per tag
+        return _log_and_register(ctx, job_id, job, estimator, inputs, scores, parts, tags=tags)
+    run_name = existing.tags.get("run_name", "")
+    tags.update({STAGE_TAG: existing.tags.get(STAGE_TAG, "staging"), "run_name": run_name})
+    ctx.registry.set_tags(job.model, existing.version, tags)  # a redelivery may have stopped before them
+    return existing, existing.run_id, run_name
 
-    decision: dict[str, Any] = {"requested": bool(params.get("promote")), "promoted": False}
-    if params.get("promote"):
-        progress("promote", 95)
-        verdict = promotion.gate(ctx, name, scores, X=X_test, y=y_test, task=task, exclude_version=new_version.version)
-        decision.update(verdict.to_dict())
-        if verdict.passed:
-            promotion.promote(ctx, name, new_version.version, actor=f"job:{job_id}", reason=verdict.reason)
-            decision["promoted"] = True
-    return {
-        "run_id": run_id, "run_name": run_name, "model": name, "version": new_version.version,
-        "source_version": source_version, "task": task, "drift_data": str(baseline_uri), "test_dataset": test_uri,
-        "test_set": "test_dataset" if test is not None else "holdout", "metrics": scores,
-        "undefined_metrics": scores.undefined, "promotion": decision,
-    }
+
+def promote_if_better(model: str, number: int, scores: dict[str, float], *, X: pd.DataFrame, y: pd.Series,
+                      task: str, ctx: Context, actor: str) -> dict[str, Any]:
+    """Apply the promotion gate to a version's scores on a test set; promote the version when it passes."""
+    verdict = promotion.gate(ctx, model, scores, X=X, y=y, task=task, exclude_version=number)
+    decision: dict[str, Any] = {"requested": True, "promoted": False, **verdict.to_dict()}
+    if verdict.passed:
+        promotion.promote(ctx, model, number, actor=actor, reason=verdict.reason)
+        decision["promoted"] = True
+    return decision
 
 
 def split(
@@ -199,26 +231,25 @@ def _load_checked(ctx: Context, uri_text: str, config: DataConfig, field: str) -
     return loaded
 
 
-def _log_and_register(
-    ctx: Context, job_id: str, params: dict[str, Any], estimator: Any, config: DataConfig, task: str,
-    scores: dict[str, float], data: LoadedFrame, test_uri: str, baseline_uri: S3Uri, sizes: dict[str, int],
-    tags: dict[str, str],
-) -> tuple[ModelVersion, str, str]:
-    name = params["model"]
-    with ctx.registry.run("train", name, tags={"mlaas.job_id": job_id, "mlaas.kind": "train"}) as run:
+def _log_and_register(ctx: Context, job_id: str, job: TrainJob, estimator: Any, inputs: Inputs,
+                      scores: dict[str, float], parts: Parts, *,
+                      tags: dict[str, str]) -> tuple[ModelVersion, str | None, str]:
+    data, config = inputs.data, inputs.config
+    sizes = {"train": len(parts.train), "baseline": len(parts.baseline), "test": len(parts.test)}
+    with ctx.registry.run("train", job.model, tags={"mlaas.job_id": job_id, "mlaas.kind": "train"}) as run:
         run.log_params({
-            "source_model": name, "source_version": params["version"], "dataset": str(data.uri),
-            "dataset_sha256": data.sha256, "data_config": params["data_config"], "test_dataset": test_uri,
-            "baseline": str(baseline_uri), "task": task, "drift_fraction": params["drift_fraction"],
-            "test_fraction": params["test_fraction"] if not params.get("test_dataset") else 0,
-            "random_state": params.get("random_state"), "rows": len(data.frame),
+            "source_model": job.model, "source_version": job.version, "dataset": str(data.uri),
+            "dataset_sha256": data.sha256, "data_config": job.data_config, "test_dataset": parts.test_uri,
+            "baseline": str(parts.baseline_uri), "task": inputs.task, "drift_fraction": job.drift_fraction,
+            "test_fraction": job.test_fraction if not job.test_dataset else 0,
+            "random_state": job.random_state, "rows": len(data.frame),
             **{f"rows_{k}": v for k, v in sizes.items()},
-            "test_set": "test_dataset" if params.get("test_dataset") else "holdout",
+            "test_set": "test_dataset" if job.test_dataset else "holdout",
         })
         run.log_metrics(scores)
         run.log_json(config.model_dump(), "data_config.json")
         example = data.frame[config.features].head(5)
         version = run.register_sklearn_model(
-            estimator, name=name, example=example, tags={**tags, STAGE_TAG: "staging", "run_name": run.name}
+            estimator, name=job.model, example=example, tags={**tags, STAGE_TAG: "staging", "run_name": run.name}
         )
         return version, run.run_id, run.name

@@ -33,8 +33,10 @@ from mlaas import jobs
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.context import Context
 from mlaas.monitoring import capture, monitors
+from mlaas.monitoring.specs import MonitorSchedule, MonitorSpec
 from mlaas.settings import Settings
 from mlaas.training import retrain
+from mlaas.training.specs import TrainSpec
 from mlaas.uris import S3Uri
 from tests.integration.conftest import DATA, ROOT, TEST_SERVICE_ENV, Api
 from tests.integration.models import CATEGORICAL, NUMERIC, register, slow_pipeline, titanic_pipeline
@@ -407,7 +409,7 @@ def test_mlflow_down_cached_models_serve_new_ones_503_and_jobs_fail_unavailable(
         register(faults.settings, name, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
     warm(faults, cached)  # the production version, resolved by name
     warm(faults, cached, version=1)
-    prepared = retrain.prepare(faults.ctx, train_body(cached, data))  # accepted before the outage
+    pinned = retrain.prepare(TrainSpec(**train_body(cached, data)), ctx=faults.ctx)  # accepted before the outage
 
     with faults.down("mlflow"):
         latencies = []
@@ -428,7 +430,7 @@ def test_mlflow_down_cached_models_serve_new_ones_503_and_jobs_fail_unavailable(
         response = faults.api.post("/train", json=train_body(cached, data))
         assert response.status_code == 503 and "mlflow" in response.json()["message"]
 
-        job, _ = jobs.submit(faults.ctx, "train", prepared.params)
+        job, _ = jobs.submit(pinned, ctx=faults.ctx)
         started = time.monotonic()
         failed = faults.api.wait_job(job["job_id"], timeout=180)
         faults.note("mlflow_down.job_failed_after_s", time.monotonic() - started)
@@ -558,8 +560,9 @@ def test_two_beats_or_a_restarted_beat_never_run_a_monitor_twice_for_one_due_tim
     monitor_id = f"m-{name}"
     with second_beat(faults):
         # an interval shorter than the API allows (10 s), to keep the test short
-        monitors.create(faults.ctx, faults.ctx.monitors, {"id": monitor_id, "model": name,
-                                                          "schedule": {"every_seconds": every}, "min_rows": 1})
+        monitors.create(MonitorSpec.model_construct(id=monitor_id, model=name, min_rows=1,
+                                                    schedule=MonitorSchedule.model_construct(every_seconds=every)),
+                        ctx=faults.ctx)
         dues = wait_for(lambda: at_least(3, claimed_dues(faults, monitor_id)), 60, "three due times claimed")
         gaps = [(b - a).total_seconds() for a, b in zip(dues, dues[1:], strict=False)]
         assert all(gap >= every for gap in gaps), dues  # one claim per due time, never two close together

@@ -252,7 +252,7 @@ def test_drift_of_inference_traffic_is_checked_off_the_request_path(api, ctx, se
         assert api.post("/inference", json={"model": unique, "version": version,
                                             "data": records(TEST.iloc[start:start + 50])}).status_code == 200
     drain(ctx, buffer, key, 400)
-    calm = monitors.run_check(ctx, ctx.monitors, buffer, f"m-{unique}", None)
+    calm = monitors.run_check(f"m-{unique}", None, ctx=ctx, buffer=buffer)
     assert calm["checked"] and calm["dataset_drift"] is False, calm
     assert calm["window"]["rows"] == 400
 

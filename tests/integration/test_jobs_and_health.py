@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from mlaas import jobs
 from mlaas.adapters.jobstore import JobStore
 from mlaas.context import Context
+from mlaas.drift.specs import DriftColumns, DriftSpec
 from mlaas.errors import Unavailable
 from tests.integration.models import CATEGORICAL, NUMERIC, register, slow_pipeline, titanic_pipeline
 from tests.waiting import wait_for
@@ -233,12 +234,14 @@ class RecordingQueue:
 
 def test_a_submission_the_broker_refused_leaves_nothing_and_its_retry_makes_a_job(ctx, unique):
     refused = Context(ctx.settings, {"jobs": ctx.jobs, "queue": RefusingQueue()})
+    spec = DriftSpec(reference=f"s3://datasets/{unique}/a.csv", current=f"s3://datasets/{unique}/b.csv",
+                     columns=DriftColumns(numerical=["x"]))
     with pytest.raises(Unavailable):
-        jobs.submit(refused, "drift", {"model": unique}, idempotency_key=f"refused-{unique}")
+        jobs.submit(spec, ctx=refused, idempotency_key=f"refused-{unique}")
     listed, _ = ctx.jobs.list(job_type="drift", limit=500)
-    assert [j for j in listed if j["params"] == {"model": unique}] == []
+    assert [j for j in listed if j["params"]["reference"] == spec.reference] == []
     queue = RecordingQueue()
-    job, created = jobs.submit(Context(ctx.settings, {"jobs": ctx.jobs, "queue": queue}), "drift", {"model": unique},
+    job, created = jobs.submit(spec, ctx=Context(ctx.settings, {"jobs": ctx.jobs, "queue": queue}),
                                idempotency_key=f"refused-{unique}")
     assert created and queue.sent == [job["job_id"]] and ctx.jobs.get(job["job_id"])["state"] == "queued"
 

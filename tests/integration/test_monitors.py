@@ -15,7 +15,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.monitoring import monitors
+from mlaas.monitoring.specs import MonitorSchedule, MonitorSpec
+from tests.integration.captured import drain
 from tests.integration.conftest import WEBHOOK_PORT
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 from tests.waiting import wait_for
@@ -95,11 +98,11 @@ def test_monitor_crud_and_validation(api, settings, titanic, unique):
 
 def test_one_due_time_is_queued_once(ctx, settings, unique):
     register(settings, unique, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
-    monitors.create(ctx, ctx.monitors, {"id": f"once-{unique}", "model": unique, "schedule": {"every_seconds": 3600},
-                                        "enabled": True})
+    monitors.create(MonitorSpec(id=f"once-{unique}", model=unique, schedule=MonitorSchedule(every_seconds=3600),
+                                enabled=True), ctx=ctx)
     now = datetime.now(UTC)
-    first = [q for q in monitors.sweep(ctx, ctx.monitors, now=now) if q["monitor"] == f"once-{unique}"]
-    second = [q for q in monitors.sweep(ctx, ctx.monitors, now=now) if q["monitor"] == f"once-{unique}"]
+    first = [q for q in monitors.sweep(ctx=ctx, now=now) if q["monitor"] == f"once-{unique}"]
+    second = [q for q in monitors.sweep(ctx=ctx, now=now) if q["monitor"] == f"once-{unique}"]
     assert len(first) == 1 and second == []
     ctx.monitors.delete(f"once-{unique}")
 
@@ -161,3 +164,50 @@ def test_monitor_fires_on_schedule_calls_the_webhook_and_retrains_once(api, ctx,
     versions = MlflowClient(settings.mlflow_tracking_uri).search_model_versions(f"name = '{unique}'")
     assert len(versions) == new_version
     api.delete(f"/monitors/sched-{unique}")
+
+
+def wait_for_monitor(api, monitor_id, done, what, timeout=120):
+    """Poll GET /monitors/<id> until ``done(monitor)``; returns the monitor."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = api.get(f"/monitors/{monitor_id}").json()
+        if done(shown):
+            return shown
+        assert time.monotonic() < deadline, (what, shown)
+        time.sleep(0.5)
+
+
+def test_a_failed_check_shows_its_error_and_waits_for_a_baseline_before_running_again(api, ctx, settings, titanic,
+                                                                                      unique):
+    # a production version registered outside mlaas: it has no drift-data baseline, so no check can succeed
+    register(settings, unique, titanic_pipeline(), TRAIN[FEATURES], TRAIN["Survived"])
+    monitor_id = f"nobase-{unique}"
+    created = api.post("/monitors", json={"id": monitor_id, "model": unique, "min_rows": 20, "enabled": False})
+    assert created.status_code == 201, created.text
+    assert api.post("/inference", json={"model": unique, "data": rows(TEST.head(60))}).status_code == 200
+    buffer = CaptureBuffer(settings)
+    drain(ctx, buffer, buffer.stream_key(unique, 1), 60)
+
+    assert api.post(f"/monitors/{monitor_id}/run").status_code == 202
+    shown = wait_for_monitor(api, monitor_id, lambda m: m.get("last_error"), "the failed check is recorded")
+    error = shown["last_error"]
+    assert error["code"] == "invalid_input" and "has no drift-data baseline" in error["message"], error
+    assert error["at"] and error["depends_on"]["version"] == 1 and error["depends_on"]["baseline"] is None
+    assert shown["next_check_at"] is None and "baseline" in error["retry"]
+    listed = {m["id"]: m for m in api.get("/monitors").json()["monitors"]}
+    assert listed[monitor_id]["last_error"]["message"] == error["message"]
+
+    # enabled and due, with rows waiting: neither the schedule nor the flush queues it while nothing changed
+    assert api.request("PATCH", f"/monitors/{monitor_id}", json={"enabled": True}).status_code == 200
+    assert monitor_id not in [q["monitor"] for q in monitors.sweep(ctx=ctx)]
+    assert monitor_id not in monitors.due_on_flush(unique, 1, 10**6, ctx=ctx)
+    assert api.get(f"/monitors/{monitor_id}").json()["last_error"]["at"] == error["at"]  # not run again
+
+    # a baseline appears on the production version: the next sweep runs the check, and it succeeds
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    client.set_model_version_tag(unique, "1", "drift-data", titanic["train"])
+    monitors.sweep(ctx=ctx)
+    shown = wait_for_monitor(api, monitor_id, lambda m: m.get("last_result"), "a check after the new baseline")
+    assert shown["last_error"] is None and shown["last_result"]["checked"] is True
+    assert shown["last_result"]["window"]["rows"] == 60 and shown["next_check_at"] is not None
+    api.delete(f"/monitors/{monitor_id}")

@@ -15,6 +15,7 @@ from sklearn.linear_model import LinearRegression
 from mlaas import jobs
 from mlaas.datasets.frames import write_config
 from mlaas.training import retrain
+from mlaas.training.specs import TrainSpec
 from mlaas.uris import S3Uri, parse_uri
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 
@@ -109,17 +110,17 @@ def test_no_data_recorded_and_none_given_is_400(api, titanic_model):
 
 
 def test_same_job_twice_registers_one_version(ctx, settings, titanic_model, titanic):
-    prepared = retrain.prepare(ctx, {"model": titanic_model, "dataset": titanic["train"],
-                                      "data_config": titanic["data_config"], "random_state": 3})
-    job, _ = ctx.jobs.create("train", prepared.params)
-    first = retrain.run(ctx, job["job_id"], prepared.params, lambda step, pct: None)
-    second = retrain.run(ctx, job["job_id"], prepared.params, lambda step, pct: None)
+    pinned = retrain.prepare(TrainSpec(model=titanic_model, dataset=titanic["train"],
+                                       data_config=titanic["data_config"], random_state=3), ctx=ctx)
+    job, _ = ctx.jobs.create("train", jobs.params_of(pinned))
+    first = retrain.run(pinned, ctx=ctx, job_id=job["job_id"], progress=lambda step, pct: None)
+    second = retrain.run(pinned, ctx=ctx, job_id=job["job_id"], progress=lambda step, pct: None)
     assert first["version"] == second["version"] == 2
     assert versions(settings, titanic_model) == [1, 2]
     # a redelivered message for a finished job is skipped by the runner
     ctx.jobs.transition(job["job_id"], "running", allowed_from=("queued",))
     ctx.jobs.transition(job["job_id"], "succeeded", allowed_from=("running",), result=first)
-    assert jobs.run(ctx, job["job_id"], lambda *a: pytest.fail("must not run again")) == "succeeded"
+    assert jobs.run(job["job_id"], lambda *a: pytest.fail("must not run again"), ctx=ctx) == "succeeded"
     assert versions(settings, titanic_model) == [1, 2]
 
 

@@ -67,7 +67,7 @@ def handler(job_id: str, params: dict[str, Any], progress: jobs.Progress) -> dic
 
 def test_a_job_waits_for_redis_and_carries_on_with_one_attempt():
     store = FlakyJobs(failures=2)
-    assert jobs.run(context(store, wait=30), "j1", handler) == "succeeded"
+    assert jobs.run("j1", handler, ctx=context(store, wait=30)) == "succeeded"
     assert store.record["state"] == "succeeded" and store.record["attempts"] == 1
     assert store.steps == ["fit", "evaluate"]
 
@@ -95,7 +95,7 @@ def test_past_the_wait_redis_unavailable_is_raised_and_nothing_is_recorded_as_fa
     monkeypatch.setattr(jobstore, "time", clock)
     store = FlakyJobs(failures=10**6)
     with pytest.raises(Unavailable) as raised:
-        jobs.run(context(store, wait=4.0), "j1", handler)
+        jobs.run("j1", handler, ctx=context(store, wait=4.0))
     assert raised.value.dependency == "redis"
     assert clock.slept == [0.5, 1.0, 2.0]  # backing off, and giving up rather than sleeping past the wait
     assert store.calls == 4
@@ -115,10 +115,10 @@ def test_redis_unavailable_inside_the_handler_retries_and_fails_the_job_on_the_f
 
     store = FlakyJobs(failures=0)
     with pytest.raises(Unavailable):
-        jobs.run(context(store, wait=0), "j1", needs_redis, final_attempt=False)
+        jobs.run("j1", needs_redis, ctx=context(store, wait=0), final_attempt=False)
     assert store.record["state"] == "running"  # the task retries it with backoff
     store = FlakyJobs(failures=0)
-    assert jobs.run(context(store, wait=0), "j1", needs_redis, final_attempt=True) == "failed"
+    assert jobs.run("j1", needs_redis, ctx=context(store, wait=0), final_attempt=True) == "failed"
     assert store.record["state"] == "failed"
 
 

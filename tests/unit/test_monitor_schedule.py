@@ -5,12 +5,14 @@ import pytest
 from mlaas.adapters.monitorstore import next_cron_time
 from mlaas.errors import InvalidInput
 from mlaas.monitoring.monitors import next_due
+from mlaas.monitoring.specs import MonitorRecord
 
 T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 
 
 def monitor(**fields):
-    return {"id": "m", "schedule": {"every_seconds": 60}, "created_at": T0.isoformat(), **fields}
+    return MonitorRecord.model_validate({"id": "m", "model": "m", "min_rows": 1, "schedule": {"every_seconds": 60},
+                                         "created_at": T0.isoformat(), **fields})
 
 
 def test_first_run_is_due_at_creation_whatever_the_sweep_time():

@@ -29,7 +29,7 @@ bp = APIBlueprint("datasets", __name__, abp_tags=[
 def put_dataset(path: DatasetPath, query: DatasetPutQuery) -> tuple[dict[str, Any], int]:
     """Upload a CSV, Parquet, YAML or JSON body (streamed) to the datasets bucket; returns its s3:// URI."""
     request.max_content_length = current_app.config["MLAAS_SETTINGS"].max_dataset_bytes
-    stored = uploads.upload(ctx(), path.key, request.stream, content_type=request.content_type or "",
+    stored = uploads.upload(path.key, request.stream, ctx=ctx(), content_type=request.content_type or "",
                             length=request.content_length, overwrite=query.overwrite)
     return stored, 201
 
@@ -37,4 +37,4 @@ def put_dataset(path: DatasetPath, query: DatasetPutQuery) -> tuple[dict[str, An
 @bp.get("/datasets", responses={200: DatasetList, 400: ErrorBody})
 def list_datasets(query: DatasetListQuery) -> dict[str, Any]:
     """Objects in the datasets bucket under a prefix."""
-    return {"datasets": uploads.listing(ctx(), query.prefix, query.limit)}
+    return {"datasets": uploads.listing(query.prefix, query.limit, ctx=ctx())}

@@ -7,9 +7,10 @@ from typing import Any
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
-from mlaas.api.routes.common import accepted, ctx
-from mlaas.api.schemas import SECURITY, DriftRequest, ErrorBody, IdempotencyHeader, JobAccepted, JobPath
+from mlaas.api.routes.common import accepted, ctx, request_id
+from mlaas.api.schemas import SECURITY, ErrorBody, IdempotencyHeader, JobAccepted, JobPath
 from mlaas.drift import adhoc
+from mlaas.drift.specs import DriftSpec
 
 bp = APIBlueprint("drift", __name__, abp_tags=[
     Tag(name="drift", description="Data drift")
@@ -17,16 +18,15 @@ bp = APIBlueprint("drift", __name__, abp_tags=[
 
 
 @bp.post("/data-drift", responses={202: JobAccepted, 400: ErrorBody, 404: ErrorBody, 503: ErrorBody})
-def data_drift(body: DriftRequest, header: IdempotencyHeader) -> tuple[dict[str, Any], int]:
+def data_drift(body: DriftSpec, header: IdempotencyHeader) -> tuple[dict[str, Any], int]:
     """Compare a current data set with a reference (URIs, a version's baseline or its captured rows)."""
-    params = adhoc.prepare(ctx(), body.model_dump(exclude_none=True))
-    return accepted("drift", params, header.idempotency_key)
+    return accepted(adhoc.submit(body, ctx=ctx(), idempotency_key=header.idempotency_key, request_id=request_id()))
 
 
 @bp.get("/jobs/<job_id>/report", responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}},
                                             404: ErrorBody})
 def drift_report(path: JobPath) -> Response:
     """The self-contained HTML report of a succeeded drift job."""
-    html = adhoc.report_html(ctx(), ctx().jobs.get(path.job_id))
+    html = adhoc.report_html(path.job_id, ctx=ctx())
     return Response(html, mimetype="text/html", headers={"Content-Security-Policy": "default-src 'none'; "
                                                           "style-src 'unsafe-inline'; img-src data:"})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import current_app
+from typing import Any
+
+from flask import Response, current_app
 from flask_openapi3 import APIBlueprint, Tag
 
 from mlaas.api.errors import error_response
@@ -25,7 +27,7 @@ def health_post() -> dict[str, str]:
 
 
 @bp.get("/ready", responses={200: Readiness, 503: ErrorBody})
-def ready():  # type: ignore[no-untyped-def]
+def ready() -> Response | dict[str, Any]:
     """Readiness: 200 only when Redis, MLflow and S3 answer; else 503 naming what is down."""
     checks = check_dependencies(current_app.config["MLAAS_CONTEXT"])
     down = sorted(name for name, state in checks.items() if state != "ok")

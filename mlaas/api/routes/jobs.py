@@ -18,17 +18,16 @@ bp = APIBlueprint("jobs", __name__, abp_tags=[
 @bp.get("/jobs/<job_id>", responses={200: JobStatus, 404: ErrorBody})
 def get_job(path: JobPath) -> dict[str, Any]:
     """A job's state, progress, result or error, and its recorded transitions."""
-    return ctx().jobs.get(path.job_id)
+    return jobs.get(path.job_id, ctx=ctx())
 
 
 @bp.delete("/jobs/<job_id>", responses={200: JobStatus, 404: ErrorBody, 409: ErrorBody})
 def cancel_job(path: JobPath) -> dict[str, Any]:
     """Cancel a queued or running job (a running job stops at its next step)."""
-    return jobs.cancel(ctx(), path.job_id)
+    return jobs.cancel(path.job_id, ctx=ctx())
 
 
 @bp.get("/jobs", responses={200: JobList})
 def list_jobs(query: JobListQuery) -> dict[str, Any]:
     """Recent jobs, newest first, filtered by type and state, paged."""
-    page, total = ctx().jobs.list(job_type=query.type, state=query.state, limit=query.limit, offset=query.offset)
-    return {"jobs": page, "total": total, "limit": query.limit, "offset": query.offset}
+    return jobs.listing(ctx=ctx(), job_type=query.type, state=query.state, limit=query.limit, offset=query.offset)

@@ -6,9 +6,10 @@ from typing import Any
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from mlaas.api.routes.common import accepted, ctx
-from mlaas.api.schemas import SECURITY, ErrorBody, IdempotencyHeader, JobAccepted, TrainRequest
+from mlaas.api.routes.common import accepted, ctx, request_id
+from mlaas.api.schemas import SECURITY, ErrorBody, IdempotencyHeader, JobAccepted
 from mlaas.training import retrain
+from mlaas.training.specs import TrainSpec
 
 bp = APIBlueprint("train", __name__, abp_tags=[
     Tag(name="training", description="Retrain registered models")
@@ -16,7 +17,6 @@ bp = APIBlueprint("train", __name__, abp_tags=[
 
 
 @bp.post("/train", responses={202: JobAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody})
-def train(body: TrainRequest, header: IdempotencyHeader) -> tuple[dict[str, Any], int]:
+def train(body: TrainSpec, header: IdempotencyHeader) -> tuple[dict[str, Any], int]:
     """Retrain a registered model version on a dataset in storage; returns a job to poll."""
-    prepared = retrain.prepare(ctx(), body.model_dump())
-    return accepted("train", prepared.params, header.idempotency_key)
+    return accepted(retrain.submit(body, ctx=ctx(), idempotency_key=header.idempotency_key, request_id=request_id()))

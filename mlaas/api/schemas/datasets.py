@@ -1,0 +1,37 @@
+"""Datasets: paths, queries and what an upload or a listing returns."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from mlaas.api.schemas.common import Query
+from mlaas.specs import Doc
+
+
+class DatasetPath(Doc):
+    key: str = Field(min_length=1, max_length=1024)
+
+
+class DatasetPutQuery(Query):
+    overwrite: bool = False
+
+
+class DatasetListQuery(Query):
+    prefix: str = Field(default="", max_length=1024)
+    limit: int = Field(default=1000, ge=1, le=10_000)
+
+
+class DatasetStored(Doc):
+    uri: str
+    size: int
+    sha256: str
+
+
+class DatasetInfo(Doc):
+    uri: str
+    size: int
+    last_modified: str | None
+
+
+class DatasetList(Doc):
+    datasets: list[DatasetInfo]

@@ -1,0 +1,131 @@
+"""Monitors: what a user asks for (create, change) and the record kept for each, with its last outcomes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+from mlaas.drift.specs import Correction, DriftOverride
+from mlaas.specs import Doc, Spec, VersionRef, model_name, s3_uri
+
+
+class Schedule(Doc):
+    """A monitor's schedule as stored: every so many seconds, or a five-field crontab expression (UTC)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    every_seconds: int | None = None
+    cron: str | None = None
+
+
+class MonitorSchedule(Spec):
+    every_seconds: int | None = Field(default=None, ge=10, le=366 * 24 * 3600)
+    cron: str | None = Field(default=None, max_length=100, examples=["*/30 * * * *"])
+
+
+class WebhookAction(Spec):
+    url: str = Field(max_length=2000, examples=["https://hooks.example.com/mlaas"])
+    secret: str = Field(default="", max_length=256, description="HMAC-SHA256 key; the body's signature is sent "
+                                                                  "as X-Mlaas-Signature: sha256=<hex>")
+
+
+class RetrainAction(Spec):
+    dataset: str = s3_uri()
+    data_config: str = s3_uri()
+    promote: bool = False
+    cooldown_seconds: int | None = Field(default=None, ge=0, le=366 * 24 * 3600)
+
+
+class OnDrift(Spec):
+    webhook: WebhookAction | None = None
+    retrain: RetrainAction | None = None
+
+
+class MonitorChanges(Spec):
+    """Settings of a monitor; on a change, only the fields given are changed."""
+
+    version: VersionRef = Field(default=None, description="Omitted: the production version at each check")
+    schedule: MonitorSchedule | None = None
+    window_seconds: int | None = Field(default=None, ge=60, description="Omitted: the rows not checked yet")
+    min_rows: int | None = Field(default=None, ge=1, le=10_000_000)
+    overrides: dict[str, DriftOverride] | None = None
+    drift_share: float | None = Field(default=None, gt=0, le=1)
+    correction: Correction | None = None
+    prediction_drift: bool | None = None
+    on_drift: OnDrift | None = None
+    enabled: bool | None = None
+
+
+class MonitorSpec(MonitorChanges):
+    """A new monitor of a model's served traffic."""
+
+    id: str | None = Field(default=None, max_length=128)
+    model: str = model_name()
+
+
+class Dependencies(Doc):
+    """What a check of a monitor ran against: the model version it resolved to and that version's baseline."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    version: int | None = None
+    """The version number (none when the model or version could not be resolved)"""
+    baseline: str | None = None
+    """The version's drift-data tag"""
+    data_config: str | None = None
+    """The version's data_config tag"""
+
+
+class CheckError(Doc):
+    """Why the last check failed, and what it depended on (it is not retried while those stay the same)."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    code: str
+    """Transport-neutral error code, as in the API's errors"""
+    message: str
+    at: str
+    """When the check failed (ISO 8601)"""
+    depends_on: Dependencies
+    retry: str = ""
+    """What makes the check run again"""
+
+
+class MonitorRecord(BaseModel):
+    """A monitor as stored: its effective settings plus the state its checks leave behind."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    model: str
+    version: VersionRef = None
+    schedule: Schedule
+    window_seconds: int | None = None
+    min_rows: int
+    overrides: dict[str, DriftOverride] = {}
+    drift_share: float = 0.5
+    correction: Correction | None = None
+    prediction_drift: bool = False
+    on_drift: OnDrift = OnDrift()
+    enabled: bool = True
+    created_at: str
+    last_run_at: str | None = None
+    last_due: str | None = None
+    last_result: dict[str, Any] | None = None
+    last_skip: dict[str, Any] | None = None
+    last_error: CheckError | None = None
+    last_retrain_at: str | None = None
+    watermark: dict[str, str] = {}
+
+    @field_serializer("schedule", "on_drift")
+    def _compact(self, value: BaseModel) -> dict[str, Any]:
+        return value.model_dump(mode="json", exclude_none=True)
+
+    @field_serializer("overrides")
+    def _compact_overrides(self, value: dict[str, DriftOverride]) -> dict[str, Any]:
+        return {column: options.model_dump(mode="json", exclude_none=True) for column, options in value.items()}
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON record kept in the monitor store."""
+        return self.model_dump(mode="json")

@@ -1,0 +1,61 @@
+"""Building blocks of the typed specs that services take: model names, version references, s3:// URIs.
+
+Each capability package owns its specs (``training.specs``, ``drift.specs``, ``monitoring.specs``); the
+API takes those same models as request bodies, so validation and the OpenAPI document come from them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+
+MAX_VERSION = 2**31 - 1  # the registry stores versions as 32-bit integers
+_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$"  # a registry name: never a URI, path or other reference
+
+
+def model_name(**extra: Any) -> Any:
+    """The constraints of a registered model name, as a pydantic field."""
+    return Field(min_length=1, max_length=256, pattern=NAME_PATTERN,
+                 description="Registered model name", examples=["titanic"], **extra)
+
+
+def s3_uri(**extra: Any) -> Any:
+    """The constraints of an s3:// URI, as a pydantic field."""
+    return Field(min_length=6, max_length=1100, pattern=r"^s3://", **extra)
+
+
+def _version(value: Any) -> int | str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_VERSION:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_VERSION:
+        return int(value)
+    if isinstance(value, str) and _ALIAS.match(value):
+        return value
+    raise ValueError("must be a version number (1 or more), 'latest' or an alias name")
+
+
+VersionRef = Annotated[
+    int | str | None,
+    PlainValidator(_version),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_VERSION}, {"type": "string", "maxLength": 255},
+                   {"type": "null"}]}
+    ),
+]
+
+
+class Doc(BaseModel):
+    """Field docstrings become the fields' descriptions in the OpenAPI document."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class Spec(Doc):
+    """A request spec: unknown fields are refused, and a spec never changes once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
