@@ -22,9 +22,21 @@ def model_name(**extra: Any) -> Any:
                  description="Registered model name", examples=["titanic"], **extra)
 
 
+# What uris.parse_uri accepts, as patterns the OpenAPI document states (schemathesis checks both agree). Keys are
+# printable ASCII without backslashes, in segments that are neither empty, "." nor ".."; a bucket is an S3 name.
+_CHAR = r"[\x20-\x2e\x30-\x5b\x5d-\x7e]"  # printable ASCII except "/" and the backslash
+_NOT_DOT = r"[\x20-\x2d\x30-\x5b\x5d-\x7e]"  # ... and except "."
+SEGMENT = rf"(?:{_NOT_DOT}{_CHAR}*|\.{_NOT_DOT}{_CHAR}*|\.\.{_CHAR}+)"
+KEY_PATTERN = rf"{SEGMENT}(?:/{SEGMENT})*"
+BUCKET_PATTERN = r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]"
+S3_URI_PATTERN = rf"^s3://{BUCKET_PATTERN}/{KEY_PATTERN}$"
+PREFIX_PATTERN = rf"^(?:{KEY_PATTERN}/?)?$"
+MAX_URI_LENGTH = len("s3://") + 63 + 1 + 1024
+
+
 def s3_uri(**extra: Any) -> Any:
-    """The constraints of an s3:// URI, as a pydantic field."""
-    return Field(min_length=6, max_length=1100, pattern=r"^s3://", **extra)
+    """The constraints of an s3:// URI, as a pydantic field (the live document narrows the bucket to the allowed)."""
+    return Field(min_length=10, max_length=MAX_URI_LENGTH, pattern=S3_URI_PATTERN, **extra)
 
 
 def _version(value: Any) -> int | str | None:
@@ -43,7 +55,8 @@ VersionRef = Annotated[
     int | str | None,
     PlainValidator(_version),
     WithJsonSchema(
-        {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_VERSION}, {"type": "string", "maxLength": 255},
+        {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
+                   {"type": "string", "pattern": r"^(?:[1-9][0-9]{0,8}|[A-Za-z_][A-Za-z0-9_\-]{0,254})$"},
                    {"type": "null"}]}
     ),
 ]

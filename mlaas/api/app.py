@@ -11,7 +11,7 @@ from flask.json.provider import DefaultJSONProvider
 from flask_openapi3 import Info, OpenAPI
 
 import mlaas
-from mlaas import logs
+from mlaas import logs, specs
 from mlaas.adapters import telemetry
 from mlaas.api import security
 from mlaas.api.errors import register_error_handlers, validation_error_response
@@ -56,8 +56,13 @@ _OPEN_PATHS = ("/health", "/ready")
 class MlaasOpenAPI(OpenAPI):
     """The generated document, with every error response described as what it is: problem+json ErrorBody."""
 
+    allowed_buckets: tuple[str, ...] = ()
+
     def generate_spec_json(self) -> None:
         super().generate_spec_json()
+        if self.allowed_buckets:  # state which buckets this deployment reads: others are refused
+            buckets = "|".join(re.escape(b) for b in self.allowed_buckets)
+            _replace_pattern(self.spec_json, specs.S3_URI_PATTERN, f"^s3://(?:{buckets})/{specs.KEY_PATTERN}$")
         for path, item in self.spec_json["paths"].items():
             for operation in item.values():
                 responses = operation.setdefault("responses", {})
@@ -68,6 +73,18 @@ class MlaasOpenAPI(OpenAPI):
                 for status, response in responses.items():
                     if int(status) >= 400:
                         response["content"] = {"application/problem+json": {"schema": _ERROR_REF}}
+
+
+def _replace_pattern(node: object, old: str, new: str) -> None:
+    """Replace every ``pattern`` equal to ``old`` in a JSON document, in place."""
+    if isinstance(node, dict):
+        if node.get("pattern") == old:
+            node["pattern"] = new
+        for value in node.values():
+            _replace_pattern(value, old, new)
+    elif isinstance(node, list):
+        for value in node:
+            _replace_pattern(value, old, new)
 
 
 def create_app(settings: Settings | None = None, context: Context | None = None) -> OpenAPI:
@@ -89,6 +106,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         },
     )
+    app.allowed_buckets = settings.buckets
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["MLAAS_SETTINGS"] = settings
     app.config["MLAAS_CONTEXT"] = context or Context(settings)

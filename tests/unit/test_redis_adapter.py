@@ -13,6 +13,7 @@ from redis.exceptions import LockNotOwnedError
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.adapters.monitorstore import MonitorStore
 from mlaas.adapters.redis import connect, redis_lock
+from mlaas.context import Context
 from mlaas.errors import Unavailable
 from mlaas.monitoring import capture, monitors
 from mlaas.settings import Settings
@@ -28,9 +29,9 @@ def stopped_redis() -> Settings:
 
 
 def test_monitor_check_against_a_stopped_redis_is_unavailable_so_the_task_retries(stopped_redis):
-    store = MonitorStore(stopped_redis)
+    ctx = Context(stopped_redis, {"monitors": MonitorStore(stopped_redis)})
     with pytest.raises(Unavailable) as err:
-        monitors.run_check(None, store, CaptureBuffer(stopped_redis), "m1", None)  # type: ignore[arg-type]
+        monitors.run_check("m1", None, ctx=ctx, buffer=CaptureBuffer(stopped_redis))
     assert err.value.dependency == "redis"
 
 

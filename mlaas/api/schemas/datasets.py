@@ -5,11 +5,11 @@ from __future__ import annotations
 from pydantic import Field
 
 from mlaas.api.schemas.common import Query
-from mlaas.specs import Doc
+from mlaas.specs import KEY_PATTERN, PREFIX_PATTERN, Doc
 
 
 class DatasetPath(Doc):
-    key: str = Field(min_length=1, max_length=1024)
+    key: str = Field(min_length=1, max_length=1024, pattern=rf"^{KEY_PATTERN}\.(?:csv|parquet|pq|json|yaml|yml)$")
 
 
 class DatasetPutQuery(Query):
@@ -17,7 +17,7 @@ class DatasetPutQuery(Query):
 
 
 class DatasetListQuery(Query):
-    prefix: str = Field(default="", max_length=1024)
+    prefix: str = Field(default="", max_length=1024, pattern=PREFIX_PATTERN)
     limit: int = Field(default=1000, ge=1, le=10_000)
 
 

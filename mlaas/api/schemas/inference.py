@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from mlaas.api.schemas.common import Query
 from mlaas.specs import NAME_PATTERN, Doc, Spec, VersionRef
@@ -16,8 +16,21 @@ class InferenceQuery(Query):
     version: VersionRef = Field(default=None, description="As in the body")
 
 
+_RECORDS = {"type": "array", "minItems": 1, "items": {"type": "object"}}
+_COLUMNS = {"type": "object", "minProperties": 1, "additionalProperties": {"type": "array", "minItems": 1}}
+_SPLIT = {"type": "object", "required": ["columns", "data"],
+          "properties": {"columns": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                         "data": {"type": "array", "minItems": 1, "items": {"type": "array"}}}}
+# Exactly one payload, not null, with at least one row: what inference.payload.parse_rows accepts.
+_ONE_PAYLOAD = [{"required": [key], "properties": {key: shape}} for key, shape in (
+    ("data", _RECORDS), ("dataframe_records", _RECORDS), ("dataframe_split", _SPLIT),
+    ("instances", {"anyOf": [_RECORDS, _COLUMNS]}), ("inputs", {"anyOf": [_RECORDS, _COLUMNS]}))]
+
+
 class InferenceRequest(Spec):
     """Rows to score: ``data`` (records, each with an optional ``id``) or one of MLflow's scoring payloads."""
+
+    model_config = ConfigDict(**Spec.model_config, json_schema_extra={"oneOf": _ONE_PAYLOAD})  # type: ignore[dict-item]
 
     model: str | None = Field(default=None, max_length=256, pattern=NAME_PATTERN, examples=["titanic"])
     version: VersionRef = Field(default=None, examples=["latest"])

@@ -6,15 +6,15 @@ from typing import Any
 
 from pydantic import Field
 
-from mlaas.specs import MAX_VERSION, Doc, Spec
+from mlaas.specs import MAX_VERSION, NAME_PATTERN, Doc, Spec
 
 
 class ModelPath(Doc):
-    name: str = Field(max_length=256)
+    name: str = Field(max_length=256, pattern=NAME_PATTERN)
 
 
 class ModelVersionPath(Doc):
-    name: str = Field(max_length=256)
+    name: str = Field(max_length=256, pattern=NAME_PATTERN)
     version: int = Field(ge=1, le=MAX_VERSION)
 
 
