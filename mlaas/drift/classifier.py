@@ -18,7 +18,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from threadpoolctl import threadpool_limits
 
-from mlaas.drift import stats
+import mlaas.drift.stats as stats
 from mlaas.drift.columns import CATEGORICAL, INSUFFICIENT_DATA, NUMERICAL, OK
 from mlaas.errors import InvalidInput
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlaas.drift import stats
+import mlaas.drift.stats as stats
 from mlaas.errors import InvalidInput
 
 NUMERICAL = "numerical"
