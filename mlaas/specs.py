@@ -35,8 +35,10 @@ MAX_URI_LENGTH = len("s3://") + 63 + 1 + 1024
 
 
 def s3_uri(**extra: Any) -> Any:
-    """The constraints of an s3:// URI, as a pydantic field (the live document narrows the bucket to the allowed)."""
-    return Field(min_length=10, max_length=MAX_URI_LENGTH, pattern=S3_URI_PATTERN, **extra)
+    """The constraints of an s3:// URI, as a pydantic field: the scheme checked here, the rest by uris.parse_uri
+    (whose messages name the problem); the document states the whole pattern, the live one the allowed buckets."""
+    return Field(min_length=6, max_length=MAX_URI_LENGTH, pattern=r"^s3://",
+                 json_schema_extra={"pattern": S3_URI_PATTERN}, **extra)
 
 
 def _version(value: Any) -> int | str | None:

@@ -24,7 +24,8 @@ def error_response(code: str, message: str, details: dict[str, Any] | None = Non
 
 def validation_error_response(exc: ValidationError) -> Response:
     """Turn a pydantic validation error into a 400 naming each field and problem."""
-    if request.method in ("POST", "PUT", "PATCH") and request.data and request.get_json(silent=True) is None:
+    if request.method in ("POST", "PUT", "PATCH") and request.is_json and request.data and \
+            request.get_json(silent=True) is None:
         return error_response("invalid_input", "the request body is not valid JSON (Content-Type: application/json; "
                                                "null for missing values, no NaN or other non-finite numbers)")
     problems = []

@@ -9,7 +9,8 @@ from mlaas.specs import KEY_PATTERN, PREFIX_PATTERN, Doc
 
 
 class DatasetPath(Doc):
-    key: str = Field(min_length=1, max_length=1024, pattern=rf"^{KEY_PATTERN}\.(?:csv|parquet|pq|json|yaml|yml)$")
+    key: str = Field(min_length=1, max_length=1024,  # checked by datasets.uploads, whose messages name the problem
+                     json_schema_extra={"pattern": rf"^{KEY_PATTERN}\.(?:csv|parquet|pq|json|yaml|yml)$"})
 
 
 class DatasetPutQuery(Query):
@@ -17,7 +18,7 @@ class DatasetPutQuery(Query):
 
 
 class DatasetListQuery(Query):
-    prefix: str = Field(default="", max_length=1024, pattern=PREFIX_PATTERN)
+    prefix: str = Field(default="", max_length=1024, json_schema_extra={"pattern": PREFIX_PATTERN})
     limit: int = Field(default=1000, ge=1, le=10_000)
 
 

@@ -10,11 +10,11 @@ from mlaas.specs import MAX_VERSION, NAME_PATTERN, Doc, Spec
 
 
 class ModelPath(Doc):
-    name: str = Field(max_length=256, pattern=NAME_PATTERN)
+    name: str = Field(max_length=256, json_schema_extra={"pattern": NAME_PATTERN})
 
 
 class ModelVersionPath(Doc):
-    name: str = Field(max_length=256, pattern=NAME_PATTERN)
+    name: str = Field(max_length=256, json_schema_extra={"pattern": NAME_PATTERN})
     version: int = Field(ge=1, le=MAX_VERSION)
 
 

@@ -11,7 +11,7 @@ from mlaas.specs import Doc
 
 
 class MonitorPath(Doc):
-    monitor_id: str = Field(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+    monitor_id: str = Field(max_length=128, json_schema_extra={"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"})
 
 
 class Monitor(Doc):
