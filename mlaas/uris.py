@@ -48,8 +48,9 @@ def _check_key(key: str, field: str) -> None:
         raise InvalidInput(f"{field}: the URI names no object")
     if len(key.encode()) > MAX_KEY_BYTES:
         raise InvalidInput(f"{field}: key longer than {MAX_KEY_BYTES} bytes")
-    if any(ord(c) < 32 or ord(c) == 127 for c in key) or "\\" in key:
-        raise InvalidInput(f"{field}: key holds control characters or backslashes")
+    if any(ord(c) < 32 or ord(c) >= 127 for c in key) or "\\" in key:
+        raise InvalidInput(f"{field}: key holds control characters, backslashes or characters outside printable "
+                           "ASCII")
     parts = key.split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise InvalidInput(f"{field}: key must not contain empty, '.' or '..' segments")

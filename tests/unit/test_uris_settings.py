@@ -142,3 +142,18 @@ def test_a_bad_secret_is_named_without_showing_it():
     with pytest.raises(InvalidInput) as err:
         Settings.from_env({}, s3_secret_key=12345)
     assert "s3_secret_key" in err.value.message and "12345" not in err.value.message
+
+
+def test_keys_are_printable_ascii_as_the_openapi_document_states():
+    import re
+
+    from mlaas import specs
+    from mlaas.errors import InvalidInput
+    from mlaas.uris import parse_uri
+
+    for uri in ("s3://datasets/caf\u00e9.csv", "s3://datasets/a\u0007.csv", "s3://datasets/a\\b.csv"):
+        assert not re.match(specs.S3_URI_PATTERN, uri)
+        with pytest.raises(InvalidInput, match="printable ASCII"):
+            parse_uri(uri)
+    assert re.match(specs.S3_URI_PATTERN, "s3://datasets/a b/c~d.csv")
+    assert parse_uri("s3://datasets/a b/c~d.csv").key == "a b/c~d.csv"

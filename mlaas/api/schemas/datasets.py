@@ -7,10 +7,14 @@ from pydantic import Field
 from mlaas.api.schemas.common import Query
 from mlaas.specs import KEY_PATTERN, PREFIX_PATTERN, Doc
 
+# The suffixes uploads take, in any case (.csv, .CSV, ...).
+_SUFFIXES = "(?:" + "|".join("".join(f"[{c}{c.upper()}]" for c in s) for s in ("csv", "parquet", "pq", "json", "yaml",
+                                                                              "yml")) + ")"
+
 
 class DatasetPath(Doc):
     key: str = Field(min_length=1, max_length=1024,  # checked by datasets.uploads, whose messages name the problem
-                     json_schema_extra={"pattern": rf"^{KEY_PATTERN}\.(?:csv|parquet|pq|json|yaml|yml)$"})
+                     json_schema_extra={"pattern": rf"^{KEY_PATTERN}\.{_SUFFIXES}$"})
 
 
 class DatasetPutQuery(Query):
