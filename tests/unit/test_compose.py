@@ -1,5 +1,7 @@
 """The production container files: docker-compose.yml, .env.example, the Dockerfiles and .dockerignore.
 
+(``make deploy-test``, deploy/deploy_test.py, builds and runs them for real; these tests need no engine.)
+
 No Docker engine is needed: ``docker-compose config`` validates the compose file, the rest is read
 as YAML (interpolated the way compose does), and the slow test builds each image's Python
 environment in a virtual environment and runs its start command's check form.
@@ -17,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,6 +28,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
+from deploy.make_env import is_secret, render
 from mlaas.adapters.queue import QUEUES
 from mlaas.settings import PREFIX, Settings
 
@@ -32,29 +36,38 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERIGNORE = ROOT / ".dockerignore"
-APP_SERVICES = ("api", "worker-train", "worker-evaluate", "worker-drift", "beat")
-WORKER_SERVICES = ("worker-train", "worker-evaluate", "worker-drift")
-SERVICES = {"minio", "minio-init", "redis", "postgres", "mlflow", "flower", *APP_SERVICES}
-PUBLISHED = {"api": 8000, "mlflow": 5000, "minio": 9000, "flower": 5555}
+TEST_OVERRIDE = ROOT / "deploy" / "test" / "docker-compose.test.yml"
+WORKER_SERVICES = ("worker-train", "worker-evaluate", "worker-drift", "worker-housekeeping")
+APP_SERVICES = ("api", *WORKER_SERVICES, "beat")
+SERVICES = {"s3", "s3-init", "redis", "postgres", "mlflow", "mlflow-init", "proxy", "flower", *APP_SERVICES}
+PUBLISHED = {"proxy": 8000, "mlflow": 5000, "flower": 5555}
+# The queue another change introduces; a worker consuming it before any task is routed there is harmless.
+NEW_QUEUES = {"housekeeping"}
 LONG_RUNNING_RESTARTS = {"always", "unless-stopped", "on-failure"}
-_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+DOCKERFILES = ("Dockerfile.api", "Dockerfile.worker", "Dockerfile.mlflow", "Dockerfile.flower")
+_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 # -- reading the files ----------------------------------------------------------------------------
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=value lines of an env file (comments and blank lines skipped)."""
+    return read_env_file_text(path.read_text(), path.name)
+
+
+def read_env_file_text(text: str, name: str = ".env") -> dict[str, str]:
+    """KEY=value lines of env file text."""
     values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             key, sep, value = line.partition("=")
-            assert sep, f"{path.name}: not KEY=value: {line!r}"
+            assert sep, f"{name}: not KEY=value: {line!r}"
             values[key.strip()] = value.strip()
     return values
 
 
 def interpolate(value: Any, env: dict[str, str]) -> Any:
-    """Compose's variable substitution (``$$``, ``$VAR``, ``${VAR}``, ``${VAR-default}``, ``${VAR:-default}``)."""
+    """Compose's variable substitution (``$$``, ``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}``)."""
     if isinstance(value, dict):
         return {key: interpolate(item, env) for key, item in value.items()}
     if isinstance(value, list):
@@ -70,6 +83,8 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
             return env.get(name) or match.group(3)
         if match.group(2) == "-":
             return env.get(name, match.group(3))
+        if match.group(2) in (":?", "?") and not env.get(name):
+            raise KeyError(f"{name}: {match.group(3)}")
         return env.get(name, "")
 
     return _VARIABLE.sub(substitute, value)
@@ -77,11 +92,18 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
 
 def compose_variables() -> dict[str, str | None]:
     """Variables docker-compose.yml reads from .env, with their defaults (None: no default)."""
-    found: dict[str, str | None] = {}
+    return {name: default for name, (kind, default) in variable_uses().items() if kind != ":?"}
+
+
+def variable_uses() -> dict[str, tuple[str, str | None]]:
+    """Each variable of docker-compose.yml: (``:-``, default), (``:?``, message) or ("", None)."""
+    found: dict[str, tuple[str, str | None]] = {}
     for match in _VARIABLE.finditer(COMPOSE_FILE.read_text()):
         name = match.group(1) or match.group(4)
         if name:
-            found[name] = match.group(3) if match.group(2) == ":-" else None
+            kind = match.group(2) or ""
+            assert found.get(name, (kind,))[0] == kind, f"{name} is used both with and without a default"
+            found[name] = (kind, match.group(3) if kind else None)
     return found
 
 
@@ -166,21 +188,26 @@ class Dockerfile:
         return cmd
 
     def copies(self) -> list[tuple[list[str], str]]:
-        """(sources, destination) of each COPY from the build context."""
+        """(sources, destination) of each COPY from the build context (not from a build stage, nor the wheelhouse)."""
         result = []
         for args in self.all("COPY"):
             tokens = shlex.split(args)
-            assert not any(t.startswith("--from") for t in tokens), "multi-stage COPY is not handled here"
+            if any(t.startswith("--from") for t in tokens):
+                continue
             paths = [t for t in tokens if not t.startswith("--")]
+            if paths[:-1] == [WHEELHOUSE_SOURCE]:
+                continue
             result.append((paths[:-1], paths[-1]))
         return result
 
     def pip_install(self) -> list[str]:
-        """The arguments of the single ``RUN pip install ...`` step."""
-        runs = [shlex.split(args) for args in self.all("RUN") if "pip install" in args]
-        assert len(runs) == 1, f"{self.path.name}: expected one RUN pip install, found {len(runs)}"
-        assert runs[0][:2] == ["pip", "install"], f"{self.path.name}: RUN must be just the pip install"
-        return runs[0][2:]
+        """The pip arguments of the single ``RUN sh /tmp/build/install-venv.sh ...`` step, as paths of the context."""
+        runs = [shlex.split(args) for args in self.all("RUN") if "install-venv.sh" in args]
+        assert len(runs) == 1, f"{self.path.name}: expected one RUN of install-venv.sh, found {len(runs)}"
+        assert runs[0][:2] == ["sh", "/tmp/build/install-venv.sh"], f"{self.path.name}: RUN must be just the install"
+        staged = {f"/tmp/build/{PurePosixPath(source).name}": source
+                  for sources, dest in self.copies() if dest == "/tmp/build/" for source in sources}
+        return [staged.get(arg, arg) for arg in runs[0][2:]]
 
 
 def dockerignore_excludes() -> list[str]:
@@ -207,6 +234,9 @@ def copy_image_files(dockerfile: Dockerfile, rootfs: Path) -> Path:
     return app_dir
 
 
+WHEELHOUSE_SOURCE = "${WHEELHOUSE:-requirements.txt}"
+
+
 # -- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def env_example() -> dict[str, str]:
@@ -214,15 +244,28 @@ def env_example() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def services(env_example: dict[str, str]) -> dict[str, Any]:
-    """docker-compose.yml's services, interpolated with the .env.example values."""
+def made_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A .env as `make env` writes it: .env.example with every secret filled."""
+    path = tmp_path_factory.mktemp("env") / ".env"
+    path.write_text(render(ENV_EXAMPLE.read_text(), {}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def services(made_env: Path) -> dict[str, Any]:
+    """docker-compose.yml's services, interpolated with a generated .env."""
     document = yaml.safe_load(COMPOSE_FILE.read_text())
-    return interpolate(document, env_example)["services"]
+    return interpolate(document, read_env_file(made_env))["services"]
+
+
+@pytest.fixture(scope="module")
+def networks() -> dict[str, Any]:
+    return dict(yaml.safe_load(COMPOSE_FILE.read_text())["networks"])
 
 
 @pytest.fixture(scope="module")
 def dockerfiles() -> dict[str, Dockerfile]:
-    return {name: Dockerfile.parse(ROOT / name) for name in ("Dockerfile.api", "Dockerfile.worker")}
+    return {name: Dockerfile.parse(ROOT / name) for name in DOCKERFILES}
 
 
 def dockerfile_of(service: dict[str, Any]) -> Dockerfile | None:
@@ -243,27 +286,49 @@ def _docker_compose(args: list[str], cwd: Path) -> subprocess.CompletedProcess[s
     return subprocess.run([exe, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_docker_compose_accepts_the_file_with_the_example_env_and_with_the_defaults(tmp_path: Path) -> None:
+def test_docker_compose_accepts_the_file_with_a_generated_env_and_refuses_missing_secrets(
+        tmp_path: Path, made_env: Path) -> None:
+    for files in (["-f", str(COMPOSE_FILE)], ["-f", str(COMPOSE_FILE), "-f", str(TEST_OVERRIDE)]):
+        result = _docker_compose(["--env-file", str(made_env), *files, "config", "-q"], ROOT)
+        assert result.returncode == 0, result.stderr
+        assert "is not set" not in result.stderr, result.stderr
+
+    # Without a .env, or with the example's blank secrets, compose refuses to start and names a secret.
     empty = tmp_path / "empty.env"
     empty.write_text("")
     for env_file in (ENV_EXAMPLE, empty):
         result = _docker_compose(["--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config", "-q"], ROOT)
-        assert result.returncode == 0, f"{env_file.name}: {result.stderr}"
-        assert "is not set" not in result.stderr, result.stderr
+        assert result.returncode != 0, env_file.name
+        assert re.search(r"set [A-Z0-9_]+(_PASSWORD|_SECRET_KEY) in \.env", result.stderr), result.stderr
 
     # The validator is not a rubber stamp: a misspelt key is refused.
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(COMPOSE_FILE.read_text().replace("healthcheck:", "healthchek:", 1))
-    result = _docker_compose(["--env-file", str(ENV_EXAMPLE), "-f", str(broken), "config", "-q"], tmp_path)
+    result = _docker_compose(["--env-file", str(made_env), "-f", str(broken), "config", "-q"], tmp_path)
     assert result.returncode != 0 and "healthchek" in result.stderr
 
 
-def test_every_variable_has_a_default_and_is_documented_in_env_example(env_example: dict[str, str]) -> None:
-    variables = compose_variables()
-    assert variables, "expected ${VAR:-default} interpolation in docker-compose.yml"
-    assert not [name for name, default in variables.items() if default is None], "variables without a default"
-    assert sorted(set(variables) - set(env_example)) == [], "missing from .env.example"
-    assert sorted(set(env_example) - set(variables)) == [], ".env.example lists variables compose never reads"
+def test_every_secret_is_required_and_every_other_variable_has_a_default(env_example: dict[str, str]) -> None:
+    uses = variable_uses()
+    assert uses, "expected ${VAR:-default} interpolation in docker-compose.yml"
+    secrets = {name for name in uses if is_secret(name)}
+    assert secrets >= {"REDIS_PASSWORD", "POSTGRES_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_MLAAS_PASSWORD",
+                       "FLOWER_PASSWORD", "MLAAS_S3_SECRET_KEY", "MLFLOW_S3_SECRET_KEY", "S3_ADMIN_SECRET_KEY"}
+    assert {name: kind for name, (kind, _) in uses.items() if name in secrets and kind != ":?"} == {}
+    assert {name: kind for name, (kind, _) in uses.items() if name not in secrets and kind != ":-"} == {}
+    assert sorted(set(uses) - set(env_example)) == [], "missing from .env.example"
+    assert sorted(set(env_example) - set(uses)) == [], ".env.example lists variables compose never reads"
+    # The example holds no secret a user could forget to change.
+    assert {name: env_example[name] for name in secrets if env_example[name]} == {}
+
+
+def test_generated_env_fills_each_secret_with_a_distinct_url_safe_value() -> None:
+    first, second = (read_env_file_text(render(ENV_EXAMPLE.read_text(), {"API_PORT": "9000"})) for _ in range(2))
+    secrets = [name for name in first if is_secret(name)]
+    assert secrets and all(re.fullmatch(r"[A-Za-z0-9_-]{32}", first[name]) for name in secrets)
+    assert len({first[name] for name in secrets}) == len(secrets)
+    assert all(first[name] != second[name] for name in secrets), "secrets must be random"
+    assert first["API_PORT"] == "9000" and first["REDIS_USER"] == "mlaas"
 
 
 # -- services and their wiring --------------------------------------------------------------------
@@ -282,29 +347,70 @@ def test_app_environment_holds_only_real_settings(services: dict[str, Any]) -> N
         assert settings.s3_access_key and settings.s3_secret_key.reveal()
 
 
-def test_app_settings_point_at_compose_services(services: dict[str, Any]) -> None:
+def test_app_settings_point_at_compose_services_with_credentials(services: dict[str, Any]) -> None:
+    redis = environment(services["redis"])
     for name in APP_SERVICES:
-        settings = Settings.from_env(environment(services[name]))
+        env = environment(services[name])
+        settings = Settings.from_env(env)
         for url, service, port in ((settings.redis_url, "redis", 6379),
                                    (settings.mlflow_tracking_uri, "mlflow", 5000),
-                                   (settings.s3_endpoint, "minio", 9000)):
+                                   (settings.s3_endpoint, "s3", 8333)):
             parsed = urlparse(url)
             assert (parsed.hostname, parsed.port) == (service, port), f"{name}: {url}"
+        redis_url = urlparse(settings.redis_url)
+        assert (redis_url.username, redis_url.password) == (redis["REDIS_USER"], redis["REDIS_PASSWORD"]), name
+        init = environment(services["mlflow-init"])
+        assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == (
+            init["MLAAS_USER"], init["MLAAS_PASSWORD"]), f"{name} must use mlaas's own MLflow account"
+        assert env["MLFLOW_TRACKING_USERNAME"] != environment(services["mlflow"])["MLFLOW_AUTH_ADMIN_USERNAME"]
 
 
-def test_each_client_gets_an_s3_identity_for_its_own_buckets(services: dict[str, Any]) -> None:
-    init = environment(services["minio-init"])
-    settings = Settings.from_env(environment(services["api"]))
-    assert (init["APP_ACCESS_KEY"], init["APP_SECRET_KEY"]) == (settings.s3_access_key, settings.s3_secret_key)
-    assert set(settings.buckets) <= set(init["APP_BUCKETS"].split())
+FAKE_WEED = textwrap.dedent("""\
+    import os, shutil, sys
+    config = next(arg.split("=", 1)[1] for arg in sys.argv[1:] if arg.startswith("-s3.config="))
+    shutil.copy(config, os.environ["WEED_OUT"])
+""")
 
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_s3_identities_limit_each_client_to_its_own_buckets(services: dict[str, Any], tmp_path: Path,
+                                                            shell: str) -> None:
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    s3 = services["s3"]
+    assert s3["entrypoint"][-1] == "-c"
+    script = command(s3)[-1].replace("/data/", f"{tmp_path}/data/").replace("/tmp/s3.json", f"{tmp_path}/s3.json")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "weed").write_text(f"#!{sys.executable}\n{FAKE_WEED}")
+    (bin_dir / "weed").chmod(0o755)
+    env = {**environment(s3), "PATH": f"{bin_dir}:{os.environ['PATH']}", "WEED_OUT": str(tmp_path / "out.json")}
+    result = subprocess.run([shell, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    identities = {i["name"]: i for i in json.loads((tmp_path / "out.json").read_text())["identities"]}
+
+    def keys(identity: dict[str, Any]) -> tuple[str, str]:
+        (cred,) = identity["credentials"]
+        return cred["accessKey"], cred["secretKey"]
+
+    def buckets(identity: dict[str, Any]) -> set[str]:
+        scoped = [action.split(":") for action in identity["actions"]]
+        assert all(len(parts) == 2 for parts in scoped), f"{identity['name']} has unscoped actions"
+        return {bucket for _, bucket in scoped}
+
+    app = Settings.from_env(environment(services["api"]))
     mlflow = environment(services["mlflow"])
-    assert (init["MLFLOW_ACCESS_KEY"], init["MLFLOW_SECRET_KEY"]) == (
-        mlflow["AWS_ACCESS_KEY_ID"], mlflow["AWS_SECRET_ACCESS_KEY"])
-    argv = shlex.split(command(services["mlflow"])[-1])
-    assert option(argv, "--artifacts-destination") == f"s3://{init['MLFLOW_BUCKET']}"
-    root_user = environment(services["minio"])["MINIO_ROOT_USER"]
-    assert root_user not in {settings.s3_access_key, mlflow["AWS_ACCESS_KEY_ID"]}, "clients must not be root"
+    init = environment(services["s3-init"])
+    assert keys(identities["mlaas"]) == (app.s3_access_key, app.s3_secret_key.reveal())
+    assert buckets(identities["mlaas"]) == set(app.buckets)
+    assert keys(identities["mlflow"]) == (mlflow["AWS_ACCESS_KEY_ID"], mlflow["AWS_SECRET_ACCESS_KEY"])
+    argv = shlex.split(command(services["mlflow"])[-1].split("exec ", 1)[1].replace("\\\n", " "))
+    assert {f"s3://{bucket}" for bucket in buckets(identities["mlflow"])} == {option(argv, "--artifacts-destination")}
+    # Only s3-init holds the admin identity, and it makes every bucket the clients are given.
+    assert keys(identities["admin"]) == (init["AWS_ACCESS_KEY_ID"], init["AWS_SECRET_ACCESS_KEY"])
+    assert set(init["BUCKETS"].split()) == buckets(identities["mlaas"]) | buckets(identities["mlflow"])
+    admin_secret = init["AWS_SECRET_ACCESS_KEY"]
+    assert all(admin_secret not in environment(services[name]).values() for name in APP_SERVICES + ("mlflow",))
 
 
 def test_each_worker_service_consumes_exactly_one_queue_and_all_are_consumed(services: dict[str, Any]) -> None:
@@ -319,22 +425,70 @@ def test_each_worker_service_consumes_exactly_one_queue_and_all_are_consumed(ser
         # The health check pings this worker's own node name.
         assert f'"{queues[0]}@$HOSTNAME"' in services[name]["healthcheck"]["test"][-1]
         consumed += queues
-    assert sorted(consumed) == sorted(QUEUES)
+    assert set(QUEUES) <= set(consumed) and set(consumed) - set(QUEUES) <= NEW_QUEUES, consumed
 
 
-def test_ports_are_published(services: dict[str, Any]) -> None:
+def _bytes(size: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    return int(float(size[:-1]) * units[size[-1].lower()]) if size[-1].lower() in units else int(size)
+
+
+def test_workers_are_limited_and_recycle_their_pool_children_below_the_limit(services: dict[str, Any]) -> None:
+    for name in WORKER_SERVICES:
+        service = services[name]
+        limit = _bytes(str(service["mem_limit"]))
+        assert 0 < float(service["cpus"]) <= 2, name
+        argv = command(service)
+        assert int(option(argv, "--max-tasks-per-child")) > 0, name
+        per_child = int(option(argv, "--max-memory-per-child")) * 1024  # KiB
+        assert 0 < per_child < limit, f"{name}: a child may grow to {per_child} bytes, the container to {limit}"
+    for name, service in services.items():
+        assert "mem_limit" in service or name in one_shot(services), f"{name} has no memory limit"
+
+
+def test_only_the_proxy_mlflow_and_flower_publish_ports_and_api_replicas_scale(services: dict[str, Any]) -> None:
     for name, port in PUBLISHED.items():
         container_ports = {int(str(spec).rsplit(":", 1)[-1].split("/")[0]) for spec in services[name].get("ports", [])}
         assert port in container_ports, f"{name} does not publish {port}"
-    unpublished = {"redis", "postgres"} & {name for name, service in services.items() if service.get("ports")}
-    assert not unpublished, f"{unpublished} must stay on the internal network"
+        assert all(str(spec).startswith("127.0.0.1:") for spec in services[name]["ports"]), name
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == set(PUBLISHED), f"{published - set(PUBLISHED)} must stay on the internal network"
+    api = services["api"]
+    assert "container_name" not in api and "ports" not in api, "--scale api=N needs neither"
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "resolver 127.0.0.11" in conf and re.search(r"set \$api api:8000;\s+proxy_pass http://\$api;", conf)
+    assert any(str(volume).startswith("./deploy/nginx.conf:/etc/nginx/nginx.conf") for volume in
+               services["proxy"]["volumes"])
 
 
-def test_redis_persists_an_append_only_file_on_a_volume(services: dict[str, Any]) -> None:
-    argv = command(services["redis"])
+def test_metrics_and_backends_live_on_an_internal_network(services: dict[str, Any], networks: dict[str, Any]) -> None:
+    assert networks["backend"] == {"internal": True}
+    for name, service in services.items():
+        assert "backend" in service["networks"], name
+        if environment(service).get("MLAAS_WORKER_METRICS_PORT"):
+            assert not service.get("ports"), f"{name} publishes its metrics"
+            others = set(service["networks"]) - {"backend", "egress"}
+            assert others == set(), f"{name}'s metrics are reachable on {others}"
+    on_egress = {name for name, service in services.items() if "egress" in service["networks"]}
+    assert on_egress == set(WORKER_SERVICES), "the workers' egress network has members that could scrape them"
+    assert {n for n, s in services.items() if "edge" in s["networks"]} == set(PUBLISHED)
+
+
+def test_redis_requires_its_acl_user_and_persists_an_append_only_file(services: dict[str, Any]) -> None:
+    redis = services["redis"]
+    script = command(redis)[-1]
+    argv = shlex.split(script.split("exec ", 1)[1])
+    assert argv[0] == "redis-server"
     assert option(argv, "--appendonly") == "yes"
     assert option(argv, "--appendfsync") == "everysec"
-    assert any(str(volume).endswith(":/data") for volume in services["redis"]["volumes"])
+    assert option(argv, "--dir") == "/data"
+    assert any(str(volume).endswith(":/data") for volume in redis["volumes"])
+    # The default user's password is random at each start (`off` would make Redis 7.0 drop MULTI/EXEC blocks
+    # when it replays the append-only file); clients use the ACL user.
+    assert "user default on >%s" in script and "/dev/urandom" in script and '"$REDIS_PASSWORD"' in script
+    assert environment(redis)["REDIS_USER"] != "default"
+    assert environment(redis)["REDIS_PASSWORD"] not in script, "the password stays out of the command line"
+    assert "$REDIS_PASSWORD" in redis["healthcheck"]["test"][-1]
 
 
 def test_beat_runs_once_and_keeps_its_schedule_on_a_volume(services: dict[str, Any]) -> None:
@@ -343,11 +497,27 @@ def test_beat_runs_once_and_keeps_its_schedule_on_a_volume(services: dict[str, A
     assert int((beat.get("deploy") or {}).get("replicas", 1)) == 1
     argv = command(beat)
     assert argv[:4] == ["celery", "-A", "worker.celery_app:app", "beat"]
-    schedule_dir = PurePosixPath(option(argv, "--schedule", "-s")).parent
+    schedule = option(argv, "--schedule", "-s")
+    schedule_dir = PurePosixPath(schedule).parent
     mounts = {PurePosixPath(str(volume).split(":")[1]) for volume in beat.get("volumes", [])}
     assert schedule_dir in mounts
     others = [name for name, service in services.items() if name != "beat" and "beat" in command(service)]
     assert others == [], f"beat also runs in {others}"
+    # The health check looks at what the scheduler loop writes, not merely at the broker.
+    check = beat["healthcheck"]["test"][-1]
+    assert schedule in check and "getmtime" in check and "connection" not in check
+
+
+@pytest.mark.parametrize("age, healthy", [(10, True), (3600, False)])
+def test_beat_health_check_fails_when_the_schedule_stops_being_written(
+        services: dict[str, Any], tmp_path: Path, age: int, healthy: bool) -> None:
+    check = services["beat"]["healthcheck"]["test"]
+    assert check[:2] == ["CMD", "python"]
+    schedule = tmp_path / "celerybeat-schedule"
+    schedule.write_bytes(b"")
+    os.utime(schedule, (time.time() - age, time.time() - age))
+    code = check[-1].replace("/var/lib/mlaas/", f"{tmp_path}/")
+    assert (subprocess.run([sys.executable, "-c", code], timeout=30).returncode == 0) is healthy
 
 
 def test_long_running_services_have_health_checks_and_restart_policies(services: dict[str, Any]) -> None:
@@ -376,96 +546,72 @@ def test_dependencies_wait_for_health_or_completion(services: dict[str, Any]) ->
         assert "redis" in services[name]["depends_on"], name
 
 
-def test_mlflow_server_command(services: dict[str, Any]) -> None:
+def test_mlflow_server_runs_with_auth_on_postgres_and_installs_nothing_at_start(services: dict[str, Any]) -> None:
     mlflow = services["mlflow"]
-    assert mlflow["image"] == "ghcr.io/mlflow/mlflow:v3.17.2"
+    built_from = dockerfile_of(mlflow)
+    assert built_from is not None and built_from.path.name == "Dockerfile.mlflow"
     script = command(mlflow)[-1]
-    assert re.search(r"pip install .*psycopg2-binary==\S+.*boto3==\S+", script)
-    argv = shlex.split(script.split("exec ", 1)[1])
+    assert "pip" not in script
+    argv = shlex.split(script.split("exec ", 1)[1].replace("\\\n", " "))
     assert argv[:2] == ["mlflow", "server"]
+    assert option(argv, "--app-name") == "basic-auth"
     assert option(argv, "--host") == "0.0.0.0" and option(argv, "--port") == "5000"
     assert "mlflow:5000" in option(argv, "--allowed-hosts").split(",")
-    backend = urlparse(option(argv, "--backend-store-uri"))
+    env = environment(mlflow)
+    backend = urlparse(env["MLFLOW_BACKEND_STORE_URI"])
     assert (backend.scheme, backend.hostname) == ("postgresql+psycopg2", "postgres")
     postgres = environment(services["postgres"])
     assert (backend.username, backend.password, backend.path) == (
         postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], "/" + postgres["POSTGRES_DB"])
-    env = environment(mlflow)
+    assert postgres["POSTGRES_PASSWORD"] not in script, "the password stays out of the command line"
+    assert "default_permission = NO_PERMISSIONS" in script
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
-    assert urlparse(env["MLFLOW_S3_ENDPOINT_URL"]).hostname == "minio"
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] and env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    assert urlparse(env["MLFLOW_S3_ENDPOINT_URL"]).hostname == "s3"
 
 
-FAKE_MC = textwrap.dedent("""\
-    import json, os, pathlib, shutil, sys
-    state = pathlib.Path(os.environ["MC_STATE"])
-    args = sys.argv[1:]
-    with open(state / "log", "a") as log:
-        log.write(json.dumps(args) + "\\n")
-    attached = state / "attached.json"
-    links = json.loads(attached.read_text()) if attached.exists() else {}
-    if args[:3] == ["admin", "policy", "create"]:
-        shutil.copy(args[5], state / ("policy-" + args[4] + ".json"))
-    elif args[:3] == ["admin", "policy", "attach"]:
-        user = args[args.index("--user") + 1]
-        if args[4] in links.get(user, []):
-            sys.exit("mc: <ERROR> The specified policy change is already in effect.")
-        links.setdefault(user, []).append(args[4])
-        attached.write_text(json.dumps(links))
-    elif args[:3] == ["admin", "user", "info"]:
-        print("AccessKey: " + args[4] + "\\nPolicyName: " + ",".join(links.get(args[4], [])))
-""")
+def test_flower_is_behind_basic_auth_and_reaches_redis_with_its_password(services: dict[str, Any]) -> None:
+    env = environment(services["flower"])
+    user, _, password = env["FLOWER_BASIC_AUTH"].partition(":")
+    assert user and len(password) >= 16
+    broker = urlparse(env["CELERY_BROKER_URL"])
+    assert (broker.hostname, broker.password) == ("redis", environment(services["redis"])["REDIS_PASSWORD"])
+    assert broker.password not in " ".join(command(services["flower"]))
 
 
-@pytest.mark.parametrize("shell", ["sh", "bash"])
-def test_minio_init_script_creates_buckets_and_scoped_users(services: dict[str, Any], tmp_path: Path,
-                                                            shell: str) -> None:
-    if shutil.which(shell) is None:
-        pytest.skip(f"{shell} is not installed")
-    init = services["minio-init"]
-    assert init["entrypoint"][-1] == "-c"
-    script = command(init)[-1]
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    mc = bin_dir / "mc"
-    mc.write_text(f"#!{sys.executable}\n{FAKE_MC}")
-    mc.chmod(0o755)
-    env = {**environment(init), "PATH": f"{bin_dir}:{os.environ['PATH']}", "MC_STATE": str(tmp_path)}
-    for attempt in (1, 2):  # a second run (docker compose up again) must succeed too
-        result = subprocess.run([shell, "-c", script], env=env, capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, f"run {attempt}: {result.stdout}{result.stderr}"
-
-    calls = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
-    assert {call[-1] for call in calls if call[0] == "mb"} == {"local/datasets", "local/drift", "local/mlflow"}
-    users = {call[4]: call[5] for call in calls if call[:3] == ["admin", "user", "add"]}  # ... local USER SECRET
-    app = Settings.from_env(environment(services["api"]))
-    mlflow = environment(services["mlflow"])
-    assert users == {app.s3_access_key: app.s3_secret_key.reveal(),
-                     mlflow["AWS_ACCESS_KEY_ID"]: mlflow["AWS_SECRET_ACCESS_KEY"]}
-
-    def buckets_of(policy: str) -> set[str]:
-        document = json.loads((tmp_path / f"policy-{policy}.json").read_text())
-        return {resource for statement in document["Statement"] for resource in statement["Resource"]}
-
-    assert buckets_of("mlaas-app") == {"arn:aws:s3:::*", "arn:aws:s3:::datasets", "arn:aws:s3:::datasets/*",
-                                       "arn:aws:s3:::drift", "arn:aws:s3:::drift/*"}
-    assert buckets_of("mlflow-artifacts") == {"arn:aws:s3:::*", "arn:aws:s3:::mlflow", "arn:aws:s3:::mlflow/*"}
-    links = json.loads((tmp_path / "attached.json").read_text())
-    assert links == {app.s3_access_key: ["mlaas-app"], mlflow["AWS_ACCESS_KEY_ID"]: ["mlflow-artifacts"]}
+def test_the_test_override_changes_only_images_and_build_arguments() -> None:
+    override = yaml.safe_load(TEST_OVERRIDE.read_text())
+    for name, service in override["services"].items():
+        assert name in SERVICES, name
+        assert set(service) <= {"image", "build"}, f"{name}: {set(service)}"
+        assert set(service.get("build", {})) <= {"args"}, name
 
 
 # -- Dockerfiles ----------------------------------------------------------------------------------
 def test_dockerfiles_build_a_slim_non_root_image(dockerfiles: dict[str, Dockerfile]) -> None:
     for name, dockerfile in dockerfiles.items():
-        assert dockerfile.last("FROM") == "python:3.11-slim", name
+        assert dockerfile.all("ARG")[0] == "BASE_IMAGE=python:3.11-slim", name
+        assert dockerfile.all("FROM") == ["${BASE_IMAGE} AS build", "${BASE_IMAGE}"], name
         user = dockerfile.last("USER")
         assert user.split(":")[0] not in {"root", "0"}, name
         env = dockerfile.env
         assert env["PYTHONDONTWRITEBYTECODE"] == "1" and env["PYTHONUNBUFFERED"] == "1", name
-        assert env["TMPDIR"] == env["MLAAS_TMP_DIR"], name
-        # The temp dir is created for the runtime user.
-        assert any(env["TMPDIR"] in args and f"-o {user}" in args for args in dockerfile.all("RUN")), name
+        assert env["PATH"].startswith("/opt/venv/bin:"), name
+        assert "COPY --from=build /opt/venv /opt/venv" in [f"COPY {args}" for args in dockerfile.all("COPY")], name
         pip_args = dockerfile.pip_install()
-        assert "--no-cache-dir" in pip_args and option(pip_args, "-r") == "requirements.txt", name
+        assert "requirements.txt" in (option(pip_args, "-r", "-c"), option(pip_args, "-c", "-r")), name
+        if "TMPDIR" in env and name != "Dockerfile.mlflow":
+            assert env["TMPDIR"] == env["MLAAS_TMP_DIR"], name
+        if "TMPDIR" in env:  # the temp dir is created for the runtime user
+            assert any(env["TMPDIR"] in args and f"-o {user}" in args for args in dockerfile.all("RUN")), name
+
+
+def test_install_script_uses_the_wheelhouse_alone_when_one_is_given(tmp_path: Path) -> None:
+    script = (ROOT / "deploy" / "install-venv.sh").read_text()
+    assert "--no-index --find-links /tmp/wheels" in script and "--no-cache-dir" in script
+    for name in DOCKERFILES:
+        text = (ROOT / name).read_text()
+        assert f"COPY {WHEELHOUSE_SOURCE} /tmp/wheels/" in text and "ARG WHEELHOUSE" in text, name
 
 
 def test_api_image_runs_gunicorn_with_a_health_check_and_without_worker_code(
@@ -475,7 +621,7 @@ def test_api_image_runs_gunicorn_with_a_health_check_and_without_worker_code(
                        "--workers", "2", "--timeout", "120", "mlaas.api.app:create_app()"]
     assert "/health" in api.last("HEALTHCHECK") and "8000" in api.last("HEALTHCHECK")
     copied = {source.rstrip("/") for sources, _ in api.copies() for source in sources}
-    assert copied == {"requirements.txt", "mlaas"}
+    assert copied == {"requirements.txt", "deploy/install-venv.sh", "mlaas"}
 
 
 def test_worker_image_runs_the_celery_app_of_the_compose_commands(
@@ -483,9 +629,10 @@ def test_worker_image_runs_the_celery_app_of_the_compose_commands(
     worker = dockerfiles["Dockerfile.worker"]
     cmd = worker.cmd
     assert cmd[:4] == ["celery", "-A", "worker.celery_app:app", "worker"]
-    assert sorted(option(cmd, "-Q").split(",")) == sorted(QUEUES)
+    queues = set(option(cmd, "-Q").split(","))
+    assert set(QUEUES) <= queues and queues - set(QUEUES) <= NEW_QUEUES
     copied = {source.rstrip("/") for sources, _ in worker.copies() for source in sources}
-    assert copied == {"requirements.txt", "mlaas", "worker"}
+    assert copied == {"requirements.txt", "deploy/install-venv.sh", "mlaas", "worker"}
     for name in (*WORKER_SERVICES, "beat"):
         built_from = dockerfile_of(services[name])
         assert built_from is not None and built_from.path.name == worker.path.name, name
@@ -498,7 +645,10 @@ def test_dockerignore_lets_in_exactly_what_the_dockerfiles_copy(dockerfiles: dic
     assert patterns[0] == "*", "start from nothing, then re-include"
     included = {line[1:].rstrip("/") for line in patterns if line.startswith("!")}
     copied = {source.rstrip("/") for d in dockerfiles.values() for sources, _ in d.copies() for source in sources}
-    assert included == copied
+    override = yaml.safe_load(TEST_OVERRIDE.read_text())
+    wheelhouses = {service["build"]["args"]["WHEELHOUSE"].rstrip("/") for service in override["services"].values()
+                   if "build" in service}
+    assert included == copied | wheelhouses
     assert {"__pycache__", ".ruff_cache"} <= set(dockerignore_excludes())
 
 
@@ -515,7 +665,7 @@ def venv_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[Doc
             venv = tmp_path_factory.mktemp("image-venv")
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
             result = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *args],
-                                    cwd=app_dir, capture_output=True, text=True, timeout=1200)
+                                    cwd=ROOT, capture_output=True, text=True, timeout=1200)  # context paths
             assert result.returncode == 0, result.stderr[-4000:]
             made[key] = venv
         return made[key]
