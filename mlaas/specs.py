@@ -31,7 +31,7 @@ KEY_PATTERN = rf"{SEGMENT}(?:/{SEGMENT})*"
 BUCKET_PATTERN = r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]"
 S3_URI_PATTERN = rf"^s3://{BUCKET_PATTERN}/{KEY_PATTERN}$"
 PREFIX_PATTERN = rf"^(?:{KEY_PATTERN}/?)?$"
-MAX_URI_LENGTH = len("s3://") + 63 + 1 + 1024
+MAX_URI_LENGTH = 1100  # s3://, a bucket of up to 63 and a key of up to 1024 bytes fit
 
 
 def s3_uri(**extra: Any) -> Any:
