@@ -76,7 +76,8 @@ def test_schemathesis_with_the_other_checks_finds_nothing(api):
     auth = [arg for name, value in api.session.headers.items() if name.lower() in ("authorization", "x-api-key")
             for arg in ("-H", f"{name}: {value}")]
     command = [str(Path(sys.executable).with_name("schemathesis")), "run", api.base_url + "/openapi.json",
-               "--checks", "all", "--exclude-checks", EXCLUDED_CHECKS, "--max-examples", str(MAX_EXAMPLES), "--seed", "1", "--generation-deterministic",
+               "--checks", "all", "--exclude-checks", EXCLUDED_CHECKS, "--max-examples", str(MAX_EXAMPLES),
+               "--seed", "1", "--generation-deterministic",
                "--no-color", "--request-timeout", "60", *auth]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-2000:]
