@@ -74,6 +74,13 @@ class Internal(MlaasError):
     code, status, title, description = "internal", 500, "Internal error", "Unexpected error"
 
 
+class IdempotencyKeyReused(MlaasError):
+    """An Idempotency-Key sent again with another body (422, as the IETF Idempotency-Key draft says)."""
+
+    code, status, title, description = ("idempotency_key_reused", 422, "Idempotency key reused",
+                                        "The Idempotency-Key was used with a different request body")
+
+
 class Unavailable(MlaasError):
     """A dependency (redis, mlflow, s3) does not answer."""
 
@@ -83,6 +90,16 @@ class Unavailable(MlaasError):
     def __init__(self, dependency: str, message: str | None = None) -> None:
         super().__init__(message or f"{dependency} is unavailable", details={"dependency": dependency})
         self.dependency = dependency
+
+
+class WorkerLost(MlaasError):
+    """A job whose worker died (or stopped answering) on each of its attempts: most likely the job kills it.
+
+    500, not 503: running the same job again is likely to lose a worker again (out of memory, a crash).
+    """
+
+    code, status, title, description = ("worker_lost", 500, "Worker lost",
+                                        "The job's worker was lost on each of its attempts")
 
 
 def _all_classes() -> list[type[MlaasError]]:

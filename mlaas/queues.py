@@ -8,10 +8,12 @@ DRIFT = "mlaas.drift"
 MONITOR_SWEEP = "mlaas.monitor_sweep"
 CAPTURE_FLUSH = "mlaas.capture_flush"
 MONITOR_CHECK = "mlaas.monitor_check"
+REAP_JOBS = "mlaas.reap_jobs"
 
 TRAIN_QUEUE = "train"
 EVALUATE_QUEUE = "evaluate"
-DRIFT_QUEUE = "drift"  # also the drift checks of monitors and the housekeeping tasks
+DRIFT_QUEUE = "drift"  # users' drift jobs
+HOUSEKEEPING_QUEUE = "housekeeping"  # beat's periodic tasks and monitor checks: never behind users' jobs
 DEFAULT_QUEUE = DRIFT_QUEUE
 
 # Task name -> queue. The API never imports the worker: it sends these names.
@@ -19,9 +21,10 @@ TASK_QUEUES: dict[str, str] = {
     TRAIN: TRAIN_QUEUE,
     EVALUATE: EVALUATE_QUEUE,
     DRIFT: DRIFT_QUEUE,
-    MONITOR_SWEEP: DRIFT_QUEUE,
-    CAPTURE_FLUSH: DRIFT_QUEUE,
-    MONITOR_CHECK: DRIFT_QUEUE,
+    MONITOR_SWEEP: HOUSEKEEPING_QUEUE,
+    CAPTURE_FLUSH: HOUSEKEEPING_QUEUE,
+    MONITOR_CHECK: HOUSEKEEPING_QUEUE,
+    REAP_JOBS: HOUSEKEEPING_QUEUE,
 }
 QUEUES: tuple[str, ...] = tuple(dict.fromkeys(TASK_QUEUES.values()))
 

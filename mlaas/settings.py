@@ -82,6 +82,10 @@ class Settings:
     visibility_timeout: Count = 12 * 3600
     broker_publish_timeout: Seconds = 3.0
     job_redis_wait_seconds: WaitSeconds = 3600.0  # a running job waits this long for Redis to come back
+    job_max_attempts: Count = 3  # a job whose worker is lost this many times ends failed (worker_lost)
+    job_lease_seconds: Annotated[int, Ge(3)] = 30  # a running job's lease; a worker silent this long is lost
+    job_heartbeat_seconds: Seconds = 5.0  # how often the process running a job renews its lease
+    job_reaper_seconds: Seconds = 10.0  # how often beat looks for jobs whose lease expired
     # HTTP API.
     auth_enabled: bool = True
     api_keys: Csv = ()  # name:scope+scope:sha256hex entries, see mlaas/auth.py

@@ -7,9 +7,10 @@ the fork (``worker.tasks``).
 
 from __future__ import annotations
 
+import logging
 import os
 
-from celery.signals import import_modules, worker_process_shutdown, worker_ready
+from celery.signals import import_modules, worker_process_shutdown, worker_ready, worker_shutting_down
 
 from mlaas.adapters.queue import make_celery
 from mlaas.logs import configure_logging
@@ -17,6 +18,7 @@ from mlaas.process import configure_process
 from mlaas.settings import Settings
 from worker.schedule import beat_schedule
 
+log = logging.getLogger(__name__)
 settings = Settings.from_env()
 app = make_celery(settings, "mlaas-worker")
 app.conf.beat_schedule = beat_schedule(settings)
@@ -49,3 +51,29 @@ def _forget_process(pid: int | None = None, **_: object) -> None:
     from mlaas.adapters.telemetry import mark_process_dead
 
     mark_process_dead(pid or os.getpid())
+
+
+@worker_shutting_down.connect
+def _requeue_running_jobs(**_: object) -> None:
+    """SIGTERM (or SIGQUIT): each job this worker runs goes back to its queue at once, then its pool process stops.
+
+    The job's next attempt need not wait for a lease or a visibility timeout; the stopped attempt, its lease
+    released, records nothing more. (Runs in the worker's main process, in its signal handler.)
+    """
+    import signal
+
+    from celery.worker import state
+
+    from mlaas import jobs
+    from mlaas.context import Context
+
+    running = [r for r in list(state.active_requests) if r.name in jobs.TASK_FOR_TYPE.values() and r.worker_pid]
+    if not running:
+        return
+    ctx = Context(settings)
+    for request in running:
+        try:
+            if jobs.requeue_stopped(request.id, request.name, request.worker_pid, ctx=ctx):
+                os.kill(request.worker_pid, signal.SIGTERM)
+        except Exception as exc:  # a stopping worker must stop: the lease expires and the reaper requeues
+            log.warning("job %s not queued again at shutdown (%s)", request.id, exc)

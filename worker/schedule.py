@@ -9,16 +9,11 @@ from mlaas.settings import Settings
 
 
 def beat_schedule(settings: Settings) -> dict[str, Any]:
-    """Periodic tasks, named by explicit strings."""
-    return {
-        "sweep-monitors": {
-            "task": queues.MONITOR_SWEEP,
-            "schedule": settings.monitor_sweep_seconds,
-            "options": {"expires": settings.monitor_sweep_seconds},
-        },
-        "flush-inference-capture": {
-            "task": queues.CAPTURE_FLUSH,
-            "schedule": settings.capture_flush_seconds,
-            "options": {"expires": settings.capture_flush_seconds},
-        },
+    """Periodic tasks, named by explicit strings; each expires after its interval (a late one is not run twice)."""
+    every = {
+        "sweep-monitors": (queues.MONITOR_SWEEP, settings.monitor_sweep_seconds),
+        "flush-inference-capture": (queues.CAPTURE_FLUSH, settings.capture_flush_seconds),
+        "reap-lost-jobs": (queues.REAP_JOBS, settings.job_reaper_seconds),
     }
+    return {name: {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+            for name, (task, seconds) in every.items()}

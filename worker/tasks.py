@@ -119,6 +119,12 @@ def monitor_sweep(self: Task) -> list[dict[str, Any]]:
     return monitors.sweep(ctx=context())
 
 
+@app.task(name=queues.REAP_JOBS, bind=True, max_retries=0)
+def reap_jobs(self: Task) -> list[dict[str, str]]:
+    """Queue again (or fail, past MLAAS_JOB_MAX_ATTEMPTS) the running jobs whose worker was lost."""
+    return jobs.reap(ctx=context())
+
+
 @app.task(name=queues.MONITOR_CHECK, bind=True)
 def monitor_check(self: Task, monitor_id: str, due: str | None = None) -> dict[str, Any]:
     """Check a monitor's captured rows against the baseline (logs ``infer_{timestamp}``), act on drift."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import logging
@@ -12,8 +13,9 @@ from typing import Any, TypeVar
 
 import redis
 
+from mlaas.adapters import jobscripts
 from mlaas.adapters.redis import connect, redis_errors, text
-from mlaas.errors import Conflict, NotFound, Unavailable
+from mlaas.errors import Conflict, IdempotencyKeyReused, NotFound, Unavailable
 from mlaas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,68 +24,9 @@ T = TypeVar("T")
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = ("succeeded", "failed", "cancelled")
 
-# Move a job to a new state only from an allowed one; returns the state it ended in.
-_TRANSITION = """
-local key = KEYS[1]
-local current = redis.call('HGET', key, 'state')
-if not current then return {'missing', ''} end
-local allowed = cjson.decode(ARGV[1])
-local ok = false
-for _, s in ipairs(allowed) do if s == current then ok = true end end
-if not ok then return {'refused', current} end
-local fields = cjson.decode(ARGV[2])
-for k, v in pairs(fields) do redis.call('HSET', key, k, v) end
-redis.call('RPUSH', KEYS[2], ARGV[3])
-local ttl = tonumber(ARGV[4])
-redis.call('EXPIRE', key, ttl)
-redis.call('EXPIRE', KEYS[2], ttl)
-return {'ok', current}
-"""
 
-
-# Write a new queued job (and its idempotency key) in one step, unless Redis runs it past the client's
-# deadline: a hung Redis that resumes must not apply a submission the API already answered 503 to.
-# An idempotency key whose job record is gone (expired, or never written) no longer counts.
-_CREATE = """
-local deadline = tonumber(ARGV[1])
-if deadline > 0 then
-  local t = redis.call('TIME')
-  local server_now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-  if server_now > deadline then return {'late', string.format('%.6f', server_now)} end
-end
-local ttl = tonumber(ARGV[4])
-if KEYS[4] ~= '' then
-  local existing = redis.call('GET', KEYS[4])
-  if existing then
-    local other = string.match(existing, '^(%S+)')
-    if other and redis.call('EXISTS', ARGV[7] .. other) == 1 then return {'exists', existing} end
-  end
-  redis.call('SET', KEYS[4], ARGV[6], 'EX', ttl)
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'ok', ''} end
-for k, v in pairs(cjson.decode(ARGV[2])) do redis.call('HSET', KEYS[1], k, v) end
-redis.call('EXPIRE', KEYS[1], ttl)
-redis.call('RPUSH', KEYS[2], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ttl)
-local now = tonumber(ARGV[5])
-redis.call('ZADD', KEYS[3], now, ARGV[8])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], 0, now - ttl)
-return {'ok', ''}
-"""
-
-
-# Take back a submission whose message could not be published, unless a worker has already started it.
-_WITHDRAW = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[1])
-if KEYS[4] ~= '' then
-  local owner = redis.call('GET', KEYS[4])
-  if owner and string.sub(owner, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. ' ' then redis.call('DEL', KEYS[4]) end
-end
-return 1
-"""
-
+class LeaseLost(Exception):
+    """The attempt writing to a job no longer holds it: its lease expired and the job was given to another."""
 
 def _now() -> float:
     return time.time()
@@ -96,17 +39,24 @@ def _iso(ts: float | None) -> str | None:
 
 
 class JobStore:
-    """Create, read, list and transition job records."""
+    """Create, read, list and transition job records; lease running jobs to the attempt that runs them."""
 
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
         self.redis = client or connect(settings)
         self.prefix = settings.redis_prefix
         self.ttl = settings.job_ttl_seconds
+        self.lease_seconds = settings.job_lease_seconds
+        self.max_attempts = settings.job_max_attempts
         self.socket_timeout = settings.redis_socket_timeout
         self._skew = 0.0  # how far Redis's clock was seen ahead of this process's
-        self._transition = self.redis.register_script(_TRANSITION)
-        self._create = self.redis.register_script(_CREATE)
-        self._withdraw = self.redis.register_script(_WITHDRAW)
+        self._scripts = {name: self.redis.register_script(getattr(jobscripts, name.upper()))
+                         for name in ("transition", "create", "withdraw", "acquire", "renew", "progress", "release",
+                                      "reap")}
+
+    @property
+    def impatient(self) -> JobStore:
+        """This store (the patient wrapper's calls wait for Redis; the heartbeat's must not)."""
+        return self
 
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -114,78 +64,94 @@ class JobStore:
     def _hist(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:history"
 
+    @property
+    def _base(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    @property
+    def _leases(self) -> str:
+        return f"{self.prefix}:job-leases"
+
+    def index_key(self, *, owner: str | None = None, job_type: str | None = None, state: str | None = None) -> str:
+        """The sorted set listing the jobs that match these filters (the scripts keep it, see jobscripts)."""
+        key = self._base
+        for tag, value in (("o", owner), ("t", job_type), ("s", state)):
+            key += f":{tag}:{value}" if value else ""
+        return key
+
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        with redis_errors():
+            return self._scripts[name](keys=keys, args=args)
+
     def ping(self) -> None:
         with redis_errors():
             self.redis.ping()
 
     def create(
-        self, job_type: str, params: dict[str, Any], *, idempotency_key: str | None = None, request_id: str = ""
+        self, job_type: str, params: dict[str, Any], *, idempotency_key: str | None = None, request_id: str = "",
+        owner: str = "",
     ) -> tuple[dict[str, Any], bool]:
-        """Write a queued job; with an idempotency key, return the existing job instead. -> (job, created)."""
+        """Write a queued job; with an idempotency key (one owner's), return the existing job instead.
+
+        -> (job, created). The same key with another body raises IdempotencyKeyReused (422).
+        """
         job_id = uuid.uuid4().hex
         body_hash = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-        idem_key = self._idem_key(job_type, idempotency_key)
+        idem_key = self._idem_key(job_type, idempotency_key, owner)
         now = _now()
         record = {
-            "job_id": job_id,
-            "type": job_type,
-            "state": "queued",
-            "params": json.dumps(params),
-            "progress": json.dumps({"step": "queued", "percent": 0}),
-            "created_at": repr(now),
-            "updated_at": repr(now),
-            "request_id": request_id,
-            "attempts": "0",
+            "job_id": job_id, "type": job_type, "state": "queued", "params": json.dumps(params),
+            "progress": json.dumps({"step": "queued", "percent": 0}), "created_at": repr(now),
+            "updated_at": repr(now), "request_id": request_id, "attempts": "0", "owner": owner,
         }
-        keys = [self._key(job_id), self._hist(job_id), f"{self.prefix}:jobs", idem_key]
+        keys = [self._key(job_id), self._hist(job_id), self._base, idem_key]
 
         def write(deadline: float) -> tuple[str, str]:
-            status, value = self._create(keys=keys, args=[
+            status, value = self._run("create", keys, [
                 repr(deadline), json.dumps(record), json.dumps({"state": "queued", "at": now}), self.ttl, repr(now),
                 f"{job_id} {body_hash}", f"{self.prefix}:job:", job_id])
             return str(status), str(value)
 
-        with redis_errors():
-            status, value = write(self._deadline(now))
-            if status == "late":  # it answered, so it did not hang: its clock is ahead of ours
-                server_now = float(value)
-                self._skew = max(self._skew, server_now - now)
-                status, value = write(server_now + self.socket_timeout)
+        status, value = write(self._deadline(now))
+        if status == "late":  # it answered, so it did not hang: its clock is ahead of ours
+            server_now = float(value)
+            self._skew = max(self._skew, server_now - now)
+            status, value = write(server_now + self.socket_timeout)
         if status == "exists":
             other_id, _, other_hash = value.partition(" ")
             if other_id != job_id:
                 if other_hash != body_hash:
-                    raise Conflict("Idempotency-Key was already used with a different request body")
+                    raise IdempotencyKeyReused("Idempotency-Key was already used with a different request body")
                 return self.get(other_id), False
         # built here rather than read back: a read that timed out would answer 503 for a job already written
         return _decode(record, [json.dumps({"state": "queued", "at": now})]), True
 
-    def withdraw(self, job_id: str, job_type: str, idempotency_key: str | None) -> bool:
+    def withdraw(self, job_id: str, job_type: str, idempotency_key: str | None, owner: str = "") -> bool:
         """Delete a job still queued, and its idempotency key: its message never reached the queue.
 
         One script, so that run late by a Redis that hung it still only removes a job no worker started.
         """
-        keys = [self._key(job_id), self._hist(job_id), f"{self.prefix}:jobs", self._idem_key(job_type, idempotency_key)]
-        with redis_errors():
-            return bool(self._withdraw(keys=keys, args=[job_id]))
+        keys = [self._key(job_id), self._hist(job_id), self._base, self._idem_key(job_type, idempotency_key, owner)]
+        return bool(self._run("withdraw", keys, [job_id]))
 
-    def _idem_key(self, job_type: str, idempotency_key: str | None) -> str:
+    def _idem_key(self, job_type: str, idempotency_key: str | None, owner: str) -> str:
         if not idempotency_key:
             return ""
-        return f"{self.prefix}:idem:{job_type}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+        return f"{self.prefix}:idem:{job_type}:{digest}" + (f":{owner}" if owner else "")
 
     def _deadline(self, now: float) -> float:
         """Until when Redis may run a write: one socket timeout, the earliest this client stops waiting for it."""
         return now + self._skew + self.socket_timeout
 
-    def get(self, job_id: str) -> dict[str, Any]:
-        """The job as the API shows it; NotFound for an unknown or expired id."""
+    def get(self, job_id: str, *, owner: str | None = None) -> dict[str, Any]:
+        """The job as the API shows it; NotFound for an unknown or expired id (or, given an owner, another's)."""
         with redis_errors():
             pipe = self.redis.pipeline()
             pipe.hgetall(self._key(job_id))
             pipe.lrange(self._hist(job_id), 0, -1)
             raw, history = pipe.execute()
-        if not raw:
+        if not raw or (owner is not None and raw.get("owner", "") != owner):
             raise NotFound(f"job {job_id!r} does not exist")
         return _decode(raw, history)
 
@@ -193,63 +159,95 @@ class JobStore:
         return dict(self.get(job_id)["params"])
 
     def list(
-        self, *, job_type: str | None = None, state: str | None = None, limit: int = 50, offset: int = 0
+        self, *, job_type: str | None = None, state: str | None = None, limit: int = 50, offset: int = 0,
+        owner: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """Recent jobs, newest first, filtered; returns (page, total matching)."""
+        """Recent jobs, newest first, filtered (by owner too, when given); returns (page, total matching).
+
+        Reads one index and one page of records: O(page), however many jobs there are.
+        """
+        index = self.index_key(owner=owner, job_type=job_type, state=state)
         with redis_errors():
-            ids = [str(job_id) for job_id in self.redis.zrevrange(f"{self.prefix}:jobs", 0, -1)]
+            pipe = self.redis.pipeline()
+            pipe.zremrangebyscore(index, "-inf", _now() - self.ttl)
+            pipe.zrevrange(index, offset, offset + limit - 1)
+            pipe.zcard(index)
+            _, ids, total = pipe.execute()
             pipe = self.redis.pipeline()
             for job_id in ids:
-                pipe.hmget(self._key(job_id), "type", "state")
-            heads = pipe.execute()
-        matching = [
-            job_id
-            for job_id, (t, s) in zip(ids, heads, strict=True)
-            if t is not None and (job_type is None or t == job_type) and (state is None or s == state)
-        ]
-        page = []
-        for job_id in matching[offset : offset + limit]:
-            try:
-                page.append(self.get(job_id))
-            except NotFound:
-                continue
-        return page, len(matching)
+                pipe.hgetall(self._key(str(job_id)))
+                pipe.lrange(self._hist(str(job_id)), 0, -1)
+            replies = pipe.execute()
+        page = [_decode(raw, history) for raw, history in zip(replies[::2], replies[1::2], strict=True) if raw]
+        return page, int(total)
 
-    def transition(self, job_id: str, to: str, *, allowed_from: tuple[str, ...], **fields: Any) -> str:
-        """Move a job to ``to`` if it is in one of ``allowed_from``; returns the previous state.
+    def transition(self, job_id: str, to: str, *, allowed_from: tuple[str, ...], attempt: int | None = None,
+                   **fields: Any) -> str:
+        """Move a job to ``to`` if it is in one of ``allowed_from`` (given ``attempt``: for that attempt only).
 
-        Raises NotFound for an unknown job and Conflict when the current state does not allow it.
+        Returns the previous state. Raises NotFound for an unknown job, Conflict when the current state does
+        not allow it, and LeaseLost when ``attempt`` is no longer the job's.
         """
         now = _now()
         values = {"state": to, "updated_at": repr(now)}
-        if to == "running":
-            values["started_at"] = repr(now)
         if to in TERMINAL:
             values["finished_at"] = repr(now)
         for key, value in fields.items():
             values[key] = json.dumps(value, allow_nan=False) if key in ("result", "error", "progress") else str(value)
-        with redis_errors():
-            status, previous = self._transition(
-                keys=[self._key(job_id), self._hist(job_id)],
-                args=[json.dumps(list(allowed_from)), json.dumps(values), json.dumps({"state": to, "at": now}),
-                      self.ttl],
-            )
+        entry: dict[str, Any] = {"state": to, "at": now, **({"attempt": attempt} if attempt is not None else {})}
+        status, previous = self._run(
+            "transition", [self._key(job_id), self._hist(job_id), self._base, self._leases],
+            [json.dumps(list(allowed_from)), json.dumps(values), json.dumps(entry), self.ttl,
+             "" if attempt is None else str(attempt), repr(now), job_id])
         if status == "missing":
             raise NotFound(f"job {job_id!r} does not exist")
         if status == "refused":
             raise Conflict(f"job {job_id!r} is {previous}, it cannot become {to}")
+        if status == "fenced":
+            raise LeaseLost(f"job {job_id!r} attempt {attempt} no longer holds the job")
         return str(previous)
 
-    def set_progress(self, job_id: str, step: str, percent: int) -> None:
-        with redis_errors():
-            self.redis.hset(
-                self._key(job_id),
-                mapping={"progress": json.dumps({"step": step, "percent": percent}), "updated_at": repr(_now())},
-            )
+    def acquire(self, job_id: str, *, holder: str, dead_holder: str = "") -> tuple[str, str]:
+        """Take a job to run it under a lease: ('ok', attempt), ('busy', holder), ('terminal', state), ('missing', '').
 
-    def bump_attempts(self, job_id: str) -> int:
+        A running job whose lease expired, or whose holder is ``dead_holder``, lost its worker: it runs again
+        as the next attempt, unless that was its MLAAS_JOB_MAX_ATTEMPTS-th lost worker (then it fails).
+        """
+        status, value = self._run(
+            "acquire", [self._key(job_id), self._hist(job_id), self._base, self._leases],
+            [holder, self.lease_seconds, repr(_now()), self.max_attempts, dead_holder, self.ttl, job_id])
+        return str(status), str(value)
+
+    def holder(self, job_id: str) -> str | None:
+        """Who holds a running job's lease (``host:pid``), if anyone."""
         with redis_errors():
-            return int(self.redis.hincrby(self._key(job_id), "attempts", 1))
+            return text(self.redis.hget(self._key(job_id), "holder"))
+
+    def renew(self, job_id: str, attempt: int, holder: str) -> bool:
+        """Extend the lease of ``attempt``; False when the job is no longer that attempt's."""
+        return bool(self._run("renew", [self._key(job_id), self._leases],
+                              [str(attempt), holder, repr(_now() + self.lease_seconds), job_id]))
+
+    def set_progress(self, job_id: str, step: str, percent: int, *, attempt: int) -> str:
+        """Record a step of ``attempt``; returns the job's state. LeaseLost when the attempt no longer holds it."""
+        status, state = self._run("progress", [self._key(job_id)], [
+            str(attempt), json.dumps({"step": step, "percent": percent}), repr(_now())])
+        if status == "missing":
+            raise NotFound(f"job {job_id!r} does not exist")
+        if status == "fenced" and state != "cancelled":
+            raise LeaseLost(f"job {job_id!r} attempt {attempt} no longer holds the job (it is {state})")
+        return str(state)
+
+    def release(self, job_id: str, holder: str, reason: str) -> bool:
+        """Put a running job held by ``holder`` back in the queued state (its worker stops or retries later)."""
+        return bool(self._run("release", [self._key(job_id), self._hist(job_id), self._base, self._leases],
+                              [holder, reason, repr(_now()), self.ttl, job_id]))
+
+    def reap(self, limit: int = 100) -> builtins.list[tuple[str, str, str]]:
+        """Requeue (or fail, past the attempts) running jobs whose lease expired: [(job_id, type, new state)]."""
+        flat = self._run("reap", [self._base, self._leases],
+                         [repr(_now()), self.max_attempts, self.ttl, f"{self.prefix}:job:", limit])
+        return [(str(flat[i]), str(flat[i + 1]), str(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     def state(self, job_id: str) -> str | None:
         with redis_errors():
@@ -274,11 +272,17 @@ def _decode(raw: dict[str, str], history: list[str]) -> dict[str, Any]:
         "updated_at": _iso(floats("updated_at")),
         "request_id": raw.get("request_id") or None,
         "attempts": int(raw.get("attempts") or 0),
-        "history": [
-            {"state": h["state"], "at": _iso(h["at"])} for h in (json.loads(item) for item in history)
-        ],
+        "owner": raw.get("owner") or None,
+        "history": [_event(json.loads(item)) for item in history],
     }
     return job
+
+
+def _event(entry: dict[str, Any]) -> dict[str, Any]:
+    """A history entry: the state and when, and for an attempt's entries its number and why it ended."""
+    event = {"state": entry["state"], "at": _iso(entry["at"])}
+    event.update({k: entry[k] for k in ("attempt", "reason") if k in entry})
+    return event
 
 
 def patiently(call: Callable[[], T], wait_seconds: float) -> T:
@@ -307,6 +311,11 @@ class PatientJobStore:
     def __init__(self, store: JobStore, wait_seconds: float) -> None:
         self._store = store
         self._wait_seconds = wait_seconds
+
+    @property
+    def impatient(self) -> JobStore:
+        """The store whose calls fail at once when Redis is away."""
+        return self._store
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._store, name)

@@ -7,6 +7,7 @@ from flask import Flask, Response, g, request
 from mlaas.adapters.ratelimit import RateLimiter
 from mlaas.api.errors import error_response
 from mlaas.auth import identify, parse_keys
+from mlaas.jobs import SUBMITTER
 from mlaas.settings import Settings
 
 # Open to everyone: liveness, readiness and the API's own documentation.
@@ -42,8 +43,9 @@ def install(app: Flask, settings: Settings) -> None:
         endpoint = request.endpoint
         if endpoint is None or endpoint in OPEN_ENDPOINTS or endpoint.split(".", 1)[0] in OPEN_BLUEPRINTS:
             return None
+        SUBMITTER.set("")
         if not settings.auth_enabled:
-            g.actor = "anonymous"
+            g.actor, g.key_name, g.admin = "anonymous", "", True
             return None
         presented = presented_key()
         key = identify(keys, presented) if presented else None
@@ -55,7 +57,8 @@ def install(app: Flask, settings: Settings) -> None:
         scope = required_scope(endpoint)
         if not key.allows(scope):
             return error_response("forbidden", f"the key {key.name!r} lacks the {scope!r} scope for this route")
-        g.actor = f"key:{key.name}"
+        g.actor, g.key_name, g.admin = f"key:{key.name}", key.name, "admin" in key.scopes
+        SUBMITTER.set(key.name)  # the jobs this request submits are this key's
         limit = key.per_minute if key.per_minute is not None else settings.rate_limit_per_minute
         retry_after = limiter.check(key.name, limit)
         if retry_after is not None:

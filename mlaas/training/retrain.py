@@ -91,7 +91,8 @@ def run(job: TrainJob, *, ctx: Context, job_id: str, progress: Progress) -> dict
     y_pred, proba, classes = scoring.predict(estimator, X_test, inputs.task)
     scores = scoring.compute(inputs.task, y_test, y_pred, proba, classes)
     progress("register", 85)
-    new_version, run_id, run_name = register(job, estimator, inputs, parts, scores, ctx=ctx, job_id=job_id)
+    new_version, run_id, run_name = register(job, estimator, inputs, parts, scores, ctx=ctx, job_id=job_id,
+                                             fence=lambda: progress("register", 90))
     decision: dict[str, Any] = {"requested": job.promote, "promoted": False}
     if job.promote:
         progress("promote", 95)
@@ -144,8 +145,13 @@ def fit(estimator: Any, train_df: pd.DataFrame, inputs: Inputs, job: TrainJob) -
 
 
 def register(job: TrainJob, estimator: Any, inputs: Inputs, parts: Parts, scores: dict[str, float], *,
-             ctx: Context, job_id: str) -> tuple[ModelVersion, str | None, str]:
-    """Log the run and register the new version with its tags, once per job (a redelivery reuses it)."""
+             ctx: Context, job_id: str,
+             fence: Callable[[], None] = lambda: None) -> tuple[ModelVersion, str | None, str]:
+    """Log the run and register the new version with its tags, once per job (a redelivery reuses it).
+
+    ``fence`` runs right before the version is created: it raises when this attempt no longer holds the job
+    (its lease was taken over), so a stale attempt registers nothing.
+    """
     tags = {
         "drift-data": str(parts.baseline_uri), "dataset": str(inputs.data.uri), "data_config": str(inputs.config_uri),
         "test_dataset": parts.test_uri, "source_version": str(job.version), "job_id": job_id, "task": inputs.task,
@@ -154,7 +160,7 @@ def register(job: TrainJob, estimator: Any, inputs: Inputs, parts: Parts, scores
     ran_before = ctx.jobs.get(job_id).get("attempts") != 1
     existing = ctx.registry.find_version_by_tag(job.model, "job_id", job_id) if ran_before else None
     if existing is None:  # the version is created with all its tags: one call to the registry instead of one per tag
-        return _log_and_register(ctx, job_id, job, estimator, inputs, scores, parts, tags=tags)
+        return _log_and_register(ctx, job_id, job, estimator, inputs, scores, parts, tags=tags, fence=fence)
     run_name = existing.tags.get("run_name", "")
     tags.update({STAGE_TAG: existing.tags.get(STAGE_TAG, "staging"), "run_name": run_name})
     ctx.registry.set_tags(job.model, existing.version, tags)  # a redelivery may have stopped before them
@@ -232,8 +238,8 @@ def _load_checked(ctx: Context, uri_text: str, config: DataConfig, field: str) -
 
 
 def _log_and_register(ctx: Context, job_id: str, job: TrainJob, estimator: Any, inputs: Inputs,
-                      scores: dict[str, float], parts: Parts, *,
-                      tags: dict[str, str]) -> tuple[ModelVersion, str | None, str]:
+                      scores: dict[str, float], parts: Parts, *, tags: dict[str, str],
+                      fence: Callable[[], None]) -> tuple[ModelVersion, str | None, str]:
     data, config = inputs.data, inputs.config
     sizes = {"train": len(parts.train), "baseline": len(parts.baseline), "test": len(parts.test)}
     with ctx.registry.run("train", job.model, tags={"mlaas.job_id": job_id, "mlaas.kind": "train"}) as run:
@@ -249,6 +255,7 @@ def _log_and_register(ctx: Context, job_id: str, job: TrainJob, estimator: Any, 
         run.log_metrics(scores)
         run.log_json(config.model_dump(), "data_config.json")
         example = data.frame[config.features].head(5)
+        fence()
         version = run.register_sklearn_model(
             estimator, name=job.model, example=example, tags={**tags, STAGE_TAG: "staging", "run_name": run.name}
         )

@@ -72,7 +72,7 @@ class StackConfig:
     mlflow_bucket: str = "mlflow"
     extra_buckets: tuple[str, ...] = ()
     mlflow_backend_uri: str = ""  # empty: SQLite under the state directory
-    worker_groups: tuple[str, ...] = ("train", "evaluate", "drift")  # each: comma-separated queues
+    worker_groups: tuple[str, ...] = ("train", "evaluate", "drift", "housekeeping")  # each: comma-separated queues
     api_workers: int = 2
     components: tuple[str, ...] = COMPONENTS
     stop_timeout: float = 20.0

@@ -26,11 +26,13 @@ DATA = ROOT / "examples" / "data" / "titanic"
 ADMIN_KEY, ADMIN_ENTRY = generate_key("test-admin")
 PREDICT_KEY, PREDICT_ENTRY = generate_key("test-scorer", ("predict",))
 LIMITED_KEY, LIMITED_ENTRY = generate_key("test-limited", ("predict",))
+JOBS_KEY, JOBS_ENTRY = generate_key("test-jobs-a", ("jobs",))  # two non-admin keys: each sees its own jobs
+OTHER_JOBS_KEY, OTHER_JOBS_ENTRY = generate_key("test-jobs-b", ("jobs",))
 WEBHOOK_PORT = localstack.free_ports(1)[0]  # the one port test webhook receivers listen on (allowlisted)
-# Settings the worker and API of the test stack run with (a short visibility timeout for redelivery tests).
-# Drift checks of captured traffic start only when a test asks (a high minimum), flushes run every 2 s.
+# Settings the worker and API of the test stack run with (the shipped visibility timeout: jobs of lost workers
+# come back through their leases). Drift checks of captured traffic start only when a test asks (a high
+# minimum), flushes run every 2 s.
 TEST_SERVICE_ENV = {
-    "MLAAS_VISIBILITY_TIMEOUT": "20",
     "MLAAS_RESOLVE_TTL_SECONDS": "1",
     "MLAAS_LOG_LEVEL": "INFO",
     "MLAAS_DRIFT_MIN_ROWS": "1000000",
@@ -38,7 +40,7 @@ TEST_SERVICE_ENV = {
     "MLAAS_MAX_DATASET_BYTES": str(4 * 1024 * 1024),
     "MLAAS_MONITOR_SWEEP_SECONDS": "2",
     "MLAAS_WEBHOOK_ALLOWLIST": f"127.0.0.1:{WEBHOOK_PORT}",
-    "MLAAS_API_KEYS": ",".join([ADMIN_ENTRY, PREDICT_ENTRY, LIMITED_ENTRY + ":5"]),
+    "MLAAS_API_KEYS": ",".join([ADMIN_ENTRY, PREDICT_ENTRY, LIMITED_ENTRY + ":5", JOBS_ENTRY, OTHER_JOBS_ENTRY]),
     "MLAAS_WORKER_METRICS_PORT": str(localstack.free_ports(1)[0]),
 }
 
@@ -79,7 +81,8 @@ class Api:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[localstack.Stack]:
     state = ROOT / ".test-stack" / uuid.uuid4().hex[:8]
-    config = localstack.StackConfig.with_free_ports(state, worker_groups=("train,evaluate,drift",), api_workers=2)
+    config = localstack.StackConfig.with_free_ports(state, worker_groups=("train,evaluate,drift,housekeeping",),
+                                                    api_workers=2)
     running = localstack.Stack(config)
     with localstack.environment(TEST_SERVICE_ENV):
         try:

@@ -13,6 +13,7 @@ from mlaas.adapters.jobstore import JobStore
 from mlaas.context import Context
 from mlaas.drift.specs import DriftColumns, DriftSpec
 from mlaas.errors import Unavailable
+from tests.integration.conftest import JOBS_KEY, OTHER_JOBS_KEY, Api
 from tests.integration.models import CATEGORICAL, NUMERIC, register, slow_pipeline, titanic_pipeline
 from tests.waiting import wait_for
 
@@ -84,7 +85,7 @@ def test_idempotency_key_returns_the_same_job(api, prod_model, titanic):
     assert first.status_code == 202 and second.status_code == 202
     assert first.json()["job_id"] == second.json()["job_id"]
     other = api.post("/train", json={**body, "random_state": 1}, headers={"Idempotency-Key": f"key-{prod_model}"})
-    assert other.status_code == 409 and other.json()["code"] == "conflict"
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"  # the IETF draft's answer
     api.wait_job(first.json()["job_id"])
     listed = api.get("/jobs", params={"type": "train", "limit": 500}).json()
     assert sum(1 for j in listed["jobs"] if j["params"]["model"] == prod_model) == 1
@@ -208,7 +209,7 @@ def test_an_idempotency_key_whose_job_record_is_gone_makes_a_new_job(ctx, unique
 
 def test_a_write_redis_runs_past_the_deadline_is_not_applied_unless_redis_answered_in_time(ctx, unique):
     store = LateStore(ctx.settings)
-    status, _ = store._create(keys=[f"{ctx.settings.redis_prefix}:job:late-{unique}", "h", "z", ""],
+    status, _ = store._scripts["create"](keys=[f"{ctx.settings.redis_prefix}:job:late-{unique}", "h", "z", ""],
                               args=[repr(time.time() - 60), "{}", "{}", 60, repr(time.time()), "", "", "x"])
     assert status == "late"
     assert not ctx.jobs.redis.exists(f"{ctx.settings.redis_prefix}:job:late-{unique}")
@@ -253,3 +254,29 @@ def test_withdraw_leaves_a_job_a_worker_already_started(ctx, unique):
     assert ctx.jobs.get(job["job_id"])["state"] == "running"
     again, created = ctx.jobs.create("drift", {"model": unique}, idempotency_key=f"started-{unique}")
     assert not created and again["job_id"] == job["job_id"]
+
+
+def test_a_key_reads_lists_and_cancels_only_its_own_jobs_and_idempotency_keys_are_its_own(api, prod_model, titanic):
+    alice, bob = Api(api.base_url, JOBS_KEY), Api(api.base_url, OTHER_JOBS_KEY)
+    body, key = train_body(prod_model, titanic), {"Idempotency-Key": f"mine-{prod_model}"}
+    first = alice.post("/train", json=body, headers=key)
+    second = bob.post("/train", json=body, headers=key)
+    assert first.status_code == second.status_code == 202, (first.text, second.text)
+    mine, theirs = first.json()["job_id"], second.json()["job_id"]
+    assert mine != theirs  # bob's use of the same key neither reveals nor returns alice's job
+    assert alice.post("/train", json={**body, "random_state": 5}, headers=key).status_code == 422
+
+    assert bob.get(f"/jobs/{mine}").status_code == 404
+    assert bob.delete(f"/jobs/{mine}").status_code == 404
+    assert alice.get(f"/jobs/{mine}").json()["owner"] == "test-jobs-a"
+    assert alice.get(f"/jobs/{mine}").json()["state"] != "cancelled"  # bob's DELETE did nothing
+
+    def listed(client: Api) -> set[str]:
+        page = client.get("/jobs", params={"type": "train", "limit": 200}).json()
+        return {j["job_id"] for j in page["jobs"]}
+
+    assert mine in listed(alice) and theirs not in listed(alice)
+    assert theirs in listed(bob) and mine not in listed(bob)
+    assert {mine, theirs} <= listed(api)  # the admin key sees every job
+    assert alice.delete(f"/jobs/{mine}").status_code in (200, 409)  # cancelled, or already finished: not a 404
+    assert bob.delete(f"/jobs/{theirs}").status_code in (200, 409)

@@ -30,7 +30,7 @@ class FakeJobs:
     def ping(self):
         raise Unavailable("redis")
 
-    def get(self, job_id):
+    def get(self, job_id, owner=None):
         raise NotFound(f"job {job_id!r} does not exist")
 
 

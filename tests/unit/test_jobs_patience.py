@@ -30,28 +30,46 @@ class FlakyJobs:
         if self.calls <= self.failures:
             raise Unavailable(self.dependency, f"{self.dependency} does not answer (ConnectionError)")
 
+    @property
+    def impatient(self) -> FlakyJobs:
+        return self
+
     def state(self, job_id: str) -> str:
         self._call()
         return str(self.record["state"])
 
-    def transition(self, job_id: str, to: str, *, allowed_from: tuple[str, ...], **fields: Any) -> str:
+    def holder(self, job_id: str) -> str | None:
+        self._call()
+        return None
+
+    def acquire(self, job_id: str, *, holder: str, dead_holder: str = "") -> tuple[str, str]:
+        self._call()
+        self.record.update(state="running", attempts=self.record["attempts"] + 1)
+        return "ok", str(self.record["attempts"])
+
+    def renew(self, job_id: str, attempt: int, holder: str) -> bool:
+        return True
+
+    def release(self, job_id: str, holder: str, reason: str) -> bool:
+        self._call()
+        self.record["state"] = "queued"
+        return True
+
+    def transition(self, job_id: str, to: str, *, allowed_from: tuple[str, ...], attempt: int | None = None,
+                   **fields: Any) -> str:
         self._call()
         previous = self.record["state"]
         self.record.update(state=to, **fields)
         return str(previous)
 
-    def bump_attempts(self, job_id: str) -> int:
-        self._call()
-        self.record["attempts"] += 1
-        return int(self.record["attempts"])
-
     def get(self, job_id: str) -> dict[str, Any]:
         self._call()
         return dict(self.record)
 
-    def set_progress(self, job_id: str, step: str, percent: int) -> None:
+    def set_progress(self, job_id: str, step: str, percent: int, *, attempt: int) -> str:
         self._call()
         self.steps.append(step)
+        return str(self.record["state"])
 
 
 def context(store: FlakyJobs, wait: float) -> Context:
@@ -116,7 +134,7 @@ def test_redis_unavailable_inside_the_handler_retries_and_fails_the_job_on_the_f
     store = FlakyJobs(failures=0)
     with pytest.raises(Unavailable):
         jobs.run("j1", needs_redis, ctx=context(store, wait=0), final_attempt=False)
-    assert store.record["state"] == "running"  # the task retries it with backoff
+    assert store.record["state"] == "queued"  # given back: the task retries it with backoff
     store = FlakyJobs(failures=0)
     assert jobs.run("j1", needs_redis, ctx=context(store, wait=0), final_attempt=True) == "failed"
     assert store.record["state"] == "failed"

@@ -10,9 +10,10 @@ from mlaas.settings import Settings
 def test_each_task_keeps_its_queue():
     assert queues.TASK_QUEUES == {
         "mlaas.train": "train", "mlaas.evaluate": "evaluate", "mlaas.drift": "drift",
-        "mlaas.monitor_sweep": "drift", "mlaas.capture_flush": "drift", "mlaas.monitor_check": "drift",
+        "mlaas.monitor_sweep": "housekeeping", "mlaas.capture_flush": "housekeeping",
+        "mlaas.monitor_check": "housekeeping", "mlaas.reap_jobs": "housekeeping",
     }
-    assert queues.QUEUES == ("train", "evaluate", "drift")
+    assert queues.QUEUES == ("train", "evaluate", "drift", "housekeeping")
 
 
 def test_routes_cover_every_task_the_worker_registers_and_beat_schedules():

@@ -19,6 +19,11 @@ def request_id() -> str:
     return getattr(g, "request_id", "")
 
 
+def job_owner() -> str | None:
+    """Whose jobs the caller sees: every job (None) for an admin key or with auth off, else its own key's."""
+    return None if getattr(g, "admin", False) else str(getattr(g, "key_name", ""))
+
+
 def accepted(job: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Answer 202 with where to poll a submitted job (the same job again when an idempotency key matched)."""
     body = {
