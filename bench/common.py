@@ -142,6 +142,7 @@ def start_stack(name: str, components: Sequence[str], **overrides: Any) -> tuple
 
     key, entry = generate_key("bench-admin")
     os.environ["MLAAS_API_KEYS"] = entry  # the API processes inherit it
+    os.environ["MLAAS_RATE_LIMIT_PER_MINUTE"] = "0"  # benchmarks measure the service, not the default limit
     state = RESULTS / f"stack-{name}"
     shutil.rmtree(state, ignore_errors=True)
     config = localstack.StackConfig.with_free_ports(state, components=tuple(components), **overrides)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from mlaas.errors import InvalidInput
 
-SCOPES = ("predict", "jobs", "admin")
+SCOPES = ("predict", "jobs", "promote", "admin")  # promote: move the prod alias (train/evaluate/monitors)
 KEY_PREFIX = "mlaas_"
 
 
@@ -29,7 +29,24 @@ class ApiKey:
 
     def allows(self, scope: str | None) -> bool:
         """Whether this key may use a route that needs ``scope`` (None: any valid key)."""
-        return scope is None or "admin" in self.scopes or scope in self.scopes
+        return scope is None or self.is_admin or scope in self.scopes
+
+    @property
+    def is_admin(self) -> bool:
+        """Admin keys see and change what every key created."""
+        return "admin" in self.scopes
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, for ownership: a key's name; an admin (or anyone when auth is off) sees every owner's things."""
+
+    name: str
+    admin: bool = False
+
+    def owns(self, owner: str | None) -> bool:
+        """Whether this caller may see and change something created by ``owner`` (None: by mlaas itself)."""
+        return self.admin or (owner is not None and owner == self.name)
 
 
 def hash_key(key: str) -> str:
@@ -87,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0].startswith("-"):
-        print("usage: python -m mlaas.auth NAME [predict] [jobs] [admin]", file=sys.stderr)
+        print("usage: python -m mlaas.auth NAME [predict] [jobs] [promote] [admin]", file=sys.stderr)
         return 2
     key, entry = generate_key(args[0], tuple(args[1:]) or SCOPES)
     print(f"key (give it to the caller; it is not stored anywhere): {key}")

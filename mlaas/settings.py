@@ -89,10 +89,11 @@ class Settings:
     # HTTP API.
     auth_enabled: bool = True
     api_keys: Csv = ()  # name:scope+scope:sha256hex entries, see mlaas/auth.py
-    rate_limit_per_minute: Annotated[int, Ge(0)] = 0  # per API key; 0: no limit
+    rate_limit_per_minute: Annotated[int, Ge(0)] = 6000  # per API key; 0: no limit
     max_body_bytes: Count = 16 * 1024 * 1024
     max_inference_rows: Count = 10_000
-    max_dataset_bytes: Count = 1024 * 1024 * 1024  # PUT /datasets uploads
+    max_dataset_bytes: Count = 1024 * 1024 * 1024  # PUT /datasets uploads, and any dataset a job reads (decoded)
+    max_dataset_rows: Count = 10_000_000  # rows of any dataset a job reads
     # Models.
     resolve_ttl_seconds: WaitSeconds = 10.0
     model_cache_size: Count = 8
@@ -105,6 +106,7 @@ class Settings:
     # Inference capture (drift checks of served traffic run off the request path).
     capture_enabled: bool = True
     capture_max_entries: Count = 100_000  # per model version; requests beyond are dropped and counted
+    capture_max_bytes: Count = 64 * 1024 * 1024  # per model version, the entries' size; beyond, dropped and counted
     capture_timeout: Seconds = 0.25
     capture_batch_seconds: WaitSeconds = 0.1  # hold captured requests this long, then write them in one round trip
     capture_flush_seconds: Seconds = 30.0

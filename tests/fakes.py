@@ -14,6 +14,7 @@ class MemoryBlobStore:
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], bytes] = {}
+        self.metadata: dict[tuple[str, str], dict[str, str]] = {}
         self.buckets: set[str] = set()
         self.down = False
 
@@ -34,12 +35,14 @@ class MemoryBlobStore:
     def put_bytes(self, uri: S3Uri, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         self._check()
         self.objects[(uri.bucket, uri.key)] = bytes(data)
+        self.metadata.pop((uri.bucket, uri.key), None)
 
-    def put_stream(self, uri: S3Uri, stream, *, length: int, content_type: str) -> None:
+    def put_stream(self, uri: S3Uri, stream, *, length: int, content_type: str, metadata=None) -> None:
         self.put_bytes(uri, stream.read())
+        self.metadata[(uri.bucket, uri.key)] = {k.lower(): v for k, v in (metadata or {}).items()}
 
     def stat(self, uri: S3Uri) -> ObjectInfo:
-        return ObjectInfo(uri, len(self.get_bytes(uri)), None, "")
+        return ObjectInfo(uri, len(self.get_bytes(uri)), None, "", self.metadata.get((uri.bucket, uri.key), {}))
 
     def exists(self, uri: S3Uri) -> bool:
         self._check()

@@ -20,22 +20,46 @@ log = logging.getLogger(__name__)
 BREAKER_SECONDS = 5.0
 MAX_PENDING = 10_000  # batched mode: requests held in the process at most; beyond, they are dropped and counted
 
-# Append a batch of entries to one stream while it has room; the refused ones count their rows.
-# ARGV: the cap, then (entry, rows) pairs. Returns how many (the first ones) were added.
+# Append a batch of entries to one stream while it has room in entries and in bytes; the refused ones (all
+# from the first that does not fit) count their rows. KEYS: stream, dropped rows, the set of streams, bytes held.
+# ARGV: the entry cap, the byte cap, then (entry, rows) pairs. Returns how many (the first ones) were added.
 _APPEND = """
 local room = tonumber(ARGV[1]) - redis.call('XLEN', KEYS[1])
-local added, refused = 0, 0
-for i = 2, #ARGV, 2 do
-  if added < room then
+local budget = tonumber(ARGV[2]) - tonumber(redis.call('GET', KEYS[4]) or '0')
+local added, refused, used = 0, 0, 0
+for i = 3, #ARGV, 2 do
+  local size = string.len(ARGV[i])
+  if refused == 0 and added < room and used + size <= budget then
     redis.call('XADD', KEYS[1], '*', 'd', ARGV[i])
     added = added + 1
+    used = used + size
   else
     refused = refused + tonumber(ARGV[i + 1])
   end
 end
 if refused > 0 then redis.call('INCRBY', KEYS[2], refused) end
-if added > 0 then redis.call('SADD', KEYS[3], KEYS[1]) end
+if added > 0 then
+  redis.call('SADD', KEYS[3], KEYS[1])
+  redis.call('INCRBY', KEYS[4], used)
+end
 return added
+"""
+# Remove flushed entries and give their bytes back. KEYS: stream, bytes held, the plan. ARGV: entry ids.
+_FINISH = """
+local freed = 0
+for i = 1, #ARGV do
+  local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+  if found[1] then
+    local fields = found[1][2]
+    for j = 1, #fields, 2 do
+      if fields[j] == 'd' then freed = freed + string.len(fields[j + 1]) end
+    end
+    redis.call('XDEL', KEYS[1], ARGV[i])
+  end
+end
+if freed > 0 and tonumber(redis.call('DECRBY', KEYS[2], freed)) < 0 then redis.call('SET', KEYS[2], 0) end
+redis.call('DEL', KEYS[3])
+return freed
 """
 MAX_PER_CALL = 500  # entries per script call
 
@@ -74,9 +98,11 @@ class CaptureBuffer:
     def __init__(self, settings: Settings) -> None:
         self.prefix = f"{settings.redis_prefix}:capture"
         self.max_entries = settings.capture_max_entries
+        self.max_bytes = settings.capture_max_bytes
         self.fast = connect(settings, fast=True)
         self.redis = connect(settings)
         self._append = self.fast.register_script(_APPEND)
+        self._finish = self.redis.register_script(_FINISH)
         self._open_until = 0.0
         self._lock = threading.Lock()
         self._connection: redis.connection.ConnectionInterface | None = None
@@ -175,7 +201,8 @@ class CaptureBuffer:
         for key, indexes in by_key.items():
             for start in range(0, len(indexes), MAX_PER_CALL):
                 chunk = indexes[start:start + MAX_PER_CALL]
-                args: list[bytes | str | int] = [key, f"{key}:dropped", f"{self.prefix}:streams", self.max_entries]
+                args: list[bytes | str | int] = [key, f"{key}:dropped", f"{self.prefix}:streams", f"{key}:bytes",
+                                                 self.max_entries, self.max_bytes]
                 for i in chunk:
                     args += [items[i][1], items[i][2]]
                 calls.append((chunk, args))
@@ -187,7 +214,7 @@ class CaptureBuffer:
             try:
                 parts: list[bytes] = []
                 for _, args in calls:
-                    _command_parts(parts, "EVALSHA", self._append.sha, 3, *args)
+                    _command_parts(parts, "EVALSHA", self._append.sha, 4, *args)
                 connection.send_packed_command([b"".join(parts)], check_health=False)
                 counts: list[int | None] = []
                 for _ in calls:
@@ -197,7 +224,7 @@ class CaptureBuffer:
                         counts.append(None)
                 missing = [n for n, count in enumerate(counts) if count is None]
                 if missing:
-                    connection.send_packed_command([b"".join(_command("EVAL", _APPEND, 3, *calls[n][1])
+                    connection.send_packed_command([b"".join(_command("EVAL", _APPEND, 4, *calls[n][1])
                                                              for n in missing)])
                     for n in missing:
                         counts[n] = int(connection.read_response())
@@ -242,13 +269,14 @@ class CaptureBuffer:
             self.redis.set(f"{key}:plan", f"{first} {last}")
 
     def finish(self, key: str, ids: list[str]) -> None:
-        """Remove flushed entries and the plan that named them."""
+        """Remove flushed entries (giving their bytes back to the stream's cap) and the plan that named them."""
+        with redis_errors():  # one script call: atomic, as the plan must go with the last of its entries
+            self._finish(keys=[key, f"{key}:bytes", f"{key}:plan"], args=ids)
+
+    def held_bytes(self, key: str) -> int:
+        """The size of the entries a stream holds, as counted against MLAAS_CAPTURE_MAX_BYTES."""
         with redis_errors():
-            pipe = self.redis.pipeline()
-            for start in range(0, len(ids), 1000):
-                pipe.xdel(key, *ids[start:start + 1000])
-            pipe.delete(f"{key}:plan")
-            pipe.execute()
+            return int(self.redis.get(f"{key}:bytes") or 0)
 
     def dropped(self, key: str) -> int:
         with redis_errors():

@@ -6,8 +6,8 @@ Another store (Azure Blob, GCS) is one new class with these eight methods.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Literal, Protocol
 from urllib.parse import urlparse
@@ -29,6 +29,7 @@ class ObjectInfo:
     size: int
     last_modified: datetime | None
     etag: str
+    metadata: Mapping[str, str] = field(default_factory=dict)  # user metadata (x-amz-meta-*), from stat only
 
 
 class BlobStore(Protocol):
@@ -38,7 +39,8 @@ class BlobStore(Protocol):
 
     def put_bytes(self, uri: S3Uri, data: bytes, *, content_type: str = "application/octet-stream") -> None: ...
 
-    def put_stream(self, uri: S3Uri, stream: BinaryIO, *, length: int, content_type: str) -> None: ...
+    def put_stream(self, uri: S3Uri, stream: BinaryIO, *, length: int, content_type: str,
+                   metadata: Mapping[str, str] | None = None) -> None: ...
 
     def stat(self, uri: S3Uri) -> ObjectInfo: ...
 
@@ -51,6 +53,7 @@ class BlobStore(Protocol):
     def ping(self) -> None: ...
 
 
+_META = "x-amz-meta-"
 _MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 
@@ -89,17 +92,21 @@ class MinioBlobStore:
         with self._errors(uri):
             self._client.put_object(uri.bucket, uri.key, io.BytesIO(data), len(data), content_type=content_type)
 
-    def put_stream(self, uri: S3Uri, stream: BinaryIO, *, length: int, content_type: str) -> None:
+    def put_stream(self, uri: S3Uri, stream: BinaryIO, *, length: int, content_type: str,
+                   metadata: Mapping[str, str] | None = None) -> None:
         """Write an object from a stream without holding it in memory (-1: unknown length, multipart)."""
         with self._errors(uri):
             self._client.put_object(uri.bucket, uri.key, stream, length, content_type=content_type,
-                                    part_size=0 if length >= 0 else 16 * 1024 * 1024)
+                                    part_size=0 if length >= 0 else 16 * 1024 * 1024,
+                                    metadata=dict(metadata) if metadata else None)
 
     def stat(self, uri: S3Uri) -> ObjectInfo:
         """Size and metadata of an object; NotFound when it does not exist."""
         with self._errors(uri):
             obj = self._client.stat_object(uri.bucket, uri.key)
-        return ObjectInfo(uri, obj.size or 0, obj.last_modified, (obj.etag or "").strip('"'))
+        meta = {str(k).lower().removeprefix(_META): str(v) for k, v in (obj.metadata or {}).items()
+                if str(k).lower().startswith(_META)}
+        return ObjectInfo(uri, obj.size or 0, obj.last_modified, (obj.etag or "").strip('"'), meta)
 
     def exists(self, uri: S3Uri) -> bool:
         """Whether the object exists."""

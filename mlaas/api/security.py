@@ -6,7 +6,8 @@ from flask import Flask, Response, g, request
 
 from mlaas.adapters.ratelimit import RateLimiter
 from mlaas.api.errors import error_response
-from mlaas.auth import identify, parse_keys
+from mlaas.auth import ApiKey, Caller, identify, parse_keys
+from mlaas.errors import Forbidden
 from mlaas.jobs import SUBMITTER
 from mlaas.settings import Settings
 
@@ -17,13 +18,28 @@ OPEN_ENDPOINTS = {"health.health_get", "health.health_post", "health.ready", "op
 SCOPE_BY_BLUEPRINT = {"inference": "predict", "train": "jobs", "jobs": "jobs", "drift": "jobs", "datasets": "jobs",
                       "monitors": "jobs"}
 SCOPE_BY_ENDPOINT = {"models.evaluate": "jobs", "models.list_models": None, "models.get_model": None,
-                     "models.get_version": None}
+                     "models.get_version": None, "models.promote": "promote", "models.rollback": "promote"}
+PROMOTE_SCOPE = "promote"
 
 
 def required_scope(endpoint: str) -> str | None:
     if endpoint in SCOPE_BY_ENDPOINT:
         return SCOPE_BY_ENDPOINT[endpoint]
     return SCOPE_BY_BLUEPRINT.get(endpoint.split(".", 1)[0], "admin")
+
+
+def require_promote(field: str) -> None:
+    """Refuse (403) a request that may move the prod alias unless its key has the promote or admin scope."""
+    key: ApiKey | None = g.get("api_key")
+    if key is not None and not key.allows(PROMOTE_SCOPE):
+        raise Forbidden(f"{field}: moving production needs the {PROMOTE_SCOPE!r} scope (or 'admin'), "
+                        f"which the key {key.name!r} lacks")
+
+
+def caller() -> Caller:
+    """Who makes this request, for ownership: the key's name, or an admin (also when auth is off)."""
+    key: ApiKey | None = g.get("api_key")
+    return Caller(key.name, admin=key.is_admin) if key is not None else Caller("anonymous", admin=True)
 
 
 def presented_key() -> str | None:
@@ -58,6 +74,7 @@ def install(app: Flask, settings: Settings) -> None:
         if not key.allows(scope):
             return error_response("forbidden", f"the key {key.name!r} lacks the {scope!r} scope for this route")
         g.actor, g.key_name, g.admin = f"key:{key.name}", key.name, "admin" in key.scopes
+        g.api_key = key
         SUBMITTER.set(key.name)  # the jobs this request submits are this key's
         limit = key.per_minute if key.per_minute is not None else settings.rate_limit_per_minute
         retry_after = limiter.check(key.name, limit)

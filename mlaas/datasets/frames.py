@@ -14,7 +14,8 @@ import yaml
 
 from mlaas.adapters.storage import BlobStore
 from mlaas.errors import InvalidInput, NotFound, TooLarge
-from mlaas.uris import S3Uri
+from mlaas.settings import Settings
+from mlaas.uris import S3Uri, parse_uri
 
 FRAME_SUFFIXES = (".csv", ".parquet", ".pq")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -64,6 +65,17 @@ def read_frame(store: BlobStore, uri: S3Uri, *, max_bytes: int | None = None, ma
     if frame.empty:
         raise InvalidInput(f"{field}: {uri} holds no rows")
     return LoadedFrame(uri, frame, content_hash(data), len(data))
+
+
+def checked_uri(text: str | S3Uri, *, settings: Settings, field: str) -> S3Uri:
+    """A URI the service may read, wherever it came from (a request, a job, a model-version tag)."""
+    return parse_uri(str(text), allowed_buckets=settings.buckets, field=field)
+
+
+def read_dataset(store: BlobStore, text: str | S3Uri, *, settings: Settings, field: str = "dataset") -> LoadedFrame:
+    """A data set a job reads: in an allowed bucket, within MLAAS_MAX_DATASET_BYTES and MLAAS_MAX_DATASET_ROWS."""
+    return read_frame(store, checked_uri(text, settings=settings, field=field), max_bytes=settings.max_dataset_bytes,
+                      max_rows=settings.max_dataset_rows, field=field)
 
 
 _WIDTHS = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8}
@@ -126,6 +138,8 @@ def parse_config(data: bytes, *, suffix: str, field: str) -> dict[str, Any]:
     """Parse YAML or JSON bytes into a mapping."""
     try:
         loaded = json.loads(data) if suffix == ".json" else yaml.safe_load(data)
+    except RecursionError:
+        raise InvalidInput(f"{field}: nested too deeply") from None
     except (ValueError, yaml.YAMLError) as exc:
         raise InvalidInput(f"{field}: not valid {suffix[1:].upper()} ({type(exc).__name__})") from None
     if not isinstance(loaded, dict):

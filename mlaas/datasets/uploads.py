@@ -9,8 +9,10 @@ from typing import IO, Any
 
 import yaml
 
+from mlaas.adapters.storage import ObjectInfo
+from mlaas.auth import Caller
 from mlaas.context import Context
-from mlaas.errors import Conflict, InvalidInput, UnsupportedMediaType
+from mlaas.errors import Conflict, Forbidden, InvalidInput, NotFound, UnsupportedMediaType
 from mlaas.uris import S3Uri, check_prefix, parse_uri
 
 SNIFF_BYTES = 64 * 1024
@@ -22,6 +24,7 @@ CONTENT_TYPES = {
     ".yaml": {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"},
 }
 REFERENCING_TAGS = ("dataset", "test_dataset", "data_config", "eval.dataset")
+OWNER_META = "mlaas-owner"  # object metadata: the name of the key that uploaded it (absent: not uploaded by a key)
 
 
 class _Hashing(io.RawIOBase):
@@ -46,16 +49,23 @@ class _Hashing(io.RawIOBase):
         return chunk
 
 
-def upload(key: str, stream: IO[bytes], *, ctx: Context, content_type: str, length: int | None,
+def upload(key: str, stream: IO[bytes], *, ctx: Context, caller: Caller, content_type: str, length: int | None,
            overwrite: bool) -> dict[str, Any]:
-    """Store a CSV, Parquet, YAML or JSON body at ``s3://<datasets bucket>/<key>``; returns its URI."""
+    """Store a CSV, Parquet, YAML or JSON body at ``s3://<datasets bucket>/<key>``, owned by the caller.
+
+    An object another key uploaded is never replaced by this one (403): the bucket's names are shared, so
+    the name is taken either way, but its content stays its owner's.
+    """
     uri = parse_uri(f"s3://{ctx.settings.datasets_bucket}/{key}", allowed_buckets=ctx.settings.buckets, field="key")
     suffix = _suffix(uri)
     kind = content_type.split(";")[0].strip().lower()
     if kind not in CONTENT_TYPES[suffix]:
         raise UnsupportedMediaType(f"Content-Type {kind or '(none)'} does not match {suffix}; "
                                    f"use {sorted(CONTENT_TYPES[suffix])[0]}")
-    if ctx.storage.exists(uri):
+    existing = _stat(ctx, uri)
+    if existing is not None:
+        if not caller.owns(existing.metadata.get(OWNER_META)):
+            raise Forbidden(f"key: {uri} belongs to another key; only it (or an admin key) may replace it")
         if str(uri) in referenced_uris(ctx=ctx):
             raise Conflict(f"{uri} is used by a model version; it is never overwritten")
         if not overwrite:
@@ -64,15 +74,29 @@ def upload(key: str, stream: IO[bytes], *, ctx: Context, content_type: str, leng
     _sniff(head, suffix, uri)
     body = _Hashing(head, stream)
     ctx.storage.put_stream(uri, body, length=length if length is not None else -1,  # type: ignore[arg-type]
-                           content_type=kind)
+                           content_type=kind, metadata={OWNER_META: caller.name})
     return {"uri": str(uri), "size": body.size, "sha256": body.digest.hexdigest()}
 
 
-def listing(prefix: str, limit: int, *, ctx: Context) -> list[dict[str, Any]]:
-    """Objects in the datasets bucket under a prefix."""
+def _stat(ctx: Context, uri: S3Uri) -> ObjectInfo | None:
+    try:
+        return ctx.storage.stat(uri)
+    except NotFound:
+        return None
+
+
+def listing(prefix: str, limit: int, *, ctx: Context, caller: Caller) -> list[dict[str, Any]]:
+    """Objects in the datasets bucket under a prefix: the caller's own (an admin key: all of them).
+
+    A listing does not carry user metadata, so a key that is not admin costs one HEAD per object listed.
+    """
     check_prefix(prefix)
     out = []
     for obj in ctx.storage.list(ctx.settings.datasets_bucket, prefix):
+        if not caller.admin:
+            stat = _stat(ctx, obj.uri)
+            if stat is None or not caller.owns(stat.metadata.get(OWNER_META)):
+                continue
         out.append({"uri": str(obj.uri), "size": obj.size,
                     "last_modified": obj.last_modified.isoformat() if obj.last_modified else None})
         if len(out) >= limit:
@@ -106,6 +130,8 @@ def _sniff(head: bytes, suffix: str, uri: S3Uri) -> None:
             raise InvalidInput(f"{uri}: config files are limited to {CONFIG_LIMIT} bytes")
         try:
             loaded = json.loads(head) if suffix == ".json" else yaml.safe_load(head)
+        except RecursionError:
+            raise InvalidInput(f"{uri}: the body is nested too deeply") from None
         except (ValueError, yaml.YAMLError):
             raise InvalidInput(f"{uri}: the body is not valid {suffix[1:].upper()}") from None
         if not isinstance(loaded, dict):

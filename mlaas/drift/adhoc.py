@@ -11,7 +11,7 @@ import pandas as pd
 from mlaas import jobs
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
-from mlaas.datasets.frames import read_config, read_frame
+from mlaas.datasets.frames import checked_uri, read_config, read_dataset
 from mlaas.drift import ColumnSpec, DriftReport, compare
 from mlaas.drift.html import render_html
 from mlaas.drift.specs import DriftSpec, ModelData, column_options
@@ -32,8 +32,11 @@ def prepare(spec: DriftSpec, *, ctx: Context) -> DriftSpec:
             parse_uri(value, allowed_buckets=ctx.settings.buckets, field=side)
             continue
         version = ctx.registry.resolve(value.model, value.version)
-        if side == "reference" and not version.tags.get("drift-data"):
-            raise InvalidInput(f"reference: {version.name} v{version.version} has no drift-data baseline")
+        if side == "reference":
+            baseline = version.tags.get("drift-data")
+            if not baseline:
+                raise InvalidInput(f"reference: {version.name} v{version.version} has no drift-data baseline")
+            checked_uri(baseline, settings=ctx.settings, field="reference (drift-data tag)")
         sides[side] = value.model_copy(update={"model": version.name, "version": version.version})
     if spec.data_config:
         parse_uri(spec.data_config, allowed_buckets=ctx.settings.buckets, field="data_config")
@@ -126,8 +129,8 @@ def _spec(ctx: Context, job: DriftSpec, ref_config: DataConfig | None) -> Column
 
 def _load_side(ctx: Context, value: str | ModelData, side: str) -> tuple[pd.DataFrame, DataConfig | None, str]:
     if isinstance(value, str):
-        uri = parse_uri(value, allowed_buckets=ctx.settings.buckets, field=side)
-        return read_frame(ctx.storage, uri, field=side).frame, None, str(uri)
+        loaded = read_dataset(ctx.storage, value, settings=ctx.settings, field=side)
+        return loaded.frame, None, str(loaded.uri)
     model, version = value.model, int(value.version or 0)
     if side == "reference":
         frame, config, baseline = baseline_of(ctx, model, version)

@@ -14,10 +14,9 @@ from mlaas.adapters import telemetry
 from mlaas.adapters.registry import ModelVersion
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
-from mlaas.datasets.frames import read_config
+from mlaas.datasets.frames import checked_uri, read_config
 from mlaas.errors import InvalidInput, MlaasError, NotFound, Unavailable
 from mlaas.inference import compiled
-from mlaas.uris import parse_uri
 
 log = logging.getLogger(__name__)
 FAILED_LOAD_RETRY_SECONDS = 30.0
@@ -165,7 +164,7 @@ class ModelCache:
         if not uri:
             return None
         try:
-            raw = read_config(self.ctx.storage, parse_uri(uri), field="data_config")
+            raw = read_config(self.ctx.storage, checked_uri(uri, settings=self.ctx.settings, field="data_config"))
             return DataConfig.parse(raw, source=uri)
         except MlaasError as exc:
             log.warning("data config %s of %s v%s unreadable: %s", uri, version.name, version.version, exc.message)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Any
@@ -33,8 +32,8 @@ class Server:
         return self._buffer
 
     def predict(self, model: str | None, version: int | str | None, body: dict[str, Any], *,
-                request_id: str = "", raw: bytes | None = None) -> dict[str, Any]:
-        """Answer one inference request (``raw``: the request's JSON text, kept as is by the capture)."""
+                request_id: str = "") -> dict[str, Any]:
+        """Answer one inference request; the capture keeps the columns the model used, not the request's text."""
         if not model:
             raise InvalidInput("model: missing (in the body or as ?model=)")
         rows = payload.parse_rows(body, max_rows=self.ctx.settings.max_inference_rows)
@@ -44,8 +43,7 @@ class Server:
         result = predict.predict(served, features, rows, ignored)
         telemetry.predicted(served.name, served.version, len(rows.ids))
         if self.ctx.settings.capture_enabled:
-            capture.record(self.buffer, served.name, served.version, result, request_id,
-                           raw if raw is not None else json.dumps(body, default=str).encode())
+            capture.record(self.buffer, served.name, served.version, result, request_id)
         return predict.response_body(served, rows, result)
 
     def write_captures(self) -> None:

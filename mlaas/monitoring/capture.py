@@ -9,7 +9,6 @@ duplicates rows.
 from __future__ import annotations
 
 import base64
-import codecs
 import json
 import logging
 import sys
@@ -24,34 +23,54 @@ from mlaas.adapters import telemetry
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.datasets.frames import write_frame
 from mlaas.inference.payload import parse_rows
-from mlaas.inference.predict import Prediction, feature_names
+from mlaas.inference.predict import Columns, Prediction, feature_names
 from mlaas.uris import S3Uri
 
 log = logging.getLogger(__name__)
 FLUSH_LOCK_SECONDS = 300
 
 
-def record(buffer: CaptureBuffer, model: str, version: int, result: Prediction, request_id: str,
-           body: bytes) -> bool:
+def record(buffer: CaptureBuffer, model: str, version: int, result: Prediction, request_id: str) -> bool:
     """Buffer one answered request; never raises, counts drops.
 
-    The entry keeps the request's own JSON text (``body``) untouched, beside the names of the columns the
-    model used and the outputs: nothing per row is encoded on the request path. The flush reads the rows
-    back from it with the parser that answered the request, so ids and values are the ones scored.
+    The entry keeps only what a drift check reads: the columns the model was given (as scored, numbers
+    packed column by column), the ids, and the outputs. Columns the request sent that the model ignored
+    are not kept, so they cost neither Redis memory nor storage.
     """
-    head: dict[str, Any] = {"ts": time.time(), "rid": request_id, "columns": feature_names(result.features),
-                            "pred": result.labels}
-    if result.proba is not None and result.probabilities:  # class names from the answer, values packed
-        head["proba"] = {"classes": list(result.probabilities[0]), "f8": _b64(result.proba, np.float64)}
-    if body.startswith(codecs.BOM_UTF8):
-        body = body[len(codecs.BOM_UTF8):]
-    elif json.detect_encoding(body) != "utf-8":  # JSON in UTF-16/32: rare enough to re-encode
-        body = json.dumps(json.loads(body)).encode()
-    entry = b"".join([json.dumps(head, default=str).encode()[:-1], b', "body": ', body, b"}"])
-    refused = buffer.append(model, version, entry, len(result.ids))
+    n = len(result.ids)
+    entry = json.dumps({
+        "ts": time.time(), "rid": request_id, "columns": feature_names(result.features),
+        "cols": [_pack(values) for values in _arrays(result.features)],
+        "ids": {"n": n} if result.ids == list(range(n)) else result.ids, "pred": result.labels,
+        **({"proba": {"classes": list(result.probabilities[0]), "f8": _b64(result.proba, np.float64)}}
+           if result.proba is not None and result.probabilities else {}),
+    }, default=str)
+    refused = buffer.append(model, version, entry, n)
     if refused:
         telemetry.capture_dropped(model, refused, len(result.ids))
     return refused is None
+
+
+def _arrays(features: pd.DataFrame | Columns) -> list[np.ndarray]:
+    if isinstance(features, Columns):
+        return [features.arrays[name] for name in features.names]
+    return [features[column].to_numpy() for column in features.columns]
+
+
+def _pack(values: np.ndarray) -> dict[str, Any]:
+    """One column of model inputs: numbers as packed float64/int64, anything else as JSON values (None: missing)."""
+    kind = values.dtype.kind
+    if kind == "f":
+        return {"f8": _b64(values, np.float64)}
+    if kind in "iub":
+        return {"i8": _b64(values, np.int64)}
+    if kind in "mM":
+        return {"v": values.astype(str).tolist()}
+    listed = values.tolist()
+    try:
+        return {"v": [None if v != v else v for v in listed]}  # NaN (missing) is the value unequal to itself
+    except TypeError:  # pd.NA has no truth value
+        return {"v": [None if pd.api.types.is_scalar(v) and pd.isna(v) else v for v in listed]}
 
 
 def _b64(values: Any, dtype: Any) -> str:
@@ -99,17 +118,17 @@ def _entry_frame(entry_id: str, entry: dict[str, Any]) -> pd.DataFrame:
     """One entry's rows (raises KeyError/TypeError/ValueError when it is not a captured request)."""
     if not isinstance(entry, dict):
         raise TypeError(f"a captured entry is a JSON object, not {type(entry).__name__}")
-    if "body" in entry:  # the request as sent: its rows, read by the parser that answered it
+    if "body" in entry:  # an earlier release kept the request as sent: its rows, read by the parser that answered it
         rows = parse_rows(entry["body"], max_rows=sys.maxsize)
         frame = rows.frame[entry["columns"]].reset_index(drop=True)  # a missing column: KeyError, unreadable
         ids: Any = [str(i) for i in rows.ids]
-    else:  # entries buffered by earlier releases: values as JSON rows, or packed columns
+    else:  # packed columns (and, from earlier releases, values as JSON rows)
         if "cols" in entry:
             frame = pd.DataFrame({c: _unpack(v) for c, v in zip(entry["columns"], entry["cols"], strict=True)})
         else:
             frame = pd.DataFrame(entry["data"], columns=entry["columns"])
         ids = entry["ids"]
-        ids = [str(i) for i in range(ids["n"])] if isinstance(ids, dict) else ids
+        ids = [str(i) for i in (range(ids["n"]) if isinstance(ids, dict) else ids)]
     frame.insert(0, "_id", ids)
     frame.insert(0, "_request_id", entry.get("rid") or "")
     frame.insert(0, "_ts", pd.to_datetime(entry["ts"], unit="s", utc=True))

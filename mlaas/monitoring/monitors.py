@@ -17,6 +17,7 @@ from typing import Any
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.adapters.monitorstore import next_cron_time, utcnow
 from mlaas.adapters.webhooks import check_secret, check_url, deliver
+from mlaas.auth import Caller
 from mlaas.context import Context
 from mlaas.errors import Conflict, InvalidInput, MlaasError, NotFound, Unavailable
 from mlaas.monitoring import traffic
@@ -40,7 +41,8 @@ CHECK_LOCK_SECONDS = 900
 ROWS_WAITING = "rows-waiting"  # the claim of a check queued because enough captured rows wait
 DEFAULTS_REFRESH_SECONDS = 300
 MAX_MISSED_CRON_TIMES = 10_000
-STATE_FIELDS = ("last_run_at", "last_due", "last_result", "last_skip", "last_error", "last_retrain_at", "watermark")
+STATE_FIELDS = ("owner", "last_run_at", "last_due", "last_result", "last_skip", "last_error", "last_retrain_at",
+                "watermark")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -49,41 +51,46 @@ def default_id(model: str) -> str:
     return "default-" + re.sub(r"[^A-Za-z0-9_.\-]", "_", model)
 
 
-def list_monitors(*, ctx: Context) -> list[MonitorRecord]:
-    """Every monitor, by id."""
-    return [MonitorRecord.model_validate(raw) for raw in ctx.monitors.all()]
+def list_monitors(*, ctx: Context, caller: Caller | None = None) -> list[MonitorRecord]:
+    """Every monitor, by id; with a caller, only those it owns (an admin: all)."""
+    found = [MonitorRecord.model_validate(raw) for raw in ctx.monitors.all()]
+    return found if caller is None else [m for m in found if caller.owns(m.owner)]
 
 
-def get(monitor_id: str, *, ctx: Context) -> MonitorRecord:
-    """One monitor (404 when it does not exist)."""
-    return MonitorRecord.model_validate(ctx.monitors.get(monitor_id))
+def get(monitor_id: str, *, ctx: Context, caller: Caller | None = None) -> MonitorRecord:
+    """One monitor (404 when it does not exist, or another key owns it)."""
+    monitor = MonitorRecord.model_validate(ctx.monitors.get(monitor_id))
+    if caller is not None and not caller.owns(monitor.owner):
+        raise NotFound(f"monitor {monitor_id!r} does not exist")  # the same answer: ids of others stay unknown
+    return monitor
 
 
-def create(spec: MonitorSpec, *, ctx: Context) -> MonitorRecord:
-    """Validate and store a new monitor (404 for an unknown model or version)."""
-    monitor = _settled(spec, spec.id or uuid.uuid4().hex[:12], ctx=ctx)
+def create(spec: MonitorSpec, *, ctx: Context, owner: str | None = None) -> MonitorRecord:
+    """Validate and store a new monitor owned by ``owner`` (404 for an unknown model or version)."""
+    monitor = _settled(spec, spec.id or uuid.uuid4().hex[:12], ctx=ctx).model_copy(update={"owner": owner})
     if not ctx.monitors.add(monitor.stored()):
         raise Conflict(f"monitor {monitor.id!r} exists")
     return monitor
 
 
-def update(monitor_id: str, changes: MonitorChanges, *, ctx: Context) -> MonitorRecord:
-    """Change the fields given of a monitor (its state fields are kept)."""
-    current = get(monitor_id, ctx=ctx)
+def update(monitor_id: str, changes: MonitorChanges, *, ctx: Context, caller: Caller | None = None) -> MonitorRecord:
+    """Change the fields given of a monitor (its owner and state fields are kept)."""
+    current = get(monitor_id, ctx=ctx, caller=caller)
     spec = _spec_of(current).model_copy(update={name: getattr(changes, name) for name in changes.model_fields_set})
     merged = _settled(spec, monitor_id, ctx=ctx, current=current)
     ctx.monitors.put(merged.stored())
     return merged
 
 
-def delete(monitor_id: str, *, ctx: Context) -> None:
+def delete(monitor_id: str, *, ctx: Context, caller: Caller | None = None) -> None:
     """Remove a monitor (a default monitor comes back while its model has a production version)."""
+    get(monitor_id, ctx=ctx, caller=caller)
     ctx.monitors.delete(monitor_id)
 
 
-def run_now(monitor_id: str, *, ctx: Context) -> dict[str, Any]:
+def run_now(monitor_id: str, *, ctx: Context, caller: Caller | None = None) -> dict[str, Any]:
     """Queue a check of a monitor outside its schedule (also after a failed check, whatever changed since)."""
-    get(monitor_id, ctx=ctx)
+    get(monitor_id, ctx=ctx, caller=caller)
     ctx.queue.send(MONITOR_CHECK, [monitor_id, None])
     return {"monitor": monitor_id, "queued": True}
 

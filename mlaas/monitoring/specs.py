@@ -110,6 +110,7 @@ class MonitorRecord(BaseModel):
     on_drift: OnDrift = OnDrift()
     enabled: bool = True
     created_at: str
+    owner: str | None = None  # the name of the key that created it; None: mlaas (a default monitor)
     last_run_at: str | None = None
     last_due: str | None = None
     last_result: dict[str, Any] | None = None

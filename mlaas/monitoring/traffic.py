@@ -16,14 +16,14 @@ import pandas as pd
 from mlaas.adapters import telemetry
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
-from mlaas.datasets.frames import read_config, read_frame
+from mlaas.datasets.frames import checked_uri, read_config, read_dataset
 from mlaas.drift import ColumnSpec, DriftReport, compare
 from mlaas.drift.specs import column_options
 from mlaas.errors import InvalidInput
 from mlaas.monitoring import capture
 from mlaas.monitoring.specs import MonitorRecord
 from mlaas.training import scoring
-from mlaas.uris import S3Uri, parse_uri
+from mlaas.uris import S3Uri
 
 log = logging.getLogger(__name__)
 PREDICTION = "_prediction"
@@ -35,12 +35,13 @@ def baseline_of(ctx: Context, model: str, version: int) -> tuple[pd.DataFrame, D
     uri_text = mv.tags.get("drift-data")
     if not uri_text:
         raise InvalidInput(f"model {model} v{version} has no drift-data baseline (train it through mlaas first)")
-    uri = parse_uri(uri_text, field="drift-data")
+    uri = checked_uri(uri_text, settings=ctx.settings, field="drift-data")  # a tag: checked like a request's URI
     beside = S3Uri(uri.bucket, uri.key.rsplit("/", 1)[0] + "/data_config.yaml")
     recorded = mv.tags.get("data_config", "")
-    config_uri = beside if ctx.storage.exists(beside) else parse_uri(recorded, field="data_config")
+    config_uri = beside if ctx.storage.exists(beside) else checked_uri(recorded, settings=ctx.settings,
+                                                                       field="data_config")
     config = DataConfig.parse(read_config(ctx.storage, config_uri), source=str(config_uri))
-    return read_frame(ctx.storage, uri, field="drift-data").frame, config, str(uri)
+    return read_dataset(ctx.storage, uri, settings=ctx.settings, field="drift-data").frame, config, str(uri)
 
 
 def spec_of(config: DataConfig) -> ColumnSpec:

@@ -14,7 +14,7 @@ from mlaas import jobs
 from mlaas.adapters.registry import ModelVersion
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
-from mlaas.datasets.frames import LoadedFrame, frame_to_parquet, read_config, read_frame
+from mlaas.datasets.frames import LoadedFrame, frame_to_parquet, read_config, read_dataset
 from mlaas.errors import InvalidInput
 from mlaas.training import plots, promotion, scoring
 from mlaas.training.retrain import promote_if_better
@@ -57,8 +57,7 @@ def run(job: EvaluateJob, *, ctx: Context, job_id: str, progress: Progress) -> d
     progress("download_data", 10)
     config_uri = parse_uri(job.data_config, allowed_buckets=ctx.settings.buckets, field="data_config")
     config = DataConfig.parse(read_config(ctx.storage, config_uri), source=str(config_uri))
-    data = read_frame(ctx.storage, parse_uri(job.dataset, allowed_buckets=ctx.settings.buckets, field="dataset"),
-                      field="dataset")
+    data = read_dataset(ctx.storage, job.dataset, settings=ctx.settings, field="dataset")
     config.check_columns(data.frame, source=f"dataset {data.uri}")
     frame = data.frame.dropna(subset=[config.target_column])
     if frame.empty:
@@ -89,8 +88,8 @@ def run(job: EvaluateJob, *, ctx: Context, job_id: str, progress: Progress) -> d
         }
     out["promotion"] = {"requested": job.promote, "promoted": False}
     if job.promote:
-        out["promotion"] = promote_if_better(name, job.version, main["metrics"], X=X, y=y, task=main["task"], ctx=ctx,
-                                             actor=f"job:{job_id}")
+        out["promotion"] = promote_if_better(name, job.version, main["metrics"], X=X, y=y, task=main["task"],
+                                             candidate=main["estimator"], ctx=ctx, actor=f"job:{job_id}")
     return out
 
 
@@ -132,4 +131,5 @@ def _evaluate(ctx: Context, version: ModelVersion, X: pd.DataFrame, y: pd.Series
         "eval.metrics": json.dumps(scores, allow_nan=False),
         "eval.at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "task": task,
     })
-    return {"task": task, "metrics": scores, "run_id": run_id, "run_name": run_name, **extra}
+    return {"task": task, "metrics": scores, "run_id": run_id, "run_name": run_name, "estimator": loaded.estimator,
+            **extra}

@@ -13,7 +13,9 @@ import pandas as pd
 
 from mlaas.adapters.registry import PROD_ALIAS, STAGE_TAG, ModelVersion
 from mlaas.context import Context
-from mlaas.errors import NotFound
+from mlaas.datasets.config import DataConfig
+from mlaas.datasets.frames import checked_uri, read_config, read_dataset
+from mlaas.errors import InvalidInput, NotFound
 from mlaas.training import scoring
 
 HISTORY_TAG = "mlaas.promotions"
@@ -31,6 +33,7 @@ class GateDecision:
     incumbent: float | None
     incumbent_version: int | None
     reason: str
+    production_test_set: dict[str, Any] | None = None  # the same comparison on production's own recorded test set
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -75,16 +78,58 @@ def _finite(value: float | None) -> float | None:
 
 def gate(
     ctx: Context, name: str, candidate_metrics: dict[str, float], *, X: pd.DataFrame, y: pd.Series, task: str,
-    exclude_version: int | None = None,
+    candidate: Any, exclude_version: int | None = None,
 ) -> GateDecision:
-    """Compare a candidate's metrics with the production version's, computed on the same rows."""
+    """Compare a candidate with production on the job's test rows, then on production's own recorded test set.
+
+    The job's rows are the caller's choice; production's test set (its ``test_dataset`` tag, else the data
+    set of its recorded evaluation) is not, so a candidate that only wins on rows chosen for it fails.
+    """
     metric = primary_metric(ctx, name, task)
     incumbent = current_production(ctx, name)
     if incumbent is None or incumbent.version == exclude_version:
         return decide(metric, candidate_metrics, None, None)
-    loaded = ctx.registry.load_model(incumbent)
-    y_pred, proba, classes = scoring.predict(loaded.estimator, X, task)
-    return decide(metric, candidate_metrics, scoring.compute(task, y, y_pred, proba, classes), incumbent.version)
+    estimator = ctx.registry.load_model(incumbent).estimator
+    on_rows = decide(metric, candidate_metrics, _scores(estimator, X, y, task), incumbent.version)
+    if not on_rows.passed:
+        return on_rows
+    own = _on_production_test_set(ctx, incumbent, estimator, candidate, metric, task)
+    if own is None:
+        return GateDecision(True, metric, on_rows.candidate, on_rows.incumbent, incumbent.version,
+                            f"{on_rows.reason}; production v{incumbent.version} records no test set of its own")
+    return GateDecision(own.passed, metric, on_rows.candidate, on_rows.incumbent, incumbent.version,
+                        f"on the job's test rows: {on_rows.reason}; on production's own test set: {own.reason}",
+                        production_test_set=own.to_dict())
+
+
+def _scores(estimator: Any, X: pd.DataFrame, y: pd.Series, task: str) -> scoring.Metrics:
+    y_pred, proba, classes = scoring.predict(estimator, X, task)
+    return scoring.compute(task, y, y_pred, proba, classes)
+
+
+def _on_production_test_set(ctx: Context, incumbent: ModelVersion, estimator: Any, candidate: Any, metric: str,
+                            task: str) -> GateDecision | None:
+    """The gate's rule on the test set production records (None when it records none); unreadable: failed."""
+    number = incumbent.version
+    uri = incumbent.tags.get("test_dataset") or incumbent.tags.get("eval.dataset")
+    if not uri:
+        return None
+    try:
+        config_uri = checked_uri(incumbent.tags.get("data_config", ""), settings=ctx.settings,
+                                 field=f"production v{number} data_config")
+        config = DataConfig.parse(read_config(ctx.storage, config_uri), source=str(config_uri))
+        data = read_dataset(ctx.storage, uri, settings=ctx.settings, field=f"production v{number} test_dataset")
+        config.check_columns(data.frame, source=f"production v{number} test_dataset {uri}")
+        frame = data.frame.dropna(subset=[config.target_column])
+        X, y = frame[config.features], frame[config.target_column]
+        candidate_scores = _scores(candidate, X, y, task)
+        decision = decide(metric, candidate_scores, _scores(estimator, X, y, task), number)
+    except InvalidInput as exc:
+        return GateDecision(False, metric, None, None, number, f"not comparable on {uri}: {exc.message}")
+    except (ValueError, KeyError, TypeError) as exc:
+        return GateDecision(False, metric, None, None, number, f"the candidate could not score {uri}: {exc}")
+    return GateDecision(decision.passed, metric, decision.candidate, decision.incumbent, number,
+                        f"{decision.reason} (on {uri}, {len(frame)} rows)")
 
 
 def promote(ctx: Context, name: str, version: int, *, actor: str, reason: str) -> dict[str, Any]:

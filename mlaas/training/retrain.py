@@ -14,7 +14,7 @@ from mlaas import jobs
 from mlaas.adapters.registry import STAGE_TAG, ModelVersion
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
-from mlaas.datasets.frames import LoadedFrame, read_config, read_frame, write_config, write_frame
+from mlaas.datasets.frames import LoadedFrame, read_config, read_dataset, write_config, write_frame
 from mlaas.errors import InvalidInput
 from mlaas.training import promotion, scoring
 from mlaas.training.specs import TrainJob, TrainSpec
@@ -97,7 +97,7 @@ def run(job: TrainJob, *, ctx: Context, job_id: str, progress: Progress) -> dict
     if job.promote:
         progress("promote", 95)
         decision = promote_if_better(job.model, new_version.version, scores, X=X_test, y=y_test, task=inputs.task,
-                                     ctx=ctx, actor=f"job:{job_id}")
+                                     candidate=estimator, ctx=ctx, actor=f"job:{job_id}")
     return {
         "run_id": run_id, "run_name": run_name, "model": job.model, "version": new_version.version,
         "source_version": job.version, "task": inputs.task, "drift_data": str(parts.baseline_uri),
@@ -168,9 +168,9 @@ def register(job: TrainJob, estimator: Any, inputs: Inputs, parts: Parts, scores
 
 
 def promote_if_better(model: str, number: int, scores: dict[str, float], *, X: pd.DataFrame, y: pd.Series,
-                      task: str, ctx: Context, actor: str) -> dict[str, Any]:
-    """Apply the promotion gate to a version's scores on a test set; promote the version when it passes."""
-    verdict = promotion.gate(ctx, model, scores, X=X, y=y, task=task, exclude_version=number)
+                      task: str, candidate: Any, ctx: Context, actor: str) -> dict[str, Any]:
+    """Apply the promotion gate to a version (``candidate``: its estimator); promote it when it passes."""
+    verdict = promotion.gate(ctx, model, scores, X=X, y=y, task=task, candidate=candidate, exclude_version=number)
     decision: dict[str, Any] = {"requested": True, "promoted": False, **verdict.to_dict()}
     if verdict.passed:
         promotion.promote(ctx, model, number, actor=actor, reason=verdict.reason)
@@ -216,8 +216,8 @@ def _stratify(target: pd.Series, fraction: float) -> pd.Series | None:
 
 
 def _load_checked(ctx: Context, uri_text: str, config: DataConfig, field: str) -> LoadedFrame:
-    uri = parse_uri(uri_text, allowed_buckets=ctx.settings.buckets, field=field)
-    loaded = read_frame(ctx.storage, uri, field=field)
+    loaded = read_dataset(ctx.storage, uri_text, settings=ctx.settings, field=field)
+    uri = loaded.uri
     config.check_columns(loaded.frame, source=f"{field} {uri}")
     target = loaded.frame[config.target_column]
     if target.isna().all():

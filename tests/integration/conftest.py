@@ -26,8 +26,9 @@ DATA = ROOT / "examples" / "data" / "titanic"
 ADMIN_KEY, ADMIN_ENTRY = generate_key("test-admin")
 PREDICT_KEY, PREDICT_ENTRY = generate_key("test-scorer", ("predict",))
 LIMITED_KEY, LIMITED_ENTRY = generate_key("test-limited", ("predict",))
-JOBS_KEY, JOBS_ENTRY = generate_key("test-jobs-a", ("jobs",))  # two non-admin keys: each sees its own jobs
-OTHER_JOBS_KEY, OTHER_JOBS_ENTRY = generate_key("test-jobs-b", ("jobs",))
+JOBS_KEY, JOBS_ENTRY = generate_key("test-jobs", ("predict", "jobs"))  # two keys that own things apart
+OTHER_JOBS_KEY, OTHER_JOBS_ENTRY = generate_key("test-jobs-other", ("predict", "jobs"))
+PROMOTE_KEY, PROMOTE_ENTRY = generate_key("test-promoter", ("jobs", "promote"))
 WEBHOOK_PORT = localstack.free_ports(1)[0]  # the one port test webhook receivers listen on (allowlisted)
 # Settings the worker and API of the test stack run with (the shipped visibility timeout: jobs of lost workers
 # come back through their leases). Drift checks of captured traffic start only when a test asks (a high
@@ -40,7 +41,8 @@ TEST_SERVICE_ENV = {
     "MLAAS_MAX_DATASET_BYTES": str(4 * 1024 * 1024),
     "MLAAS_MONITOR_SWEEP_SECONDS": "2",
     "MLAAS_WEBHOOK_ALLOWLIST": f"127.0.0.1:{WEBHOOK_PORT}",
-    "MLAAS_API_KEYS": ",".join([ADMIN_ENTRY, PREDICT_ENTRY, LIMITED_ENTRY + ":5", JOBS_ENTRY, OTHER_JOBS_ENTRY]),
+    "MLAAS_API_KEYS": ",".join([ADMIN_ENTRY, PREDICT_ENTRY, LIMITED_ENTRY + ":5", JOBS_ENTRY, OTHER_JOBS_ENTRY,
+                                PROMOTE_ENTRY]),
     "MLAAS_WORKER_METRICS_PORT": str(localstack.free_ports(1)[0]),
 }
 

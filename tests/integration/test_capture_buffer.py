@@ -73,3 +73,21 @@ def test_writes_go_on_after_redis_forgets_the_script(settings, unique, batch_sec
         if i == 0:
             buffer.redis.script_flush()
     assert [e["i"] for _, e in buffer.head(key, 10)] == [0, 1, 2] and buffer.failures == 0
+
+
+@pytest.mark.parametrize("batch_seconds", [0.0, 0.05])
+def test_a_stream_at_its_byte_cap_refuses_and_counts_until_a_flush_frees_room(settings, unique, batch_seconds):
+    buffer = isolated(settings, unique, capture_max_bytes=100, capture_batch_seconds=batch_seconds)
+    key = buffer.stream_key(unique, 1)
+    entries = [json.dumps({"i": i, "pad": "x" * 30}) for i in range(4)]  # 41 bytes each: two fit in 100
+    size = len(entries[0])
+    for text in entries:
+        buffer.append(unique, 1, text, 3)
+    buffer.write_pending()
+    assert buffer.redis.xlen(key) == 2 and buffer.dropped(key) == 6 and buffer.held_bytes(key) == 2 * size
+    first = [entry_id for entry_id, _ in buffer.head(key, 1)]
+    buffer.finish(key, first)  # a flush removes what it wrote and gives its bytes back
+    assert buffer.held_bytes(key) == size
+    assert buffer.append(unique, 1, entries[3], 3) is None
+    buffer.write_pending()
+    assert [e["i"] for _, e in buffer.head(key, 10)] == [1, 3] and buffer.dropped(key) == 6

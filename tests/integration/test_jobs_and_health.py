@@ -268,7 +268,7 @@ def test_a_key_reads_lists_and_cancels_only_its_own_jobs_and_idempotency_keys_ar
 
     assert bob.get(f"/jobs/{mine}").status_code == 404
     assert bob.delete(f"/jobs/{mine}").status_code == 404
-    assert alice.get(f"/jobs/{mine}").json()["owner"] == "test-jobs-a"
+    assert alice.get(f"/jobs/{mine}").json()["owner"] == "test-jobs"
     assert alice.get(f"/jobs/{mine}").json()["state"] != "cancelled"  # bob's DELETE did nothing
 
     def listed(client: Api) -> set[str]:

@@ -19,9 +19,9 @@ class FakeBuffer:
     """Keeps what would be sent to Redis, and hands it back as the flush reads it."""
 
     def __init__(self) -> None:
-        self.texts: list[bytes] = []
+        self.texts: list[str] = []
 
-    def append(self, model: str, version: int, entry: bytes, rows: int) -> None:
+    def append(self, model: str, version: int, entry: str, rows: int) -> None:
         self.texts.append(entry)
         return None
 
@@ -29,7 +29,7 @@ class FakeBuffer:
         return [(f"{i + 1}-0", _loads(text)) for i, text in enumerate(self.texts)]
 
 
-RECORDS = [
+RECORDS: list[dict[str, Any]] = [
     {"id": "a", "x": 1.5, "n": 3, "t": "u", "extra": "ignored"},
     {"id": "b", "x": None, "n": -2, "t": None, "extra": "ignored"},
     {"id": "c", "x": 0.25, "n": 7, "t": "v", "extra": "ignored"},
@@ -65,7 +65,7 @@ def answer(body: dict[str, Any]) -> predict.Prediction:
 def test_an_entry_reads_back_the_scored_rows_with_their_ids_and_outputs(style):
     body, ids = payloads()[style]
     buffer = FakeBuffer()
-    capture.record(buffer, "m", 1, answer(body), "req-1", json.dumps(body).encode())  # type: ignore[arg-type]
+    capture.record(buffer, "m", 1, answer(body), "req-1")  # type: ignore[arg-type]
     frame = capture.entries_frame(buffer.entries())
     assert frame["_id"].tolist() == ids
     assert frame["_request_id"].tolist() == ["req-1"] * 3 and frame["_entry"].tolist() == ["1-0"] * 3
@@ -77,23 +77,31 @@ def test_an_entry_reads_back_the_scored_rows_with_their_ids_and_outputs(style):
     assert frame["_proba_yes"].tolist() == [0.25, 0.5, 0.875]
 
 
-def test_the_request_text_is_kept_as_sent_and_read_back_through_json():
-    body = {"data": [{"x": 1e-320, "n": 2**62, "t": "é \u2028 \"q\""}]}
-    text = json.dumps(body, ensure_ascii=False)
+def test_only_the_columns_the_model_used_are_kept():
+    body = {"data": [dict(r, extra="x" * 10_000) for r in RECORDS]}
     buffer = FakeBuffer()
-    result = predict.Prediction([0], [1], None, [], pd.DataFrame(body["data"])[USED], None)
-    capture.record(buffer, "m", 1, result, "", ("\ufeff" + text).encode())  # type: ignore[arg-type]
-    assert buffer.texts[0].endswith(b', "body": ' + text.encode() + b"}")  # the body is embedded as sent
+    capture.record(buffer, "m", 1, answer(body), "")  # type: ignore[arg-type]
+    assert len(buffer.texts[0]) < 1_000 and "xxxx" not in buffer.texts[0]  # the ignored column is not stored
+    assert list(json.loads(buffer.texts[0])["columns"]) == USED
+
+
+def test_extreme_values_and_text_read_back_exactly():
+    rows = [{"x": 1e-320, "n": 2**62, "t": "é \u2028 \"q\""}]
+    buffer = FakeBuffer()
+    result = predict.Prediction([0], [1], None, [], pd.DataFrame(rows)[USED], None)
+    capture.record(buffer, "m", 1, result, "")  # type: ignore[arg-type]
     frame = capture.entries_frame(buffer.entries())
-    assert frame[USED].to_dict(orient="records") == body["data"] and frame["_prediction"].tolist() == ["1"]
+    assert frame[USED].to_dict(orient="records") == rows and frame["_prediction"].tolist() == ["1"]
 
 
-def test_a_body_in_utf16_is_captured_too():
-    body = {"data": [{"x": 2.0, "n": 1, "t": "w"}]}
+def test_the_fast_path_columns_are_captured_with_missing_text_as_missing():
+    arrays = {"x": np.array([1.5, np.nan]), "n": np.array([3.0, 4.0]), "t": np.array(["u", np.nan], dtype=object)}
     buffer = FakeBuffer()
-    result = predict.Prediction([0], [0], None, [], pd.DataFrame(body["data"])[USED], None)
-    capture.record(buffer, "m", 1, result, "", json.dumps(body).encode("utf-16"))  # type: ignore[arg-type]
-    assert capture.entries_frame(buffer.entries())["t"].tolist() == ["w"]
+    result = predict.Prediction(["a", "b"], [0, 1], None, [], predict.Columns(USED, arrays), None)
+    capture.record(buffer, "m", 1, result, "")  # type: ignore[arg-type]
+    frame = capture.entries_frame(buffer.entries())
+    assert frame["_id"].tolist() == ["a", "b"] and frame["n"].tolist() == [3.0, 4.0]
+    assert frame["t"].isna().tolist() == [False, True] and frame["x"].isna().tolist() == [False, True]
 
 
 def test_entries_buffered_by_earlier_releases_still_read_back():

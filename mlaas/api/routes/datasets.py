@@ -17,6 +17,7 @@ from mlaas.api.schemas import (
     DatasetStored,
     ErrorBody,
 )
+from mlaas.api.security import caller
 from mlaas.datasets import uploads
 
 bp = APIBlueprint("datasets", __name__, abp_tags=[
@@ -24,17 +25,18 @@ bp = APIBlueprint("datasets", __name__, abp_tags=[
 ], abp_security=SECURITY)
 
 
-@bp.put("/datasets/<path:key>", responses={201: DatasetStored, 400: ErrorBody, 409: ErrorBody, 413: ErrorBody,
-                                          415: ErrorBody})
+@bp.put("/datasets/<path:key>", responses={201: DatasetStored, 400: ErrorBody, 403: ErrorBody, 409: ErrorBody,
+                                          413: ErrorBody, 415: ErrorBody})
 def put_dataset(path: DatasetPath, query: DatasetPutQuery) -> tuple[dict[str, Any], int]:
     """Upload a CSV, Parquet, YAML or JSON body (streamed) to the datasets bucket; returns its s3:// URI."""
     request.max_content_length = current_app.config["MLAAS_SETTINGS"].max_dataset_bytes
-    stored = uploads.upload(path.key, request.stream, ctx=ctx(), content_type=request.content_type or "",
-                            length=request.content_length, overwrite=query.overwrite)
+    stored = uploads.upload(path.key, request.stream, ctx=ctx(), caller=caller(),
+                            content_type=request.content_type or "", length=request.content_length,
+                            overwrite=query.overwrite)
     return stored, 201
 
 
 @bp.get("/datasets", responses={200: DatasetList, 400: ErrorBody})
 def list_datasets(query: DatasetListQuery) -> dict[str, Any]:
-    """Objects in the datasets bucket under a prefix."""
-    return {"datasets": uploads.listing(query.prefix, query.limit, ctx=ctx())}
+    """The caller's objects in the datasets bucket under a prefix (an admin key: every object)."""
+    return {"datasets": uploads.listing(query.prefix, query.limit, ctx=ctx(), caller=caller())}

@@ -31,5 +31,4 @@ def infer(query: InferenceQuery, body: InferenceRequest) -> dict[str, Any]:
     server: Server = current_app.config["MLAAS_SERVER"]
     version = body.version if body.version is not None else query.version
     payload = body.model_dump(exclude={"model", "version", "params"}, exclude_none=True)
-    return server.predict(body.model or query.model, version, payload, request_id=getattr(g, "request_id", ""),
-                          raw=request.get_data(cache=True))
+    return server.predict(body.model or query.model, version, payload, request_id=getattr(g, "request_id", ""))

@@ -22,6 +22,7 @@ from mlaas.api.schemas import (
     PromotionRecord,
     VersionDetail,
 )
+from mlaas.api.security import require_promote
 from mlaas.training import evaluation
 from mlaas.training.specs import EvaluateSpec
 
@@ -36,7 +37,11 @@ def actor() -> str:
 
 @bp.post("/evaluate", responses={202: JobAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody})
 def evaluate(body: EvaluateSpec, header: IdempotencyHeader) -> tuple[dict[str, Any], int]:
-    """Evaluate a model version (optionally against another) on a labelled test set; returns a job."""
+    """Evaluate a model version (optionally against another) on a labelled test set; returns a job.
+
+    ``promote: true`` needs the ``promote`` (or ``admin``) scope."""
+    if body.promote:
+        require_promote("promote")
     return accepted(evaluation.submit(body, ctx=ctx(), idempotency_key=header.idempotency_key,
                                       request_id=request_id()))
 

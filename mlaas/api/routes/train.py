@@ -8,6 +8,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from mlaas.api.routes.common import accepted, ctx, request_id
 from mlaas.api.schemas import SECURITY, ErrorBody, IdempotencyHeader, JobAccepted
+from mlaas.api.security import require_promote
 from mlaas.training import retrain
 from mlaas.training.specs import TrainSpec
 
@@ -18,5 +19,9 @@ bp = APIBlueprint("train", __name__, abp_tags=[
 
 @bp.post("/train", responses={202: JobAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody})
 def train(body: TrainSpec, header: IdempotencyHeader) -> tuple[dict[str, Any], int]:
-    """Retrain a registered model version on a dataset in storage; returns a job to poll."""
+    """Retrain a registered model version on a dataset in storage; returns a job to poll.
+
+    ``promote: true`` needs the ``promote`` (or ``admin``) scope."""
+    if body.promote:
+        require_promote("promote")
     return accepted(retrain.submit(body, ctx=ctx(), idempotency_key=header.idempotency_key, request_id=request_id()))

@@ -28,6 +28,8 @@ class Monitor(Doc):
     on_drift: dict[str, Any]
     enabled: bool
     created_at: str
+    owner: str | None = None
+    """The key that created the monitor (null: mlaas's default monitor); only it and admin keys see it"""
     last_run_at: str | None = None
     last_due: str | None = None
     last_result: dict[str, Any] | None = Field(default=None, description="The last check that ran")
