@@ -280,3 +280,9 @@ def test_a_key_reads_lists_and_cancels_only_its_own_jobs_and_idempotency_keys_ar
     assert {mine, theirs} <= listed(api)  # the admin key sees every job
     assert alice.delete(f"/jobs/{mine}").status_code in (200, 409)  # cancelled, or already finished: not a 404
     assert bob.delete(f"/jobs/{theirs}").status_code in (200, 409)
+
+
+def test_a_listing_offset_past_any_index_is_a_400_naming_it(api):
+    response = api.get("/jobs?limit=10&offset=2901981020205511253379736642489679872")
+    assert response.status_code == 400 and "offset" in response.json()["message"]
+    assert api.get("/jobs?limit=10&offset=1000000000").status_code == 200

@@ -77,7 +77,7 @@ class JobListQuery(Query):
     """Only jobs in this state"""
     limit: int = Field(default=50, ge=1, le=500)
     """Page size"""
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=1_000_000_000)  # an index into Redis sorted sets (64-bit)
     """Jobs to skip (newest first)"""
 
 
