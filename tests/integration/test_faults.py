@@ -122,8 +122,8 @@ class Faults:
         return int(holder.rpartition(":")[2])
 
     def worker_log(self) -> str:
-        unit = next(u for u in self.stack.units(["workers"]))
-        return unit.log.read_text(errors="replace")
+        """The logs of every worker (jobs and housekeeping), one after the other."""
+        return "".join(u.log.read_text(errors="replace") for u in self.stack.units(["workers"]) if u.log.exists())
 
     def all_worker_logs(self) -> str:
         """The logs of every worker, housekeeping's (where monitor checks run) included."""
