@@ -9,13 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate  # noqa: E402 - pinned in requirements-dev.txt: never skipped
 import pytest
 import yaml
 
 from mlaas.adapters.queue import QUEUES
 from mlaas.settings import PREFIX, Settings
-
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33.0"  # the oldest release still supported upstream when this was written
