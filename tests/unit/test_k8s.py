@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate  # noqa: E402 - pinned in requirements-dev.txt: never skipped
+import kubernetes_validate
 import pytest
 import yaml
 
