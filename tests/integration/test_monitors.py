@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
 import pandas as pd
@@ -21,6 +19,7 @@ from mlaas.monitoring.specs import MonitorSchedule, MonitorSpec
 from tests.integration.captured import drain
 from tests.integration.conftest import WEBHOOK_PORT
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
+from tests.receiver import Receiver
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -30,34 +29,9 @@ TEST = pd.read_csv("examples/data/titanic/titanic_test.csv")
 FEATURES = NUMERIC + CATEGORICAL
 
 
-class Receiver:
-    """A webhook endpoint on loopback that records what it receives."""
-
-    def __init__(self) -> None:
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append((dict(self.headers), body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", WEBHOOK_PORT), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver():
-    r = Receiver()
+    r = Receiver(WEBHOOK_PORT)
     yield r
     r.close()
 

@@ -2,8 +2,6 @@ import hashlib
 import hmac
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import urllib3.util.connection
@@ -11,6 +9,7 @@ import urllib3.util.connection
 from mlaas.adapters import webhooks
 from mlaas.adapters.webhooks import check_secret, check_url, deliver, sign, verify
 from mlaas.errors import InvalidInput
+from tests.receiver import Receiver
 
 SECRET = "s" * 32
 
@@ -61,33 +60,9 @@ def test_the_receivers_check_refuses_replays_and_tampering():
     assert not verify(SECRET, "soon", body, signature, now=1700000100)
 
 
-class Listener:
-    """An HTTP receiver on loopback that records each request."""
-
-    def __init__(self) -> None:
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                received.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_port
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def listener():
-    running = Listener()
+    running = Receiver()
     yield running
     running.close()
 
