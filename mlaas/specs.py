@@ -41,9 +41,10 @@ def s3_uri(**extra: Any) -> Any:
                  json_schema_extra={"pattern": S3_URI_PATTERN}, **extra)
 
 
-S3UriText = Annotated[str, Field(min_length=6, max_length=MAX_URI_LENGTH, pattern=r"^s3://",
-                                  json_schema_extra={"pattern": S3_URI_PATTERN})]
-"""An s3:// URI where a field takes either a URI or another form (a model's data, say)."""
+S3UriText = Annotated[str, WithJsonSchema({"type": "string", "minLength": 6, "maxLength": MAX_URI_LENGTH,
+                                            "pattern": S3_URI_PATTERN})]
+"""An s3:// URI where a field takes either a URI or another form (a model's data, say): the document states the
+pattern, uris.parse_uri checks it (a pydantic constraint in a union would word its errors by union member)."""
 
 
 def _version(value: Any) -> int | str | None:
