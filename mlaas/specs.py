@@ -37,7 +37,7 @@ MAX_URI_LENGTH = 1100  # s3://, a bucket of up to 63 and a key of up to 1024 byt
 def s3_uri(**extra: Any) -> Any:
     """The constraints of an s3:// URI, as a pydantic field: the scheme checked here, the rest by uris.parse_uri
     (whose messages name the problem); the document states the whole pattern, the live one the allowed buckets."""
-    return Field(min_length=6, max_length=MAX_URI_LENGTH, pattern=r"^s3://",
+    return Field(min_length=6, max_length=MAX_URI_LENGTH, pattern=r"^(?:s3|az)://",
                  json_schema_extra={"pattern": S3_URI_PATTERN}, **extra)
 
 

@@ -56,7 +56,8 @@ def upload(key: str, stream: IO[bytes], *, ctx: Context, caller: Caller, content
     An object another key uploaded is never replaced by this one (403): the bucket's names are shared, so
     the name is taken either way, but its content stays its owner's.
     """
-    uri = parse_uri(f"s3://{ctx.settings.datasets_bucket}/{key}", allowed_buckets=ctx.settings.buckets, field="key")
+    uri = parse_uri(f"{ctx.settings.storage_scheme}://{ctx.settings.datasets_bucket}/{key}",
+                    allowed_buckets=ctx.settings.buckets, field="key", schemes=(ctx.settings.storage_scheme,))
     suffix = _suffix(uri)
     kind = content_type.split(";")[0].strip().lower()
     if kind not in CONTENT_TYPES[suffix]:
