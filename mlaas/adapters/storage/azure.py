@@ -7,6 +7,7 @@ environment, workload or managed identity, Azure CLI).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -77,6 +78,8 @@ class AzureBlobStore:
     scheme = "az"
 
     def __init__(self, settings: Settings, *, page_size: int = 5000) -> None:
+        # the SDK logs every request at INFO (headers redacted): too much for a worker's log, never useful there
+        logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
         self._client = service_client(settings)
         self._page_size = page_size  # blobs per listing request (tests page with small ones)
 
@@ -160,11 +163,13 @@ def _errors(uri: BlobUri) -> Iterator[None]:
     except ResourceExistsError:
         raise taken(uri) from None
     except ClientAuthenticationError as exc:  # also DefaultAzureCredential finding no identity
-        raise denied(DEPENDENCY, uri, getattr(exc, "error_code", None) or type(exc).__name__) from None
+        error = getattr(exc, "error_code", None)
+        raise denied(DEPENDENCY, uri, str(getattr(error, "value", error) or type(exc).__name__)) from None
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise unreachable(DEPENDENCY, exc) from None
     except HttpResponseError as exc:
-        code = str(getattr(exc, "error_code", None) or exc.status_code)
+        error = getattr(exc, "error_code", None)
+        code = str(getattr(error, "value", error) or exc.status_code)  # the SDK gives an enum or a string
         if code in _DENIED or exc.status_code == 403:
             raise denied(DEPENDENCY, uri, code) from None
         if exc.status_code in (500, 502, 503, 504):
