@@ -74,8 +74,9 @@ def upload(key: str, stream: IO[bytes], *, ctx: Context, caller: Caller, content
     head = stream.read(CONFIG_LIMIT + 1 if suffix in (".json", ".yaml") else SNIFF_BYTES)
     _sniff(head, suffix, uri)
     body = _Hashing(head, stream)
+    # a new name is created conditionally: of two uploads racing for it, the second gets 409
     ctx.storage.put_stream(uri, body, length=length if length is not None else -1,  # type: ignore[arg-type]
-                           content_type=kind, metadata={OWNER_META: caller.name})
+                           content_type=kind, metadata={OWNER_META: caller.name}, overwrite=existing is not None)
     return {"uri": str(uri), "size": body.size, "sha256": body.digest.hexdigest()}
 
 
