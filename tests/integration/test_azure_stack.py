@@ -45,7 +45,8 @@ def az_api(az_stack: localstack.Stack) -> Api:
 
 def test_train_serve_capture_and_drift_on_azure_blob(az_stack, az_ctx, az_api, unique):
     settings = az_ctx.settings
-    assert settings.storage_schemes == ("az",) and az_api.get("/ready").status_code == 200
+    assert settings.storage_schemes == ("az",)
+    assert az_api.get("/ready").json()["checks"] == {"redis": "ok", "mlflow": "ok", "azure": "ok"}
     uploaded = az_api.request("PUT", f"/datasets/{unique}/train.csv", data=(DATA / "titanic.csv").read_bytes(),
                               headers={"Content-Type": "text/csv"})
     assert uploaded.status_code == 201, uploaded.text
