@@ -57,13 +57,13 @@ def test_train_serve_capture_and_drift_on_azure_blob(az_stack, az_ctx, az_api, u
     assert refused.status_code == 409
     config = BlobUri(settings.datasets_bucket, f"{unique}/data_config.yaml", "az")
     az_ctx.storage.put_bytes(config, (DATA / "data_config.yaml").read_bytes())
-    s3_uri = az_api.post("/train", json={"model": unique, "dataset": f"s3://datasets/{unique}/train.csv"})
-    assert s3_uri.status_code == 400 and "only az:// URIs" in s3_uri.json()["message"]
 
     # a notebook's model: MLflow stores its artifacts in the wasbs:// container, proxied by the server
     register(settings, unique, titanic_pipeline(), TRAIN[NUMERIC + CATEGORICAL], TRAIN["Survived"])
     mlflow_blobs = list(az_ctx.storage.list("mlflow"))
     assert any(o.uri.key.endswith("model.skops") for o in mlflow_blobs), [o.uri.key for o in mlflow_blobs][:20]
+    s3_uri = az_api.post("/train", json={"model": unique, "dataset": train.replace("az://", "s3://")})
+    assert s3_uri.status_code == 400 and "only az:// URIs" in s3_uri.json()["message"]
     response = az_api.post("/train", json={"model": unique, "dataset": train, "data_config": str(config)})
     assert response.status_code == 202, response.text
     trained = az_api.wait_job(response.json()["job_id"])
