@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from mlaas.adapters.storage import RoutedBlobStore, open_store
-from mlaas.adapters.storage.azure import AzureBlobStore, account_name, decode_metadata, encode_metadata
-from mlaas.adapters.storage.s3 import MinioBlobStore
-from mlaas.errors import InvalidInput
-from mlaas.settings import Settings
-from mlaas.uris import BlobUri, S3Uri, parse_uri
-from tests.fakes import MemoryBlobStore
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+import localstack  # noqa: E402
+import localstack.clientenv  # noqa: E402
+import localstack.units  # noqa: E402
+
+from mlaas.adapters.storage import RoutedBlobStore, open_store  # noqa: E402
+from mlaas.adapters.storage.azure import AzureBlobStore, account_name, decode_metadata, encode_metadata  # noqa: E402
+from mlaas.adapters.storage.s3 import MinioBlobStore  # noqa: E402
+from mlaas.errors import InvalidInput  # noqa: E402
+from mlaas.settings import Settings  # noqa: E402
+from mlaas.uris import BlobUri, S3Uri, parse_uri  # noqa: E402
+from tests.fakes import MemoryBlobStore  # noqa: E402
 
 KEY = "c2VjcmV0LWtleQ=="
 
@@ -98,3 +107,19 @@ def test_the_router_sends_each_scheme_to_its_backend() -> None:
     assert isinstance(only_s3.backend("s3"), MinioBlobStore)
     with pytest.raises(InvalidInput, match="no storage is configured for az:// URIs"):
         only_s3.stat(BlobUri("datasets", "a", "az"))
+
+
+def test_the_azure_stack_points_mlaas_and_mlflow_at_azurite(tmp_path) -> None:
+    config = localstack.StackConfig(state_dir=tmp_path, storage="azure", s3_port=19999)
+    env = localstack.clientenv.client_env(config)
+    assert env["MLAAS_STORAGE_BACKEND"] == "azure" and not any(k.startswith("MLAAS_S3_") for k in env)
+    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("MLAAS_")})
+    assert settings.storage_schemes == ("az",)
+    assert "BlobEndpoint=http://127.0.0.1:19999/devstoreaccount1;" in settings.azure_connection_string.reveal()
+    mlflow = localstack.units.mlflow_unit(config)
+    argv = mlflow.command()
+    assert argv[argv.index("--artifacts-destination") + 1] == "wasbs://mlflow@devstoreaccount1.blob.core.windows.net/"
+    assert mlflow.env and "AZURE_STORAGE_CONNECTION_STRING" in mlflow.env and "AWS_ACCESS_KEY_ID" not in mlflow.env
+    assert localstack.units.s3_unit(config).marker == "azurite"
+    with pytest.raises(localstack.StackError, match="MLAAS_STACK_STORAGE: expected s3 or azure"):
+        localstack.StackConfig.from_env({"MLAAS_STACK_STORAGE": "gcs"})
