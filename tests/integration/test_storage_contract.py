@@ -58,22 +58,26 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 class _Chunks(io.RawIOBase):
-    """A stream of ``count`` pseudo-random chunks, produced as it is read (never held whole)."""
+    """A stream of ``count`` pseudo-random 1 MiB chunks, made as it is read (never held whole), any read size."""
 
     def __init__(self, count: int, size: int = 1024 * 1024) -> None:
         self.left, self.size, self.digest = count, size, hashlib.sha256()
+        self.pending, self.offset = b"", 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self.left == 0:
-            return 0
-        chunk = hashlib.sha256(str(self.left).encode()).digest() * (min(len(buffer), self.size) // 32)
-        self.left -= 1
-        self.digest.update(chunk)
-        buffer[:len(chunk)] = chunk
-        return len(chunk)
+        if self.offset == len(self.pending):
+            if self.left == 0:
+                return 0
+            self.pending, self.offset = hashlib.sha256(str(self.left).encode()).digest() * (self.size // 32), 0
+            self.left -= 1
+            self.digest.update(self.pending)
+        n = min(len(buffer), len(self.pending) - self.offset)
+        buffer[:n] = self.pending[self.offset:self.offset + n]
+        self.offset += n
+        return n
 
 
 def test_round_trip_with_metadata_and_delete(backend: Backend, unique: str) -> None:
