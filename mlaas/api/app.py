@@ -72,9 +72,8 @@ class MlaasOpenAPI(OpenAPI):
         super().generate_spec_json()
         if self.allowed_buckets:  # state which buckets this deployment reads: others are refused
             buckets = "|".join(re.escape(b) for b in self.allowed_buckets)
-            schemes = "|".join(self.uri_schemes)
-            _replace_pattern(self.spec_json, specs.S3_URI_PATTERN,
-                             f"^(?:{schemes})://(?:{buckets})/{specs.KEY_PATTERN}$")
+            schemes = self.uri_schemes[0] if len(self.uri_schemes) == 1 else f"(?:{'|'.join(self.uri_schemes)})"
+            _replace_pattern(self.spec_json, specs.S3_URI_PATTERN, f"^{schemes}://(?:{buckets})/{specs.KEY_PATTERN}$")
         for path, item in self.spec_json["paths"].items():
             for operation in item.values():
                 responses = operation.setdefault("responses", {})
