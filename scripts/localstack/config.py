@@ -25,6 +25,7 @@ NEEDS = {
 READY_TIMEOUT = {"redis": 30.0, "s3": 60.0, "mlflow": 120.0, "workers": 60.0, "beat": 30.0, "api": 60.0}
 MARKER = {"redis": "redis-server", "s3": "weed", "mlflow": "mlflow", "workers": "celery", "beat": "celery",
           "api": "gunicorn"}
+ALT_MARKERS = {"s3": ("weed", "azurite")}  # the blob store runs SeaweedFS or Azurite (storage=azure)
 ENV_PREFIX = "MLAAS_STACK_"
 ENV_NAMES = {"state_dir": "MLAAS_STACK_DIR"}
 GRPC_OFFSET = 10_000

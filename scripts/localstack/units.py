@@ -37,7 +37,6 @@ class Unit:
     prepare: Callable[[], None] | None = None
     after_ready: Callable[[], None] | None = None
     leftovers: tuple[Path, ...] = ()  # files the process leaves behind when stopped
-    marker: str = ""  # what its command line holds (default: the component's MARKER)
 
     @property
     def timeout(self) -> float:
@@ -142,7 +141,7 @@ def s3_unit(config: StackConfig) -> Unit:
     c = config
     if c.storage == "azure":
         return Unit("s3", "s3", lambda: azurite.command(c), lambda _: azurite.probe(c), *files(c, "s3"),
-                    env=clean_env(), ports=(c.s3_port,), marker="azurite",
+                    env=clean_env(), ports=(c.s3_port,),
                     prepare=lambda: c.path("azurite").mkdir(parents=True, exist_ok=True),
                     after_ready=lambda: azurite.ensure_containers(c))
     ports = tuple(port for name, port in c.ports().items() if name.startswith("s3_"))
