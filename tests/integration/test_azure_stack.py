@@ -62,8 +62,9 @@ def test_train_serve_capture_and_drift_on_azure_blob(az_stack, az_ctx, az_api, u
     register(settings, unique, titanic_pipeline(), TRAIN[NUMERIC + CATEGORICAL], TRAIN["Survived"])
     mlflow_blobs = list(az_ctx.storage.list("mlflow"))
     assert any(o.uri.key.endswith("model.skops") for o in mlflow_blobs), [o.uri.key for o in mlflow_blobs][:20]
-    s3_uri = az_api.post("/train", json={"model": unique, "dataset": train.replace("az://", "s3://")})
-    assert s3_uri.status_code == 400 and "only az:// URIs" in s3_uri.json()["message"]
+    s3_uri = az_api.post("/train", json={"model": unique, "dataset": train.replace("az://", "s3://"),
+                                         "data_config": str(config)})
+    assert s3_uri.status_code == 400 and s3_uri.json()["message"].startswith("dataset: only az:// URIs"), s3_uri.text
     response = az_api.post("/train", json={"model": unique, "dataset": train, "data_config": str(config)})
     assert response.status_code == 202, response.text
     trained = az_api.wait_job(response.json()["job_id"])
