@@ -19,7 +19,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlaas.adapters.storage import MinioBlobStore  # noqa: E402
+from mlaas.adapters.storage import open_store  # noqa: E402
 from mlaas.errors import NotFound  # noqa: E402
 from mlaas.settings import Settings  # noqa: E402
 from mlaas.uris import S3Uri  # noqa: E402
@@ -78,13 +78,13 @@ def run_job(path: str, body: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     load_stack_env()
     settings = Settings.from_env()
-    store = MinioBlobStore(settings)
+    store = open_store(settings)
 
     step("Upload the demo data set and its data config to blob storage")
     uris = {}
     for local, name in (("titanic.csv", "train.csv"), ("titanic_test.csv", "test.csv"),
                         ("data_config.yaml", "data_config.yaml")):
-        uri = S3Uri(settings.datasets_bucket, f"{PREFIX}/{name}")
+        uri = S3Uri(settings.datasets_bucket, f"{PREFIX}/{name}", settings.storage_scheme)
         store.put_bytes(uri, (DATA / local).read_bytes())
         uris[name] = str(uri)
         print(f"   {uri}")
@@ -98,7 +98,9 @@ def main() -> None:
         print(f"   titanic already has a production version: v{prod.version}")
     except NotFound:
         subprocess.run([sys.executable, str(ROOT / "examples" / "train_notebook_model.py"), uris["train.csv"],
-                        uris["data_config.yaml"]], check=True)
+                        uris["data_config.yaml"]], check=True,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get(
+                           "PYTHONPATH")]))})
 
     step("POST /train: retrain the production model on the data in storage, promote if at least as good")
     body = {"model": "titanic", "dataset": uris["train.csv"], "data_config": uris["data_config.yaml"],

@@ -13,7 +13,6 @@ import sys
 import mlflow
 import pandas as pd
 import yaml
-from minio import Minio
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from sklearn.compose import ColumnTransformer
@@ -22,22 +21,20 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from mlaas.adapters.storage import open_store
+from mlaas.settings import Settings
+from mlaas.uris import parse_uri
 
-def read_object(client: Minio, uri: str) -> bytes:
-    bucket, key = uri.removeprefix("s3://").split("/", 1)
-    response = client.get_object(bucket, key)
-    try:
-        return response.read()
-    finally:
-        response.close()
+
+def read_object(uri: str) -> bytes:
+    """An object of the blob storage mlaas is configured for (``MLAAS_*``: S3 or Azure), by URI."""
+    settings = Settings.from_env()
+    return open_store(settings).get_bytes(parse_uri(uri, schemes=settings.storage_schemes))
 
 
 def main(dataset_uri: str, config_uri: str, model_name: str = "titanic") -> None:
-    endpoint = os.environ["MLAAS_S3_ENDPOINT"].split("://", 1)
-    client = Minio(endpoint[-1], os.environ["MLAAS_S3_ACCESS_KEY"], os.environ["MLAAS_S3_SECRET_KEY"],
-                   secure=endpoint[0] == "https")
-    frame = pd.read_csv(io.BytesIO(read_object(client, dataset_uri)))
-    config = yaml.safe_load(read_object(client, config_uri))
+    frame = pd.read_csv(io.BytesIO(read_object(dataset_uri)))
+    config = yaml.safe_load(read_object(config_uri))
     numeric, categorical = config["numerical_features"], config["categorical_features"]
     X, y = frame[numeric + categorical], frame[config["target_column"]]
 

@@ -9,7 +9,7 @@ from mlaas.adapters.jobstore import JobStore
 from mlaas.adapters.monitorstore import MonitorStore
 from mlaas.adapters.queue import JobQueue
 from mlaas.adapters.registry import MlflowRegistry
-from mlaas.adapters.storage import BlobStore, MinioBlobStore
+from mlaas.adapters.storage import BlobStore, open_store
 from mlaas.settings import Settings
 
 
@@ -22,7 +22,7 @@ class Context:
 
     @cached_property
     def storage(self) -> BlobStore:
-        return self._overrides.get("storage") or MinioBlobStore(self.settings)  # type: ignore[return-value]
+        return self._overrides.get("storage") or open_store(self.settings)  # type: ignore[return-value]
 
     @cached_property
     def registry(self) -> MlflowRegistry:

@@ -19,7 +19,7 @@ _last: dict[int, tuple[float, dict[str, str]]] = {}  # per context: (when checke
 
 
 def check_dependencies(ctx: Context, timeout: float = 4.0, max_age: float = MAX_AGE_SECONDS) -> dict[str, str]:
-    """``{"redis"|"mlflow"|"s3": "ok" or the reason it is down}``, from a check at most ``max_age`` seconds old.
+    """``{"redis"|"mlflow"|"s3"|"azure": "ok" or the reason it is down}``, from a check at most ``max_age`` seconds old.
 
     One check runs at a time per process; callers arriving meanwhile wait for it and share its result.
     """
@@ -33,7 +33,8 @@ def check_dependencies(ctx: Context, timeout: float = 4.0, max_age: float = MAX_
 
 
 def _check(ctx: Context, timeout: float) -> dict[str, str]:
-    probes = {"redis": ctx.jobs.ping, "mlflow": ctx.registry.ping, "s3": ctx.storage.ping}
+    # storage is checked under its backend's name: "s3" or "azure"
+    probes = {"redis": ctx.jobs.ping, "mlflow": ctx.registry.ping, ctx.settings.storage_backend: ctx.storage.ping}
     futures = {name: _POOL.submit(probe) for name, probe in probes.items()}
     out: dict[str, str] = {}
     for name, future in futures.items():

@@ -124,6 +124,35 @@ class Settings:
     default_test_dataset: str = ""
     log_level: LogLevel = "INFO"
     worker_metrics_port: Annotated[int, Ge(0), Le(65535)] = 0  # Celery workers serve Prometheus metrics here (0: off)
+    # Azure Blob Storage (az://container/path), beside or instead of S3: see adapters/storage/azure.py.
+    storage_backend: Literal["s3", "azure"] = "s3"  # where mlaas's own buckets (datasets, drift) live
+    azure_connection_string: Secret = Secret("")  # wins over the account URL when set
+    azure_account_url: str = ""  # https://<account>.blob.core.windows.net; with a key, a SAS or neither
+    azure_account_key: Secret = Secret("")
+    azure_sas_token: Secret = Secret("")  # neither key nor SAS: DefaultAzureCredential (azure-identity)
+
+    def __post_init__(self) -> None:
+        if self.storage_backend == "azure" and not self.azure_configured:
+            raise InvalidInput("MLAAS_STORAGE_BACKEND: azure needs MLAAS_AZURE_CONNECTION_STRING or "
+                               "MLAAS_AZURE_ACCOUNT_URL")
+
+    @property
+    def azure_configured(self) -> bool:
+        """Whether Azure Blob Storage is configured (az:// URIs are accepted)."""
+        return bool(self.azure_connection_string or self.azure_account_url)
+
+    @property
+    def storage_scheme(self) -> str:
+        """URI scheme of mlaas's own buckets: ``s3`` or ``az``."""
+        return "az" if self.storage_backend == "azure" else "s3"
+
+    @property
+    def storage_schemes(self) -> tuple[str, ...]:
+        """URI schemes mlaas reads and writes: its backend's, plus the other one when that is configured too."""
+        other = ("az",) if self.azure_configured else ()
+        if self.storage_backend == "azure":
+            other = ("s3",) if self.s3_access_key else ()
+        return (self.storage_scheme, *other)
 
     @property
     def buckets(self) -> tuple[str, ...]:
@@ -147,7 +176,7 @@ class Settings:
         for variable, name in names.items():
             raw = env.get(variable)
             if raw is not None:
-                values[name] = raw if name == "s3_secret_key" else raw.strip()
+                values[name] = raw if name in SECRET_FIELDS else raw.strip()
         values.update(overrides)
         try:
             return cls(**values)
@@ -162,6 +191,9 @@ class Settings:
             value = getattr(self, f.name)
             out[f.name] = "***" if isinstance(value, Secret) and value else value
         return out
+
+
+SECRET_FIELDS = frozenset(f.name for f in dataclasses.fields(Settings) if f.type in (Secret, "Secret"))
 
 
 def unknown_variable_message(variable: str, known: tuple[str, ...]) -> str | None:
@@ -204,5 +236,5 @@ def _problem(error: Any, from_env: set[str]) -> str:
     label = PREFIX + name.upper() if name in from_env else name
     template = _ACCEPTS.get(error["type"])
     reason = template.format(**error.get("ctx", {})) if template else str(error["msg"]).lower()
-    shown = "" if name == "s3_secret_key" or error["type"] == "unexpected_keyword_argument" else f"{error['input']!r} "
+    shown = "" if name in SECRET_FIELDS or error["type"] == "unexpected_keyword_argument" else f"{error['input']!r} "
     return f"{label}: {shown}{reason}"

@@ -31,20 +31,21 @@ KEY_PATTERN = rf"{SEGMENT}(?:/{SEGMENT})*"
 BUCKET_PATTERN = r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]"
 S3_URI_PATTERN = rf"^s3://{BUCKET_PATTERN}/{KEY_PATTERN}$"
 PREFIX_PATTERN = rf"^(?:{KEY_PATTERN}/?)?$"
+SCHEME_PATTERN = r"^(?:s3|az)://"  # what a spec field lets through to uris.parse_uri, which knows the configured ones
 MAX_URI_LENGTH = 1100  # s3://, a bucket of up to 63 and a key of up to 1024 bytes fit
 
 
 def s3_uri(**extra: Any) -> Any:
     """The constraints of an s3:// URI, as a pydantic field: the scheme checked here, the rest by uris.parse_uri
     (whose messages name the problem); the document states the whole pattern, the live one the allowed buckets."""
-    return Field(min_length=6, max_length=MAX_URI_LENGTH, pattern=r"^s3://",
+    return Field(min_length=6, max_length=MAX_URI_LENGTH, pattern=SCHEME_PATTERN,
                  json_schema_extra={"pattern": S3_URI_PATTERN}, **extra)
 
 
 S3UriText = Annotated[str, WithJsonSchema({"type": "string", "minLength": 6, "maxLength": MAX_URI_LENGTH,
                                             "pattern": S3_URI_PATTERN})]
-"""An s3:// URI where a field takes either a URI or another form (a model's data, say): the document states the
-pattern, uris.parse_uri checks it (a pydantic constraint in a union would word its errors by union member)."""
+"""An s3:// (or az://) URI where a field takes a URI or another form (a model's data, say): the document states
+the pattern, uris.parse_uri checks it (a pydantic constraint in a union would word errors by union member)."""
 
 
 def _version(value: Any) -> int | str | None:

@@ -1,7 +1,8 @@
-"""Parsing and checking of ``s3://bucket/key`` URIs before any I/O."""
+"""Parsing and checking of ``s3://bucket/key`` and ``az://container/path`` URIs before any I/O."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -9,38 +10,56 @@ from mlaas.errors import InvalidInput
 
 MAX_KEY_BYTES = 1024
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_CONTAINER_RE = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9\-]{1,61}[a-z0-9]$")  # Azure: no dots, no double hyphens
+# The schemes mlaas knows: what each calls its top-level namespace, and the names it accepts there.
+SCHEMES = {"s3": ("bucket", _BUCKET_RE), "az": ("container", _CONTAINER_RE)}
 
 
 @dataclass(frozen=True)
-class S3Uri:
-    """A bucket and a key in blob storage."""
+class BlobUri:
+    """A bucket (Azure: container) and a key in blob storage; the scheme names the backend holding it."""
 
     bucket: str
     key: str
+    scheme: str = "s3"
 
     def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
+        return f"{self.scheme}://{self.bucket}/{self.key}"
 
-    def child(self, name: str) -> S3Uri:
+    def child(self, name: str) -> BlobUri:
         """The URI of ``name`` below this one, taken as a folder."""
-        return S3Uri(self.bucket, f"{self.key.rstrip('/')}/{name}" if self.key else name)
+        return dataclasses.replace(self, key=f"{self.key.rstrip('/')}/{name}" if self.key else name)
+
+    def sibling(self, name: str) -> BlobUri:
+        """The URI of ``name`` in the same folder as this object."""
+        folder = self.key.rsplit("/", 1)[0] if "/" in self.key else ""
+        return dataclasses.replace(self, key=f"{folder}/{name}" if folder else name)
 
 
-def parse_uri(uri: str, *, allowed_buckets: tuple[str, ...] | None = None, field: str = "uri") -> S3Uri:
-    """Parse ``s3://bucket/key``; reject other schemes, ``..``, odd characters and foreign buckets."""
+S3Uri = BlobUri  # the name before Azure; kept so existing call sites and branches need no rename
+
+
+def parse_uri(uri: str, *, allowed_buckets: tuple[str, ...] | None = None, field: str = "uri",
+              schemes: tuple[str, ...] = ("s3",)) -> BlobUri:
+    """Parse ``s3://bucket/key`` (or ``az://container/path`` when ``schemes`` has it); reject other schemes,
+    ``..``, odd characters and foreign buckets."""
+    expected = " or ".join(f"{s}://{SCHEMES[s][0]}/key" for s in schemes)
     if not isinstance(uri, str) or not uri:
-        raise InvalidInput(f"{field}: expected an s3://bucket/key URI")
-    if not uri.startswith("s3://"):
-        scheme = uri.split(":", 1)[0] if ":" in uri else "a bare path"
-        raise InvalidInput(f"{field}: only s3:// URIs are accepted, got {scheme!r}")
-    rest = uri[len("s3://"):]
+        raise InvalidInput(f"{field}: expected an {expected} URI")
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme not in schemes:
+        shown = uri.split(":", 1)[0] if ":" in uri else "a bare path"
+        accepted = ", ".join(f"{s}://" for s in schemes)
+        hint = " (az:// needs Azure storage configured: MLAAS_AZURE_*)" if scheme == "az" else ""
+        raise InvalidInput(f"{field}: only {accepted} URIs are accepted, got {shown!r}{hint}")
+    noun, pattern = SCHEMES[scheme]
     bucket, _, key = rest.partition("/")
-    if not _BUCKET_RE.match(bucket):
-        raise InvalidInput(f"{field}: {bucket!r} is not a valid bucket name")
+    if not pattern.match(bucket):
+        raise InvalidInput(f"{field}: {bucket!r} is not a valid {noun} name")
     if allowed_buckets is not None and bucket not in allowed_buckets:
-        raise InvalidInput(f"{field}: bucket {bucket!r} is not one mlaas may use ({', '.join(allowed_buckets)})")
+        raise InvalidInput(f"{field}: {noun} {bucket!r} is not one mlaas may use ({', '.join(allowed_buckets)})")
     _check_key(key, field)
-    return S3Uri(bucket, key)
+    return BlobUri(bucket, key, scheme)
 
 
 def _check_key(key: str, field: str) -> None:

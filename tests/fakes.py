@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from mlaas.adapters.storage import ObjectInfo
-from mlaas.errors import NotFound, TooLarge, Unavailable
+from mlaas.errors import Conflict, NotFound, TooLarge, Unavailable
 from mlaas.uris import S3Uri
 
 
@@ -37,7 +37,10 @@ class MemoryBlobStore:
         self.objects[(uri.bucket, uri.key)] = bytes(data)
         self.metadata.pop((uri.bucket, uri.key), None)
 
-    def put_stream(self, uri: S3Uri, stream, *, length: int, content_type: str, metadata=None) -> None:
+    def put_stream(self, uri: S3Uri, stream, *, length: int, content_type: str, metadata=None,
+                   overwrite: bool = True) -> None:
+        if not overwrite and self.exists(uri):
+            raise Conflict(f"{uri} exists; it is not overwritten")
         self.put_bytes(uri, stream.read())
         self.metadata[(uri.bucket, uri.key)] = {k.lower(): v for k, v in (metadata or {}).items()}
 
@@ -53,6 +56,11 @@ class MemoryBlobStore:
         for (b, k), data in sorted(self.objects.items()):
             if b == bucket and k.startswith(prefix):
                 yield ObjectInfo(S3Uri(b, k), len(data), None, "")
+
+    def delete(self, uri: S3Uri) -> None:
+        self._check()
+        self.objects.pop((uri.bucket, uri.key), None)
+        self.metadata.pop((uri.bucket, uri.key), None)
 
     def ensure_buckets(self, buckets: tuple[str, ...]) -> None:
         self.buckets.update(buckets)

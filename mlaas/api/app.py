@@ -66,12 +66,14 @@ class MlaasOpenAPI(OpenAPI):
     """The generated document, with every error response described as what it is: problem+json ErrorBody."""
 
     allowed_buckets: tuple[str, ...] = ()
+    uri_schemes: tuple[str, ...] = ("s3",)
 
     def generate_spec_json(self) -> None:
         super().generate_spec_json()
         if self.allowed_buckets:  # state which buckets this deployment reads: others are refused
             buckets = "|".join(re.escape(b) for b in self.allowed_buckets)
-            _replace_pattern(self.spec_json, specs.S3_URI_PATTERN, f"^s3://(?:{buckets})/{specs.KEY_PATTERN}$")
+            schemes = self.uri_schemes[0] if len(self.uri_schemes) == 1 else f"(?:{'|'.join(self.uri_schemes)})"
+            _replace_pattern(self.spec_json, specs.S3_URI_PATTERN, f"^{schemes}://(?:{buckets})/{specs.KEY_PATTERN}$")
         for path, item in self.spec_json["paths"].items():
             for operation in item.values():
                 responses = operation.setdefault("responses", {})
@@ -120,6 +122,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
         },
     )
     app.allowed_buckets = settings.buckets
+    app.uri_schemes = settings.storage_schemes
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["MLAAS_SETTINGS"] = settings
     app.config["MLAAS_CONTEXT"] = context or Context(settings)

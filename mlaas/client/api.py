@@ -198,7 +198,7 @@ class Client:
 
 def dataset_key(key: str) -> str:
     """The key in the datasets bucket that ``key`` (a key or an ``s3://bucket/key`` URI) names."""
-    if key.startswith("s3://"):
+    if key.startswith(("s3://", "az://")):
         key = key[len("s3://"):].partition("/")[2]
     key = key.lstrip("/")
     if not key:

@@ -192,11 +192,12 @@ def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
 
 def data_ref(value: str) -> str | dict[str, Any]:
     """REF/CUR of ``mlaas drift``: an s3:// URI, or MODEL@VERSION as ``{"model", "version"}``."""
-    if value.startswith("s3://"):
+    if value.startswith(("s3://", "az://")):
         return value
     name, at, version = value.rpartition("@")
     if not at or not name or not version:
-        raise argparse.ArgumentTypeError(f"expected s3://bucket/key or MODEL@VERSION, got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected s3://bucket/key, az://container/path or MODEL@VERSION, "
+                                         f"got {value!r}")
     return {"model": name, "version": _version(version)}
 
 
@@ -356,7 +357,7 @@ def cmd_datasets_upload(client: Client, args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"{args.key}: {exc}") from None
     stored = client.upload_dataset(args.file, key, overwrite=args.overwrite)
-    if args.key.startswith("s3://") and stored.get("uri") != args.key:
+    if args.key.startswith(("s3://", "az://")) and stored.get("uri") != args.key:
         print(f"note: stored at {stored.get('uri')} (uploads go to the datasets bucket)", file=sys.stderr)
     _print_json(stored)
     return OK

@@ -69,7 +69,8 @@ def read_frame(store: BlobStore, uri: S3Uri, *, max_bytes: int | None = None, ma
 
 def checked_uri(text: str | S3Uri, *, settings: Settings, field: str) -> S3Uri:
     """A URI the service may read, wherever it came from (a request, a job, a model-version tag)."""
-    return parse_uri(str(text), allowed_buckets=settings.buckets, field=field)
+    return parse_uri(str(text), allowed_buckets=settings.buckets, field=field,
+                     schemes=settings.storage_schemes)
 
 
 def read_dataset(store: BlobStore, text: str | S3Uri, *, settings: Settings, field: str = "dataset") -> LoadedFrame:

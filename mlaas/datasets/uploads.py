@@ -56,7 +56,8 @@ def upload(key: str, stream: IO[bytes], *, ctx: Context, caller: Caller, content
     An object another key uploaded is never replaced by this one (403): the bucket's names are shared, so
     the name is taken either way, but its content stays its owner's.
     """
-    uri = parse_uri(f"s3://{ctx.settings.datasets_bucket}/{key}", allowed_buckets=ctx.settings.buckets, field="key")
+    uri = parse_uri(f"{ctx.settings.storage_scheme}://{ctx.settings.datasets_bucket}/{key}",
+                    allowed_buckets=ctx.settings.buckets, field="key", schemes=(ctx.settings.storage_scheme,))
     suffix = _suffix(uri)
     kind = content_type.split(";")[0].strip().lower()
     if kind not in CONTENT_TYPES[suffix]:
@@ -73,8 +74,9 @@ def upload(key: str, stream: IO[bytes], *, ctx: Context, caller: Caller, content
     head = stream.read(CONFIG_LIMIT + 1 if suffix in (".json", ".yaml") else SNIFF_BYTES)
     _sniff(head, suffix, uri)
     body = _Hashing(head, stream)
+    # a new name is created conditionally: of two uploads racing for it, the second gets 409
     ctx.storage.put_stream(uri, body, length=length if length is not None else -1,  # type: ignore[arg-type]
-                           content_type=kind, metadata={OWNER_META: caller.name})
+                           content_type=kind, metadata={OWNER_META: caller.name}, overwrite=existing is not None)
     return {"uri": str(uri), "size": body.size, "sha256": body.digest.hexdigest()}
 
 

@@ -17,7 +17,7 @@ from mlaas.drift.html import render_html
 from mlaas.drift.specs import DriftSpec, ModelData, column_options
 from mlaas.errors import InvalidInput, NotFound
 from mlaas.monitoring.traffic import baseline_of, log_drift_run, select_captured, spec_of
-from mlaas.uris import S3Uri, parse_uri
+from mlaas.uris import S3Uri
 
 Progress = Callable[[str, int], None]
 ADHOC_EXPERIMENT = "data-drift"
@@ -29,7 +29,7 @@ def prepare(spec: DriftSpec, *, ctx: Context) -> DriftSpec:
     for side in ("reference", "current"):
         value = getattr(spec, side)
         if isinstance(value, str):
-            parse_uri(value, allowed_buckets=ctx.settings.buckets, field=side)
+            checked_uri(value, settings=ctx.settings, field=side)
             continue
         version = ctx.registry.resolve(value.model, value.version)
         if side == "reference":
@@ -39,7 +39,7 @@ def prepare(spec: DriftSpec, *, ctx: Context) -> DriftSpec:
             checked_uri(baseline, settings=ctx.settings, field="reference (drift-data tag)")
         sides[side] = value.model_copy(update={"model": version.name, "version": version.version})
     if spec.data_config:
-        parse_uri(spec.data_config, allowed_buckets=ctx.settings.buckets, field="data_config")
+        checked_uri(spec.data_config, settings=ctx.settings, field="data_config")
     elif not spec.columns and isinstance(spec.reference, str):
         raise InvalidInput("data_config or columns: give one, to say which columns to compare and as what")
     return spec.model_copy(update=sides)
@@ -70,7 +70,7 @@ def run(job: DriftSpec, *, ctx: Context, job_id: str, progress: Progress) -> dic
             "rows current": str(len(current))}
     html = render_html(report, title=f"Data drift: {model or 'two data sets'}", reference_label="reference",
                        current_label="current", meta=meta)
-    report_uri = S3Uri(ctx.settings.drift_bucket, f"reports/{job_id}/drift_report.html")
+    report_uri = report_of(ctx, job_id)
     ctx.storage.put_bytes(report_uri, html.encode(), content_type="text/html; charset=utf-8")
     run_id, run_name = log_drift_run(
         ctx, "drift", model or ADHOC_EXPERIMENT, report,
@@ -106,7 +106,12 @@ def report_html(job_id: str, *, ctx: Context) -> bytes:
         raise NotFound(f"job {job_id} is a {job['type']} job; only drift jobs have a report")
     if job["state"] != "succeeded":
         raise NotFound(f"job {job_id} is {job['state']}; its report exists once it succeeded")
-    return ctx.storage.get_bytes(S3Uri(ctx.settings.drift_bucket, f"reports/{job_id}/drift_report.html"))
+    return ctx.storage.get_bytes(report_of(ctx, job_id))
+
+
+def report_of(ctx: Context, job_id: str) -> S3Uri:
+    """Where a drift job's HTML report is stored."""
+    return S3Uri(ctx.settings.drift_bucket, f"reports/{job_id}/drift_report.html", ctx.settings.storage_scheme)
 
 
 def _model_of(job: DriftSpec) -> str | None:
@@ -120,7 +125,7 @@ def _spec(ctx: Context, job: DriftSpec, ref_config: DataConfig | None) -> Column
     if job.columns:
         return ColumnSpec(numerical=list(job.columns.numerical), categorical=list(job.columns.categorical))
     if job.data_config:
-        uri = parse_uri(job.data_config, allowed_buckets=ctx.settings.buckets, field="data_config")
+        uri = checked_uri(job.data_config, settings=ctx.settings, field="data_config")
         return spec_of(DataConfig.parse(read_config(ctx.storage, uri), source=str(uri)))
     if ref_config is None:
         raise InvalidInput("data_config or columns: give one, to say which columns to compare and as what")

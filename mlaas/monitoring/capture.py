@@ -85,9 +85,9 @@ def _unpack(column: dict[str, Any]) -> Any:
     return column["v"]
 
 
-def folder(drift_bucket: str, model: str, version: int) -> S3Uri:
+def folder(drift_bucket: str, model: str, version: int, scheme: str = "s3") -> S3Uri:
     """Where a model version's captured rows are stored."""
-    return S3Uri(drift_bucket, f"capture/{quote(model, safe='')}/{version}")
+    return S3Uri(drift_bucket, f"capture/{quote(model, safe='')}/{version}", scheme)
 
 
 def entries_frame(entries: list[tuple[str, dict[str, Any]]]) -> pd.DataFrame:
@@ -163,7 +163,7 @@ def flush_stream(ctx: Any, buffer: CaptureBuffer, key: str) -> dict[str, Any]:
         rows = 0
         frame = entries_frame(entries) if entries else pd.DataFrame()
         if not frame.empty:
-            base = folder(ctx.settings.drift_bucket, model, version)
+            base = folder(ctx.settings.drift_bucket, model, version, ctx.settings.storage_scheme)
             for day, part in frame.groupby(frame["_ts"].dt.strftime("%Y-%m-%d"), sort=True):
                 name = f"{part['_entry'].iloc[0]}_{part['_entry'].iloc[-1]}.parquet"
                 uri = base.child(f"date={day}").child(name)

@@ -23,7 +23,6 @@ from mlaas.errors import InvalidInput
 from mlaas.monitoring import capture
 from mlaas.monitoring.specs import MonitorRecord
 from mlaas.training import scoring
-from mlaas.uris import S3Uri
 
 log = logging.getLogger(__name__)
 PREDICTION = "_prediction"
@@ -36,7 +35,7 @@ def baseline_of(ctx: Context, model: str, version: int) -> tuple[pd.DataFrame, D
     if not uri_text:
         raise InvalidInput(f"model {model} v{version} has no drift-data baseline (train it through mlaas first)")
     uri = checked_uri(uri_text, settings=ctx.settings, field="drift-data")  # a tag: checked like a request's URI
-    beside = S3Uri(uri.bucket, uri.key.rsplit("/", 1)[0] + "/data_config.yaml")
+    beside = uri.sibling("data_config.yaml")
     recorded = mv.tags.get("data_config", "")
     config_uri = beside if ctx.storage.exists(beside) else checked_uri(recorded, settings=ctx.settings,
                                                                        field="data_config")
@@ -51,7 +50,7 @@ def spec_of(config: DataConfig) -> ColumnSpec:
 def select_captured(ctx: Context, model: str, version: int, *, after_file: str = "",
                     since: datetime | None = None, until: datetime | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Captured rows of a version: files after a watermark, rows between two times (each bound optional)."""
-    base = capture.folder(ctx.settings.drift_bucket, model, version)
+    base = capture.folder(ctx.settings.drift_bucket, model, version, ctx.settings.storage_scheme)
     frames, files = [], []
     for obj in sorted(ctx.storage.list(base.bucket, base.key + "/"), key=lambda o: o.uri.key):
         key = obj.uri.key
@@ -91,7 +90,7 @@ def check(monitor: MonitorRecord, version: int, *, ctx: Context, now: datetime, 
                    "files": len(files)}
     run_id, run_name = log_drift_run(ctx, "infer", model, report, params={
         "model": model, "version": version, "monitor": monitor.id, "reference": baseline_uri,
-        "current": str(capture.folder(ctx.settings.drift_bucket, model, version)) + "/",
+        "current": str(capture.folder(ctx.settings.drift_bucket, model, version, ctx.settings.storage_scheme)) + "/",
         "window_from": window_info["from"], "window_to": window_info["to"], "rows_reference": len(reference),
         "rows_current": len(current), "files": len(files),
     }, tags={"mlaas.model_version": str(version), "mlaas.monitor": monitor.id})

@@ -14,12 +14,11 @@ from mlaas import jobs
 from mlaas.adapters.registry import ModelVersion
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
-from mlaas.datasets.frames import LoadedFrame, frame_to_parquet, read_config, read_dataset
+from mlaas.datasets.frames import LoadedFrame, checked_uri, frame_to_parquet, read_config, read_dataset
 from mlaas.errors import InvalidInput
 from mlaas.training import plots, promotion, scoring
 from mlaas.training.retrain import promote_if_better
 from mlaas.training.specs import EvaluateJob, EvaluateSpec
-from mlaas.uris import parse_uri
 
 Progress = Callable[[str, int], None]
 EVAL_TAGS = ("eval.run_id", "eval.dataset", "eval.dataset_sha256", "eval.metric", "eval.value", "eval.metrics",
@@ -36,7 +35,7 @@ def prepare(spec: EvaluateSpec, *, ctx: Context) -> EvaluateJob:
         raise InvalidInput(f"{' and '.join(missing)} missing: give them in the request (version "
                            f"{version.version} records none, and no default test set is configured)")
     for field, value in (("dataset", dataset), ("data_config", data_config)):
-        parse_uri(value, allowed_buckets=ctx.settings.buckets, field=field)
+        checked_uri(value, settings=ctx.settings, field=field)
     challenger = None
     if spec.compare_with is not None:
         challenger = ctx.registry.resolve(version.name, spec.compare_with).version
@@ -55,7 +54,7 @@ def run(job: EvaluateJob, *, ctx: Context, job_id: str, progress: Progress) -> d
     """The evaluation job: data → predictions → metrics and pictures → ``eval_`` run → tags → verdict."""
     name = job.model
     progress("download_data", 10)
-    config_uri = parse_uri(job.data_config, allowed_buckets=ctx.settings.buckets, field="data_config")
+    config_uri = checked_uri(job.data_config, settings=ctx.settings, field="data_config")
     config = DataConfig.parse(read_config(ctx.storage, config_uri), source=str(config_uri))
     data = read_dataset(ctx.storage, job.dataset, settings=ctx.settings, field="dataset")
     config.check_columns(data.frame, source=f"dataset {data.uri}")

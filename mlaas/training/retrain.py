@@ -14,11 +14,11 @@ from mlaas import jobs
 from mlaas.adapters.registry import STAGE_TAG, ModelVersion
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
-from mlaas.datasets.frames import LoadedFrame, read_config, read_dataset, write_config, write_frame
+from mlaas.datasets.frames import LoadedFrame, checked_uri, read_config, read_dataset, write_config, write_frame
 from mlaas.errors import InvalidInput
 from mlaas.training import promotion, scoring
 from mlaas.training.specs import TrainJob, TrainSpec
-from mlaas.uris import S3Uri, parse_uri
+from mlaas.uris import S3Uri
 
 Progress = Callable[[str, int], None]
 
@@ -36,7 +36,7 @@ def prepare(spec: TrainSpec, *, ctx: Context) -> TrainJob:
         )
     for field, value in (("dataset", dataset), ("data_config", data_config), ("test_dataset", spec.test_dataset)):
         if value:
-            parse_uri(value, allowed_buckets=ctx.settings.buckets, field=field)
+            checked_uri(value, settings=ctx.settings, field=field)
     return TrainJob(model=version.name, version=version.version, dataset=dataset, data_config=data_config,
                     test_dataset=spec.test_dataset, drift_fraction=spec.drift_fraction,
                     test_fraction=spec.test_fraction, random_state=spec.random_state, promote=spec.promote)
@@ -108,7 +108,7 @@ def run(job: TrainJob, *, ctx: Context, job_id: str, progress: Progress) -> dict
 
 def load_inputs(job: TrainJob, *, ctx: Context) -> Inputs:
     """Read the data config, the training data and the test set (if given), each checked against the config."""
-    config_uri = parse_uri(job.data_config, allowed_buckets=ctx.settings.buckets, field="data_config")
+    config_uri = checked_uri(job.data_config, settings=ctx.settings, field="data_config")
     config = DataConfig.parse(read_config(ctx.storage, config_uri), source=str(config_uri))
     data = _load_checked(ctx, job.dataset, config, "dataset")
     test = _load_checked(ctx, job.test_dataset, config, "test_dataset") if job.test_dataset else None
@@ -118,7 +118,7 @@ def load_inputs(job: TrainJob, *, ctx: Context) -> Inputs:
 def save_parts(train_df: pd.DataFrame, baseline_df: pd.DataFrame, holdout_df: pd.DataFrame, inputs: Inputs,
                job: TrainJob, *, ctx: Context, job_id: str) -> Parts:
     """Store the drift baseline with its data config (and the holdout when it is the test set)."""
-    folder = S3Uri(ctx.settings.drift_bucket, f"{job.model}/{job_id}")
+    folder = S3Uri(ctx.settings.drift_bucket, f"{job.model}/{job_id}", ctx.settings.storage_scheme)
     baseline_uri = folder.child("baseline.parquet")
     write_frame(ctx.storage, baseline_uri, baseline_df)
     write_config(ctx.storage, folder.child("data_config.yaml"), inputs.config.model_dump(exclude_none=True))

@@ -49,7 +49,10 @@ def _cmd_up(stack: Stack, only: tuple[str, ...] | None) -> int:
     reports = stack.start(only)
     _print_table(reports)
     c = stack.config
-    if "s3" in {r.component for r in reports}:
+    if "s3" in {r.component for r in reports} and c.storage == "azure":
+        print(f"\nAzure Blob (Azurite): account devstoreaccount1 at {c.url('s3')}  containers {', '.join(c.buckets)}"
+              "  (connection string in stack.env)")
+    elif "s3" in {r.component for r in reports}:
         print(f"\nS3 credentials: access key {c.s3_access_key}  secret key {c.s3_secret_key}"
               f"  buckets {', '.join(c.buckets)}")
     env_file = _relative(c.path("stack.env"))

@@ -8,6 +8,7 @@ import secrets
 import shlex
 from pathlib import Path
 
+from . import azurite
 from .config import StackConfig
 from .processes import write_private
 
@@ -18,16 +19,22 @@ def client_env(config: StackConfig) -> dict[str, str]:
     return {
         "MLAAS_REDIS_URL": c.url("redis"),
         "MLAAS_MLFLOW_TRACKING_URI": c.url("mlflow"),
-        "MLAAS_S3_ENDPOINT": c.url("s3"),
-        "MLAAS_S3_ACCESS_KEY": c.s3_access_key,
-        "MLAAS_S3_SECRET_KEY": c.s3_secret_key,
-        "MLAAS_S3_REGION": c.s3_region,
+        **_storage_env(config),
         "MLAAS_TMP_DIR": str(c.path("tmp")),
         "MLAAS_DATASETS_BUCKET": c.datasets_bucket,
         "MLAAS_DRIFT_BUCKET": c.drift_bucket,
         "MLAAS_API_URL": c.url("api"),
         **_api_key(config),
     }
+
+
+def _storage_env(config: StackConfig) -> dict[str, str]:
+    """How mlaas reaches the stack's blob store: the S3 server, or Azurite with MLAAS_STORAGE_BACKEND=azure."""
+    c = config
+    if c.storage == "azure":
+        return {"MLAAS_STORAGE_BACKEND": "azure", "MLAAS_AZURE_CONNECTION_STRING": azurite.connection_string(c)}
+    return {"MLAAS_S3_ENDPOINT": c.url("s3"), "MLAAS_S3_ACCESS_KEY": c.s3_access_key,
+            "MLAAS_S3_SECRET_KEY": c.s3_secret_key, "MLAAS_S3_REGION": c.s3_region}
 
 
 def ensure_api_key(config: StackConfig) -> bool:

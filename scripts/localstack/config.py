@@ -25,6 +25,7 @@ NEEDS = {
 READY_TIMEOUT = {"redis": 30.0, "s3": 60.0, "mlflow": 120.0, "workers": 60.0, "beat": 30.0, "api": 60.0}
 MARKER = {"redis": "redis-server", "s3": "weed", "mlflow": "mlflow", "workers": "celery", "beat": "celery",
           "api": "gunicorn"}
+ALT_MARKERS = {"s3": ("weed", "azurite")}  # the blob store runs SeaweedFS or Azurite (storage=azure)
 ENV_PREFIX = "MLAAS_STACK_"
 ENV_NAMES = {"state_dir": "MLAAS_STACK_DIR"}
 GRPC_OFFSET = 10_000
@@ -78,10 +79,16 @@ class StackConfig:
     stop_timeout: float = 20.0
     restart: bool = True  # a watchdog starts crashed workers, beat and API processes again
     restart_interval: float = 1.0  # how often the watchdog looks, in seconds
+    storage: str = "s3"  # the blob store: "s3" (SeaweedFS) or "azure" (Azurite, on the S3 port)
+    azurite_version: str = "3.35.0"  # the npm package the stack installs for storage=azure
+    tools_dir: Path = REPO_ROOT / ".tools"  # where it is installed (shared by every stack of this checkout)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser().resolve())
         object.__setattr__(self, "repo_root", Path(self.repo_root).expanduser().resolve())
+        object.__setattr__(self, "tools_dir", Path(self.tools_dir).expanduser().resolve())
+        if self.storage not in ("s3", "azure"):
+            raise StackError(f"MLAAS_STACK_STORAGE: expected s3 or azure, not {self.storage!r}")
         unknown = set(self.components) - set(COMPONENTS)
         if unknown:
             raise StackError(f"unknown components {sorted(unknown)}; known: {', '.join(COMPONENTS)}")
@@ -150,6 +157,8 @@ class StackConfig:
         """Where clients reach a component."""
         if component == "redis":
             return f"redis://127.0.0.1:{self.redis_port}/0"
+        if component == "s3" and self.storage == "azure":
+            return f"http://127.0.0.1:{self.s3_port}/devstoreaccount1"
         port = {"s3": self.s3_port, "mlflow": self.mlflow_port, "api": self.api_port}.get(component)
         return f"http://127.0.0.1:{port}" if port else ""
 

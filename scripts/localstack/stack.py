@@ -17,6 +17,7 @@ from typing import NoReturn, TypeVar
 
 from . import clientenv, watchdog
 from .config import (
+    ALT_MARKERS,
     COMPONENTS,
     CONFIG_FILE,
     MARKER,
@@ -121,7 +122,7 @@ class Stack:
         if proc is not None and proc.poll() is None and pid_alive(proc.pid):
             return proc.pid
         pid = read_pid(unit.pidfile)  # the watchdog may have started it again since our child died
-        if pid and (proc is None or pid != proc.pid) and pid_alive(pid) and runs(pid, MARKER[unit.component]):
+        if pid and (proc is None or pid != proc.pid) and pid_alive(pid) and _runs(pid, unit):
             return pid
         return None
 
@@ -343,7 +344,7 @@ class Stack:
         """Kill what is left of the process group of a unit's dead leader (e.g. gunicorn workers holding the port)."""
         if leader is None:
             return
-        orphans = [pid for pid in group_members(leader) if runs(pid, MARKER[unit.component])]
+        orphans = [pid for pid in group_members(leader) if _runs(pid, unit)]
         for pid in orphans:
             send_signal(pid, signal.SIGKILL)
         wait_until(lambda: not any(pid_alive(pid) for pid in orphans), 10.0)
@@ -354,6 +355,12 @@ class Stack:
         if unit.component == "workers":
             address = "queues " + unit.name.removeprefix("worker-").replace("-", ",")
         return Report(unit.name, unit.component, state, pid, seconds, address, unit.log)
+
+
+def _runs(pid: int, unit: Unit) -> bool:
+    """Whether a pid runs the unit's program; the blob store either of its programs (SeaweedFS or Azurite), so
+    that a stop finds it whichever ``MLAAS_STACK_STORAGE`` the stop is run with."""
+    return any(runs(pid, marker) for marker in ALT_MARKERS.get(unit.component, (MARKER[unit.component],)))
 
 
 def _in_parallel(action: Callable[[Unit], T], batch: list[Unit]) -> list[T]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import azurite
 from .config import FOREIGN_AWS_VARS, GRPC_OFFSET, READY_TIMEOUT, StackConfig, StackError, group_name, queues
 from .probes import ensure_buckets, http_ok, log_contains, redis_ping, s3_probe
 from .processes import clean_env, write_private
@@ -134,8 +135,15 @@ def redis_unit(config: StackConfig) -> Unit:
 
 
 def s3_unit(config: StackConfig) -> Unit:
-    """SeaweedFS ``weed mini`` with the configured identity; ready when a signed put and get round-trip."""
+    """SeaweedFS ``weed mini`` with the configured identity; ready when a signed put and get round-trip.
+
+    With ``storage=azure``: Azurite's blob service on the same port, ready when a put and get round-trip."""
     c = config
+    if c.storage == "azure":
+        return Unit("s3", "s3", lambda: azurite.command(c), lambda _: azurite.probe(c), *files(c, "s3"),
+                    env=clean_env(), ports=(c.s3_port,),
+                    prepare=lambda: c.path("azurite").mkdir(parents=True, exist_ok=True),
+                    after_ready=lambda: azurite.ensure_containers(c))
     ports = tuple(port for name, port in c.ports().items() if name.startswith("s3_"))
     return Unit("s3", "s3", lambda: weed_command(c), lambda _: s3_probe(c), *files(c, "s3"),
                 env=clean_env(drop=FOREIGN_AWS_VARS), ports=ports,
@@ -144,18 +152,23 @@ def s3_unit(config: StackConfig) -> Unit:
 
 
 def mlflow_unit(config: StackConfig) -> Unit:
-    """The MLflow tracking server, proxying artifacts to the S3 bucket."""
+    """The MLflow tracking server, proxying artifacts to the S3 bucket (Azure: the ``wasbs://`` container)."""
     c, port = config, config.mlflow_port
     backend = c.mlflow_backend_uri or f"sqlite:///{c.path('mlflow', 'mlflow.db')}"
-    env = clean_env(drop=FOREIGN_AWS_VARS, MLFLOW_S3_ENDPOINT_URL=c.url("s3"),
-                    AWS_ACCESS_KEY_ID=c.s3_access_key, AWS_SECRET_ACCESS_KEY=c.s3_secret_key,
-                    AWS_DEFAULT_REGION=c.s3_region, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-                    TMPDIR=str(c.path("tmp")))
+    if c.storage == "azure":
+        destination = azurite.artifacts_destination(c)
+        store: dict[str, str] = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string(c)}
+    else:
+        destination = f"s3://{c.mlflow_bucket}"
+        store = {"MLFLOW_S3_ENDPOINT_URL": c.url("s3"), "AWS_ACCESS_KEY_ID": c.s3_access_key,
+                 "AWS_SECRET_ACCESS_KEY": c.s3_secret_key, "AWS_DEFAULT_REGION": c.s3_region}
+    env = clean_env(drop=(*FOREIGN_AWS_VARS, "AZURE_STORAGE_CONNECTION_STRING"), **store,
+                    MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", TMPDIR=str(c.path("tmp")))
     return Unit(
         "mlflow", "mlflow", lambda: [
             sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1", "--backend-store-uri", backend,
-            "--artifacts-destination", f"s3://{c.mlflow_bucket}",
+            "--artifacts-destination", destination,
             "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}"],
         lambda _: http_ok(f"{c.url('mlflow')}/health")
         and http_ok(f"{c.url('mlflow')}/api/2.0/mlflow/experiments/search?max_results=1"),

@@ -14,7 +14,7 @@ from mlaas.monitoring import capture, housekeeping
 
 def count_captured(ctx: Context, model: str, version: int) -> int:
     """Captured rows of a model version already flushed to Parquet."""
-    base = capture.folder(ctx.settings.drift_bucket, model, version)
+    base = capture.folder(ctx.settings.drift_bucket, model, version, ctx.settings.storage_scheme)
     return sum(len(pd.read_parquet(io.BytesIO(ctx.storage.get_bytes(obj.uri))))
                for obj in ctx.storage.list(base.bucket, base.key + "/"))
 

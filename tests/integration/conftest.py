@@ -80,18 +80,23 @@ class Api:
         raise AssertionError(f"job {job_id} still {job['state']} after {timeout} s: {job}")
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[localstack.Stack]:
+def run_stack(env: dict[str, str] | None = None, **overrides: Any) -> Iterator[localstack.Stack]:
+    """A whole stack on free ports, one worker serving every queue, with the test settings (plus ``env``)."""
     state = ROOT / ".test-stack" / uuid.uuid4().hex[:8]
-    config = localstack.StackConfig.with_free_ports(state, worker_groups=("train,evaluate,drift,housekeeping",),
-                                                    api_workers=2)
+    config = localstack.StackConfig.with_free_ports(state, **{"worker_groups": ("train,evaluate,drift,housekeeping",),
+                                                              "api_workers": 2, **overrides})
     running = localstack.Stack(config)
-    with localstack.environment(TEST_SERVICE_ENV):
+    with localstack.environment({**TEST_SERVICE_ENV, **(env or {})}):
         try:
             running.start()
             yield running
         finally:
             running.stop()
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[localstack.Stack]:
+    yield from run_stack()
 
 
 @pytest.fixture(scope="session")

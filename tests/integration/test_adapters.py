@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import pandas as pd
 import pytest
@@ -11,10 +10,8 @@ from mlflow.tracking import MlflowClient
 
 from mlaas.adapters.jobstore import JobStore
 from mlaas.adapters.registry import MlflowRegistry, run_name
-from mlaas.adapters.storage import MinioBlobStore
 from mlaas.datasets.frames import read_config, read_frame, write_config, write_frame
-from mlaas.errors import Conflict, NotFound, Unavailable
-from mlaas.settings import Secret
+from mlaas.errors import Conflict, NotFound
 from mlaas.uris import S3Uri
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 
@@ -43,24 +40,6 @@ def test_storage_round_trips_and_errors(ctx, settings, unique):
     streamed = io.BytesIO(b"a,b\n" + b"1,2\n" * 10_000)
     store.put_stream(S3Uri(bucket, f"{unique}/s.csv"), streamed, length=-1, content_type="text/csv")
     assert store.stat(S3Uri(bucket, f"{unique}/s.csv")).size == 4 + 40_000
-
-
-def test_storage_creates_buckets_and_refuses_a_wrong_secret(settings, unique):
-    import dataclasses
-
-    bucket = f"t-{unique[-6:]}-{int(time.time())}"
-    store = MinioBlobStore(settings)
-    store.ensure_buckets((bucket,))
-    store.ensure_buckets((bucket,))  # idempotent
-    store.put_bytes(S3Uri(bucket, "x.txt"), b"x")
-    assert store.get_bytes(S3Uri(bucket, "x.txt")) == b"x"
-    wrong = MinioBlobStore(dataclasses.replace(settings, s3_secret_key=Secret("not-the-secret")))
-    with pytest.raises(Unavailable) as err:
-        wrong.get_bytes(S3Uri(bucket, "x.txt"))
-    assert err.value.dependency == "s3" and "not-the-secret" not in err.value.message
-    down = MinioBlobStore(dataclasses.replace(settings, s3_endpoint="http://127.0.0.1:1"))
-    with pytest.raises(Unavailable):
-        down.ping()
 
 
 def test_registry_resolves_every_kind_of_reference(ctx, settings, unique):
