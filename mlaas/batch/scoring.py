@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from mlaas.errors import InvalidInput
-from mlaas.inference import predict
+from mlaas.inference import compiled, predict
 from mlaas.inference.cache import ServedModel
 from mlaas.inference.payload import Rows
 
@@ -56,13 +56,13 @@ def score(frame: pd.DataFrame, ids: list[Any], model: ServedModel, *, skip: bool
     splits the rows in halves until each bad row stands alone.
     """
     frame = frame.reset_index(drop=True)
-    bad: dict[int, str] = {p: "missing id" for p, v in enumerate(ids) if _missing(v)}
+    bad: dict[int, str] = {int(p): "missing id" for p in np.flatnonzero(pd.isna(np.asarray(ids, dtype=object)))}
     if bad and not skip:
         p = min(bad)
         raise InvalidInput(f"{where}, row {first_row + p}: the index column has no value",
                            details={"row": first_row + p})
-    pending = [np.array([p for p in range(len(frame)) if p not in bad], dtype=np.int64)]
-    done: list[tuple[np.ndarray, predict.Prediction]] = []
+    pending = [np.setdiff1d(np.arange(len(frame), dtype=np.int64), np.fromiter(bad, dtype=np.int64))]
+    done: list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray | None]]] = []
     while pending:
         positions = pending.pop()
         if not len(positions):
@@ -85,13 +85,28 @@ def score(frame: pd.DataFrame, ids: list[Any], model: ServedModel, *, skip: bool
     return Scored(_table(done, ids, model), bad)
 
 
-def _predict(frame: pd.DataFrame, ids: list[Any], positions: np.ndarray, model: ServedModel) -> predict.Prediction:
+def _predict(frame: pd.DataFrame, ids: list[Any], positions: np.ndarray, model: ServedModel
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels and class probabilities of some rows, checked and converted by ``prepare_features`` as /inference does.
+
+    A model with a compiled predictor is answered by it as in ``predict.predict``, but as arrays: the per-row
+    answer objects that function builds for JSON cost more than the arithmetic here. Anything it cannot take
+    goes through ``predict.predict`` itself.
+    """
     whole = len(positions) == len(frame)
     part = frame if whole else frame.iloc[positions].reset_index(drop=True)
     part_ids = ids if whole else [ids[p] for p in positions]
     rows = Rows(ids=list(part_ids), style="mlaas", explicit_ids=[True] * len(part_ids), _frame=part)
     features, ignored = predict.prepare_features(rows, model)
-    return predict.predict(model, features, rows, ignored)
+    if model.predictor is not None:
+        arrays = features.arrays if isinstance(features, predict.Columns) else compiled.columns_of(
+            features, model.predictor.inputs)
+        try:
+            return model.predictor.predict(arrays)
+        except compiled.Unsupported:
+            pass
+    result = predict.predict(model, features, rows, ignored)
+    return np.asarray(result.labels), result.proba
 
 
 def _located(exc: InvalidInput, where: str, positions: np.ndarray, first_row: int) -> InvalidInput:
@@ -104,16 +119,19 @@ def _located(exc: InvalidInput, where: str, positions: np.ndarray, first_row: in
     return InvalidInput(f"{where}: {exc.message}", details=exc.details)
 
 
-def _table(done: list[tuple[np.ndarray, predict.Prediction]], ids: list[Any], model: ServedModel) -> pa.Table:
-    positions = np.concatenate([p for p, _ in done]) if done else np.array([], dtype=np.int64)
-    labels = [label for _, result in done for label in result.labels]
-    columns: dict[str, Any] = {"id": [ids[p] for p in positions], "prediction": labels}
-    if model.classes is not None:
-        matrices = [result.proba for _, result in done if result.proba is not None]
-        if len(matrices) == len(done):
-            proba = np.vstack(matrices) if matrices else np.empty((0, len(model.classes)))
-            for i, name in enumerate(model.classes):
-                columns[f"proba_{name}"] = proba[:, i]
+def _table(done: list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray | None]]], ids: list[Any],
+           model: ServedModel) -> pa.Table:
+    if len(done) == 1 and len(done[0][0]) == len(ids):  # the usual chunk: every row scored in one call
+        kept: list[Any] = ids
+    else:
+        kept = [ids[p] for part, _ in done for p in part]
+    labels = np.concatenate([answer[0] for _, answer in done]) if done else np.array([])
+    columns: dict[str, Any] = {"id": kept, "prediction": labels}
+    matrices = [answer[1] for _, answer in done if answer[1] is not None]
+    if model.classes is not None and len(matrices) == len(done):
+        proba = np.vstack(matrices) if matrices else np.empty((0, len(model.classes)))
+        for i, name in enumerate(model.classes):
+            columns[f"proba_{name}"] = proba[:, i]
     return pa.table(columns)
 
 

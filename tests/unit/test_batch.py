@@ -179,3 +179,22 @@ def test_ids_come_from_the_data_config_index_column(ctx, model):
                                   b"categorical_features: [Pclass, Sex, Embarked]\n")
     service.run(job(data_config=str(config)), ctx=ctx, job_id="j10", progress=steps([]), cache=Cache(model))  # type: ignore[arg-type]
     assert outputs(ctx, "j10")["id"].tolist() == TITANIC["PassengerId"].tolist()
+
+
+def test_skip_finds_rows_an_error_does_not_name_by_halving_the_chunk(ctx):
+    strict = titanic_pipeline()
+    strict.set_params(prep__cat__onehot__handle_unknown="error")
+    strict.fit(TITANIC[FEATURES], TITANIC["Survived"])
+    model = ServedModel("strict", 1, strict, FEATURES, TYPES, None, [0, 1], "classification", 0.0, None)
+    frame = TITANIC.copy()
+    frame.loc[[17, 640], "Embarked"] = "X"  # a category the encoder never saw: scikit-learn names no row
+    ctx.storage.put_bytes(CSV, frame.to_csv(index=False).encode())
+    with pytest.raises(InvalidInput, match="chunk 0: the model rejected the rows"):
+        service.run(job(), ctx=ctx, job_id="j11", progress=steps([]), cache=Cache(model))  # type: ignore[arg-type]
+    result = service.run(job(on_error="skip"), ctx=ctx, job_id="j12", progress=steps([]), cache=Cache(model))  # type: ignore[arg-type]
+    assert (result["rows"], result["errors"]) == (889, 2)
+    assert outputs(ctx, "j12", "errors")["row"].tolist() == [17, 640]
+    kept = frame.drop(index=[17, 640])
+    out = outputs(ctx, "j12")
+    assert out["id"].tolist() == kept.index.tolist()
+    assert out["prediction"].tolist() == strict.predict(kept[FEATURES]).tolist()
