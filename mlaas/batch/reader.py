@@ -136,7 +136,10 @@ def _parquet_batches(file: io.BufferedReader, uri: S3Uri, chunk_rows: int) -> It
         parquet = pq.ParquetFile(file)
     except (pa.ArrowException, OSError) as exc:
         raise InvalidInput(f"dataset: {uri} is not a readable Parquet file ({exc})") from None
-    yield from parquet.iter_batches(batch_size=chunk_rows)
+    # One reader per row group: a single iter_batches over the whole file holds on to memory row group after row
+    # group (its RSS grew ~19 MB per million rows here), one per row group stays flat.
+    for group in range(parquet.num_row_groups):
+        yield from parquet.iter_batches(batch_size=chunk_rows, row_groups=[group], use_threads=False)
 
 
 def _csv_batches(file: io.BufferedReader, uri: S3Uri, text_columns: set[str]) -> Iterator[pa.RecordBatch]:
