@@ -16,8 +16,8 @@ bp = APIBlueprint("batch", __name__, abp_tags=[
 ], abp_security=SECURITY)
 
 
-@bp.post("/batch-inference", responses={202: JobAccepted, 400: ErrorBody, 404: ErrorBody, 413: ErrorBody,
-                                         503: ErrorBody})
+@bp.post("/batch-inference", responses={202: JobAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody,
+                                         413: ErrorBody, 503: ErrorBody})
 def batch_inference(body: BatchSpec, header: IdempotencyHeader) -> tuple[dict[str, Any], int]:
     """Score every row of a CSV or Parquet data set into Parquet parts; returns a job to poll.
 
