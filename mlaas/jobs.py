@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from mlaas import queues
 from mlaas.adapters import telemetry
 from mlaas.adapters.jobstore import LeaseLost
+from mlaas.batch.specs import BatchJob
 from mlaas.context import Context
 from mlaas.drift.specs import DriftSpec
 from mlaas.errors import Cancelled, Conflict, InvalidInput, MlaasError, Unavailable
@@ -26,8 +27,9 @@ from mlaas.training.specs import EvaluateJob, TrainJob
 log = logging.getLogger(__name__)
 
 TASK_FOR_TYPE = queues.TASK_FOR_JOB_TYPE
-TYPE_OF_SPEC: dict[type[BaseModel], str] = {TrainJob: "train", EvaluateJob: "evaluate", DriftSpec: "drift"}
-JobSpec = TrainJob | EvaluateJob | DriftSpec
+TYPE_OF_SPEC: dict[type[BaseModel], str] = {TrainJob: "train", EvaluateJob: "evaluate", DriftSpec: "drift",
+                                             BatchJob: "batch"}
+JobSpec = TrainJob | EvaluateJob | DriftSpec | BatchJob
 S = TypeVar("S", bound=BaseModel)
 S_in = TypeVar("S_in", bound=BaseModel, contravariant=True)
 Steps = Callable[[str, int], None]

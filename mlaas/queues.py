@@ -9,6 +9,7 @@ MONITOR_SWEEP = "mlaas.monitor_sweep"
 CAPTURE_FLUSH = "mlaas.capture_flush"
 MONITOR_CHECK = "mlaas.monitor_check"
 REAP_JOBS = "mlaas.reap_jobs"
+BATCH = "mlaas.batch_inference"
 
 TRAIN_QUEUE = "train"
 EVALUATE_QUEUE = "evaluate"
@@ -25,8 +26,9 @@ TASK_QUEUES: dict[str, str] = {
     CAPTURE_FLUSH: HOUSEKEEPING_QUEUE,
     MONITOR_CHECK: HOUSEKEEPING_QUEUE,
     REAP_JOBS: HOUSEKEEPING_QUEUE,
+    BATCH: EVALUATE_QUEUE,  # scoring jobs share the evaluation workers (and their deployments)
 }
 QUEUES: tuple[str, ...] = tuple(dict.fromkeys(TASK_QUEUES.values()))
 
 # Job type (POST /train, /evaluate, /data-drift) -> the task that runs it.
-TASK_FOR_JOB_TYPE: dict[str, str] = {"train": TRAIN, "evaluate": EVALUATE, "drift": DRIFT}
+TASK_FOR_JOB_TYPE: dict[str, str] = {"train": TRAIN, "evaluate": EVALUATE, "drift": DRIFT, "batch": BATCH}

@@ -94,6 +94,8 @@ class Settings:
     max_inference_rows: Count = 10_000
     max_dataset_bytes: Count = 1024 * 1024 * 1024  # PUT /datasets uploads, and any dataset a job reads (decoded)
     max_dataset_rows: Count = 10_000_000  # rows of any dataset a job reads
+    batch_max_rows: Count = 100_000_000  # rows one POST /batch-inference job may score (streamed, not held)
+    batch_chunk_rows: Count = 50_000  # rows a batch job scores at a time (one Parquet part each), unless asked
     # Models.
     resolve_ttl_seconds: WaitSeconds = 10.0
     model_cache_size: Count = 8

@@ -32,6 +32,9 @@ class MemoryBlobStore:
             raise TooLarge(f"{uri} is larger than {max_bytes} bytes")
         return data
 
+    def get_range(self, uri: S3Uri, offset: int, length: int) -> bytes:
+        return self.get_bytes(uri)[offset:offset + length]
+
     def put_bytes(self, uri: S3Uri, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         self._check()
         self.objects[(uri.bucket, uri.key)] = bytes(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -13,10 +14,13 @@ from celery.signals import worker_process_init
 from mlaas import jobs, queues
 from mlaas.adapters.capture_buffer import CaptureBuffer
 from mlaas.adapters.jobstore import JobStore, PatientJobStore
+from mlaas.batch import service as batch_service
+from mlaas.batch.specs import BatchJob
 from mlaas.context import Context
 from mlaas.drift import adhoc
 from mlaas.drift.specs import DriftSpec
 from mlaas.errors import MlaasError, Unavailable
+from mlaas.inference.cache import ModelCache
 from mlaas.monitoring import housekeeping, monitors
 from mlaas.settings import Settings
 from mlaas.training import evaluation, retrain
@@ -33,12 +37,14 @@ class WorkerProcess:
 
     context: Context
     buffer: CaptureBuffer
+    models: ModelCache  # batch jobs load each model once per process, as the API does
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerProcess:
         """The context and capture buffer client of one worker process."""
         jobs_store = PatientJobStore(JobStore(settings), settings.job_redis_wait_seconds)
-        return cls(Context(settings, {"jobs": jobs_store}), CaptureBuffer(settings))
+        context = Context(settings, {"jobs": jobs_store})
+        return cls(context, CaptureBuffer(settings), ModelCache(context))
 
 
 _PROCESS: dict[str, WorkerProcess] = {}  # the one place it is held: set once per process, after the fork
@@ -105,6 +111,13 @@ def evaluate(self: Task, job_id: str) -> str:
 def drift(self: Task, job_id: str) -> str:
     """Compare two data sets (see mlaas.drift.adhoc)."""
     return _run_job(self, job_id, jobs.service_handler(adhoc.run, DriftSpec, ctx=context()))
+
+
+@app.task(name=queues.BATCH, bind=True)
+def batch_inference(self: Task, job_id: str) -> str:
+    """Score a whole data set into Parquet parts (see mlaas.batch.service)."""
+    service = functools.partial(batch_service.run, cache=process().models)
+    return _run_job(self, job_id, jobs.service_handler(service, BatchJob, ctx=context()))
 
 
 @app.task(name=queues.CAPTURE_FLUSH, bind=True, max_retries=0)

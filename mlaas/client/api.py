@@ -69,6 +69,14 @@ class Client:
                       compare_with=compare_with, promote=promote or None, **options)
         return self._post_job("/evaluate", body, idempotency_key)
 
+    def batch_inference(self, model: str, dataset: str, *, version: int | str | None = None,
+                        data_config: str | None = None, output: str | None = None, on_error: str | None = None,
+                        idempotency_key: str | None = None, **options: Any) -> dict[str, Any]:
+        """Score every row of a data set in storage into Parquet parts; returns the accepted job."""
+        body = _given(model=model, version=version, dataset=dataset, data_config=data_config, output=output,
+                      on_error=on_error, **options)
+        return self._post_job("/batch-inference", body, idempotency_key)
+
     def drift(self, reference: str | dict[str, Any], current: str | dict[str, Any], *, data_config: str | None = None,
               idempotency_key: str | None = None, **options: Any) -> dict[str, Any]:
         """Compare two data sets (s3:// URIs or ``{"model", "version"}``); returns the accepted job."""

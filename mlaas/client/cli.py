@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = command(commands, "jobs", None, "List, show, follow and cancel jobs")
     jobs_commands = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = command(jobs_commands, "list", cmd_jobs_list, "Recent jobs, newest first")
-    listing.add_argument("--type", choices=("train", "evaluate", "drift"))
+    listing.add_argument("--type", choices=("train", "evaluate", "drift", "batch"))
     listing.add_argument("--state", choices=("queued", "running", "succeeded", "failed", "cancelled"))
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--json", action="store_true", help="print the API's JSON")

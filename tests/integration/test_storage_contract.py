@@ -89,6 +89,7 @@ def test_round_trip_with_metadata_and_delete(backend: Backend, unique: str) -> N
         f"{backend.scheme}://")
     store.put_bytes(uri, b"replaced")
     assert store.get_bytes(uri) == b"replaced"
+    assert store.get_range(uri, 2, 3) == b"pla" and store.get_range(uri, 6, 100) == b"ed"  # fewer at the end
     meta = backend.uri(f"{unique}/m.json")
     store.put_stream(meta, io.BytesIO(b"{}"), length=2, content_type="application/json",
                      metadata={"mlaas-owner": "alice_1", "Other-Name": "x"})

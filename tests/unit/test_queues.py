@@ -11,7 +11,7 @@ def test_each_task_keeps_its_queue():
     assert queues.TASK_QUEUES == {
         "mlaas.train": "train", "mlaas.evaluate": "evaluate", "mlaas.drift": "drift",
         "mlaas.monitor_sweep": "housekeeping", "mlaas.capture_flush": "housekeeping",
-        "mlaas.monitor_check": "housekeeping", "mlaas.reap_jobs": "housekeeping",
+        "mlaas.monitor_check": "housekeeping", "mlaas.reap_jobs": "housekeeping", "mlaas.batch_inference": "evaluate",
     }
     assert queues.QUEUES == ("train", "evaluate", "drift", "housekeeping")
 

@@ -31,6 +31,8 @@ class BlobStore(Protocol):
 
     def get_bytes(self, uri: BlobUri, *, max_bytes: int | None = None) -> bytes: ...
 
+    def get_range(self, uri: BlobUri, offset: int, length: int) -> bytes: ...
+
     def put_bytes(self, uri: BlobUri, data: bytes, *, content_type: str = "application/octet-stream") -> None: ...
 
     def put_stream(self, uri: BlobUri, stream: BinaryIO, *, length: int, content_type: str,
@@ -96,6 +98,9 @@ class RoutedBlobStore:
 
     def get_bytes(self, uri: BlobUri, *, max_bytes: int | None = None) -> bytes:
         return self.backend(uri.scheme).get_bytes(uri, max_bytes=max_bytes)
+
+    def get_range(self, uri: BlobUri, offset: int, length: int) -> bytes:
+        return self.backend(uri.scheme).get_range(uri, offset, length)
 
     def put_bytes(self, uri: BlobUri, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         self.backend(uri.scheme).put_bytes(uri, data, content_type=content_type)

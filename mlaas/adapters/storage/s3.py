@@ -54,6 +54,16 @@ class MinioBlobStore:
                 response.close()
                 response.release_conn()
 
+    def get_range(self, uri: BlobUri, offset: int, length: int) -> bytes:
+        """Read ``length`` bytes of an object from ``offset`` (fewer at its end): one range GET."""
+        with _errors(uri):
+            response = self._client.get_object(uri.bucket, uri.key, offset=offset, length=length)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
     def put_bytes(self, uri: BlobUri, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         """Write an object, replacing any previous one."""
         with _errors(uri):

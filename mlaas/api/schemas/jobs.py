@@ -71,7 +71,7 @@ class JobPath(Doc):
 
 
 class JobListQuery(Query):
-    type: Literal["train", "evaluate", "drift"] | None = None
+    type: Literal["train", "evaluate", "drift", "batch"] | None = None
     """Only jobs of this type"""
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None
     """Only jobs in this state"""
