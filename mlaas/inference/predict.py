@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sklearn
 
 from mlaas.errors import InvalidInput
 from mlaas.inference import compiled, payload
@@ -86,6 +87,8 @@ def _fast_column(values: list[Any], kind: str) -> np.ndarray | None:
             return None
         array = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
         return None if np.isinf(array).any() else array
+    if types == {bool} and kind in ("boolean", "any"):
+        return np.array(values, dtype=object)  # True/False, as the frame path gives them to the model
     if types <= {str, float, _NONE} and (kind == "string" or (kind == "any" and str in types)):
         if float in types and any(type(v) is float and v == v for v in values):
             return None  # numbers in a text column: pandas turns them into text first
@@ -185,12 +188,22 @@ def _fast_predict(predictor: compiled.FastPredictor, features: pd.DataFrame | Co
 
 
 def _sklearn_predict(model: ServedModel, features: pd.DataFrame, rows: Rows) -> tuple[np.ndarray, np.ndarray | None]:
+    """One pass where the labels follow from the probabilities (checked at load), else predict and predict_proba.
+
+    The API has checked the values (no infinities, no nested values): scikit-learn skips its finiteness scan
+    when no value is missing, and its parameter validation.
+    """
     estimator = model.estimator
+    finite = not features.isna().to_numpy().any()
     try:
-        labels = np.asarray(estimator.predict(features))
-        proba = None
-        if model.classes is not None and hasattr(estimator, "predict_proba"):
-            proba = np.asarray(estimator.predict_proba(features), dtype=float)
+        with sklearn.config_context(assume_finite=finite, skip_parameter_validation=True):
+            proba = None
+            if model.classes is not None and hasattr(estimator, "predict_proba"):
+                proba = np.asarray(estimator.predict_proba(features), dtype=float)
+            if proba is not None and model.one_pass:
+                labels = np.asarray(estimator.classes_).take(np.argmax(proba, axis=1))
+            else:
+                labels = np.asarray(estimator.predict(features))
     except ValueError as exc:
         raise _explain(exc, features, rows) from None
     return labels, proba

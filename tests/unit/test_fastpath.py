@@ -24,7 +24,7 @@ from sklearn.preprocessing import (
 )
 
 from mlaas.errors import InvalidInput
-from mlaas.inference import compiled, linear, payload, predict
+from mlaas.inference import compiled, linear, payload, predict, probes
 from mlaas.inference.cache import ServedModel
 from tests.integration.models import CATEGORICAL, NUMERIC, titanic_pipeline
 
@@ -166,11 +166,11 @@ def test_a_compiled_model_that_differs_from_its_model_fails_the_check():
     tampered = compiled.FastPredictor(predictor.inputs, predictor.steps,
                                       dataclasses.replace(head, coef=head.coef * (1 + 1e-5)))
     with pytest.raises(compiled.Unsupported, match="probabilities differ"):
-        compiled.verify(tampered, model, compiled.probe_frame(tampered, model, frame.head(5)))
+        compiled.verify(tampered, model, probes.probe_frame(tampered.inputs, model, frame.head(5)))
     flipped = compiled.FastPredictor(predictor.inputs, predictor.steps,
                                      dataclasses.replace(head, classes=head.classes[::-1]))
     with pytest.raises(compiled.Unsupported, match="predictions differ"):
-        compiled.verify(flipped, model, compiled.probe_frame(flipped, model, None))
+        compiled.verify(flipped, model, probes.probe_frame(flipped.inputs, model, None))
 
 
 # -- through inference: clean record payloads take the array path and answer as the frame path ------

@@ -25,7 +25,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from mlaas.inference import compiled, trees
+from mlaas.inference import compiled, probes, trees
 
 NUMERIC = ["x1", "x2", "n"]
 CATEGORICAL = ["colour", "is_first", "code"]
@@ -176,4 +176,22 @@ def test_a_tampered_tree_fails_the_load_check():
     assert isinstance(head, trees.TreeHead)
     head.nodes.threshold[head.nodes.roots] += 0.3  # every tree's first split moves
     with pytest.raises(compiled.Unsupported, match="differ"):
-        compiled.verify(predictor, model, compiled.probe_frame(predictor, model, frame.head(20)))
+        compiled.verify(predictor, model, probes.probe_frame(predictor.inputs, model, frame.head(20)))
+
+
+def test_boolean_and_integer_records_take_the_array_path_through_inference():
+    from tests.unit.test_fastpath import answer, served
+
+    frame = notebook_frame()
+    model = Pipeline([("prep", prep()), ("model", RandomForestClassifier(10, random_state=0))])
+    model.fit(frame, labels_for(frame, 2))
+    types = {"x1": "number", "x2": "number", "n": "integer", "colour": "string", "is_first": "boolean",
+             "code": "integer"}
+    head = frame.head(25)
+    records = head.astype(object).where(head.notna(), None).to_dict(orient="records")
+    assert {type(r["is_first"]) for r in records} == {bool} and any(r["n"] is None for r in records)
+    body, _, path = answer(served(model, list(frame.columns), types, fast=True), {"dataframe_records": records})
+    assert path == "arrays"
+    assert body["predictions"] == model.predict(head).tolist()
+    np.testing.assert_allclose([[p[str(c)] for c in model.classes_] for p in body["probabilities"]],
+                               model.predict_proba(head), rtol=1e-9)
