@@ -39,6 +39,7 @@ class Prediction:
     ignored_columns: list[str]
     features: pd.DataFrame | Columns
     proba: np.ndarray | None = None  # the probabilities as one matrix, columns in the order of the classes
+    path: str = "sklearn"  # "compiled", "fallback" (rows the compiled model could not take) or "sklearn"
 
 
 def prepare_features(rows: Rows, model: ServedModel) -> tuple[pd.DataFrame | Columns, list[str]]:
@@ -166,6 +167,7 @@ def _is_nan(value: Any) -> bool:
 def predict(model: ServedModel, features: pd.DataFrame | Columns, rows: Rows, ignored: list[str]) -> Prediction:
     """One vectorised predict (and predict_proba for classifiers); model errors on missing values are 400s."""
     answer = _fast_predict(model.predictor, features) if model.predictor is not None else None
+    path = "compiled" if answer is not None else "sklearn" if model.predictor is None else "fallback"
     if answer is None:
         if isinstance(features, Columns):
             features = _frame_features(rows, model)[0]
@@ -175,7 +177,7 @@ def predict(model: ServedModel, features: pd.DataFrame | Columns, rows: Rows, ig
     if proba is not None:
         names = [str(c) for c in model.classes or range(proba.shape[1])]
         probabilities = [dict(zip(names, row, strict=True)) for row in proba.tolist()]
-    return Prediction(rows.ids, labels.tolist(), probabilities, ignored, features, proba)
+    return Prediction(rows.ids, labels.tolist(), probabilities, ignored, features, proba, path)
 
 
 def _fast_predict(predictor: compiled.FastPredictor, features: pd.DataFrame | Columns
