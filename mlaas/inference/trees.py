@@ -61,8 +61,13 @@ class Nodes:
         return node
 
 
+MAX_NODES = 4_000_000  # beyond, the copy would cost more memory than a request's speed is worth
+
+
 def _join(parts: list[tuple[np.ndarray, ...]], depth: int) -> Nodes:
     """Nodes from per-tree (feature, threshold, left, right, missing_left, value, is_leaf), children relative."""
+    if sum(len(p[0]) for p in parts) > MAX_NODES:
+        raise Unsupported(f"a model of more than {MAX_NODES:,} tree nodes is not compiled")
     offsets = np.cumsum([0] + [len(p[0]) for p in parts[:-1]])
     columns: list[list[np.ndarray]] = [[] for _ in range(6)]
     for offset, (feature, threshold, left, right, missing, value, leaf) in zip(offsets, parts, strict=True):
