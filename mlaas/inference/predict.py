@@ -133,6 +133,13 @@ def _convert(column: pd.Series, kind: str, ids: list[Any]) -> pd.Series:
             if isinstance(value, dict | list):
                 raise InvalidInput(f"row {i} (id {ids[i]!r}), column {column.name!r}: expected a single value",
                                    details={"row": i, "column": column.name})
+    if kind in ("number", "integer") and isinstance(column.dtype, np.dtype) and column.dtype.kind in "if":
+        # numbers already (numpy dtypes): only infinities to refuse
+        array = column.to_numpy()
+        infinite = np.isinf(array) if column.dtype.kind == "f" else None
+        if infinite is not None and infinite.any():
+            _bad(column, int(np.flatnonzero(infinite)[0]), ids, "expected a finite number")
+        return column.astype(float) if kind == "number" or column.dtype.kind == "f" else column
     if kind in ("number", "integer"):
         if pd.api.types.is_bool_dtype(column):
             _bad(column, 0, ids, "expected a number, got a boolean")
