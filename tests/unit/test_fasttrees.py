@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,17 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from threadpoolctl import threadpool_limits
 
 from mlaas.inference import compiled, probes, trees
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One OpenMP thread, as each API worker runs: scikit-learn's HGB is slow to spread one row over busy cores."""
+    with threadpool_limits(1):
+        yield
+
 
 NUMERIC = ["x1", "x2", "n"]
 CATEGORICAL = ["colour", "is_first", "code"]
@@ -145,11 +155,20 @@ def test_a_model_that_refuses_missing_values_leaves_such_rows_to_sklearn():
         model.predict(frame[frame["x1"].isna()].head(1))
 
 
-def test_a_boolean_column_takes_the_compiled_path():
+def numeric_boolean_prep() -> ColumnTransformer:
+    """The boolean among the numbers: imputed by its median and scaled, as 0.0 and 1.0."""
+    return ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), [*NUMERIC, "is_first"]),
+        ("cat", OneHotEncoder(handle_unknown="ignore"), ["code"]),
+    ])
+
+
+@pytest.mark.parametrize("make_prep", [prep, numeric_boolean_prep])
+def test_a_boolean_column_takes_the_compiled_path(make_prep):
     """The notebook case: pandas reads a True/False CSV column as bool; the linear path compiled it but fell back."""
     frame = notebook_frame()
     for final in (HistGradientBoostingClassifier(max_iter=10), compiled.linear.LogisticRegression()):
-        model = Pipeline([("prep", prep()), ("model", final)]).fit(frame, labels_for(frame, 2))
+        model = Pipeline([("prep", make_prep()), ("model", final)]).fit(frame, labels_for(frame, 2))
         predictor, reason = compiled.build(model, list(frame.columns), frame.head(5))
         assert predictor is not None, reason
         assert frame["is_first"].dtype == bool
