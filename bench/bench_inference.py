@@ -369,7 +369,7 @@ def run_family(family: Family, stack: Any, apis: list[dict[str, Any]], data: dic
         runs: list[dict[str, Any]] = []
         redis_pid = stack.pids().get("redis")
         for round_no in range(args.rounds):
-            load = common.wait_quiet()
+            load = common.wait_quiet(max_wait=args.quiet_wait)
             print(f"{family.name} round {round_no + 1}/{args.rounds}: load {load:.2f}", flush=True)
             for rows in sizes:
                 for conc in levels:
@@ -411,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default=",".join(map(str, ROWS)), help="payload sizes, e.g. 1,100")
     parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)), help="e.g. 8")
     parser.add_argument("--families", default=",".join(FAMILIES), help=f"of {', '.join(FAMILIES)}")
+    parser.add_argument("--quiet-wait", type=float, default=120.0,
+                        help="at most this many seconds before each round for the load to drop below 1.5")
     args = parser.parse_args(argv)
     chosen = [FAMILIES[f] for f in args.families.split(",")]
 
