@@ -92,7 +92,7 @@ def main() -> int:
                     X32 = X.astype(np.float32)
 
                     def loop(x: np.ndarray = X32, trees: Any = final.estimators_) -> np.ndarray:
-                        return sum(t.tree_.predict(x)[:, 0, :] for t in trees) / len(trees)
+                        return sum(t.tree_.predict(x).reshape(len(x), -1) for t in trees) / len(trees)
 
                     engines["Cython tree_.predict loop"] = loop
                 if onnx is not None:
