@@ -2,7 +2,10 @@
 
 The adapters only use what is set here: MLflow's client reads its tracking URI and HTTP retry settings from
 the environment, temp files go to ``MLAAS_TMP_DIR`` (MLflow leaves a folder per model logged or loaded), and
-a parent that forks workers gives them one Prometheus multiprocess directory.
+a parent that forks workers gives them one Prometheus multiprocess directory. ``limit_native_threads`` sizes
+the native thread pools (OpenMP, BLAS) of each serving or training process from the cores and the process count:
+without it every gunicorn worker's OpenMP pool spins over all the cores, and a HistGradientBoosting model's
+throughput collapses under concurrent requests.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import tempfile
 from mlaas.settings import Settings
 
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def configure_process(settings: Settings, *, metrics_dir: bool = False) -> None:
@@ -43,3 +47,32 @@ def _fresh_metrics_dir() -> None:
         return
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path, exist_ok=True)
+
+
+def native_threads(settings: Settings, processes: int) -> int:
+    """Threads per process for native pools: ``MLAAS_NATIVE_THREADS``, else the cores shared by ``processes``."""
+    if settings.native_threads > 0:
+        return settings.native_threads
+    return max(1, usable_cores() // max(1, processes))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def limit_native_threads(settings: Settings, processes: int) -> int:
+    """Size this process's (and its future children's) OpenMP and BLAS pools; returns the thread count.
+
+    The variables reach libraries a child loads after the fork; threadpoolctl resizes those already loaded.
+    """
+    threads = native_threads(settings, processes)
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+    return threads

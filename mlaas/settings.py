@@ -105,6 +105,7 @@ class Settings:
     tmp_dir: str = ""
     warm_models: bool = False
     fast_path: bool = True  # serve scikit-learn pipelines through checked compiled arithmetic (inference/compiled.py)
+    native_threads: Annotated[int, Ge(0)] = 0  # OpenMP/BLAS threads per API or worker process (0: cores / processes)
     # Inference capture (drift checks of served traffic run off the request path).
     capture_enabled: bool = True
     capture_max_entries: Count = 100_000  # per model version; requests beyond are dropped and counted

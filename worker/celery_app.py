@@ -10,11 +10,18 @@ from __future__ import annotations
 import logging
 import os
 
-from celery.signals import import_modules, worker_process_shutdown, worker_ready, worker_shutting_down
+from celery.signals import (
+    celeryd_init,
+    import_modules,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutting_down,
+)
 
 from mlaas.adapters.queue import make_celery
 from mlaas.logs import configure_logging
-from mlaas.process import configure_process
+from mlaas.process import configure_process, limit_native_threads
 from mlaas.settings import Settings
 from worker.schedule import beat_schedule
 
@@ -35,6 +42,24 @@ def _configure_process(sender: object = None, **_: object) -> None:
     if sender is app:
         configure_logging(settings.log_level)
         configure_process(settings, metrics_dir=True)
+
+
+def _pool_size(options: dict[str, object] | None = None) -> int:
+    value = (options or {}).get("concurrency") or app.conf.worker_concurrency
+    return int(str(value)) if value else os.cpu_count() or 1  # Celery's own default: one process per core
+
+
+@celeryd_init.connect
+def _limit_threads(options: dict[str, object] | None = None, **_: object) -> None:
+    """Worker start, before its pool forks: native thread pools sized for each pool process's share of the cores."""
+    app.conf.mlaas_pool_size = _pool_size(options)
+    limit_native_threads(settings, app.conf.mlaas_pool_size)
+
+
+@worker_process_init.connect
+def _limit_child_threads(**_: object) -> None:
+    """Each pool process: resize the pools the parent loaded before the fork (the task modules import numpy)."""
+    limit_native_threads(settings, int(app.conf.get("mlaas_pool_size") or _pool_size()))
 
 
 @worker_ready.connect

@@ -20,6 +20,9 @@ REQUESTS = Counter("mlaas_http_requests_total", "HTTP requests", ["endpoint", "m
 LATENCY = Histogram("mlaas_http_request_duration_seconds", "HTTP request latency", ["endpoint", "method", "status"],
                     buckets=LATENCY_BUCKETS)
 PREDICTIONS = Counter("mlaas_predictions_total", "Rows scored", ["model", "version"])
+SCORED = Counter("mlaas_inference_path_total", "Inference requests by the path that scored them (compiled, "
+                 "fallback: rows the compiled model could not take, sklearn: no compiled model)",
+                 ["model", "version", "path"])
 MODEL_LOADS = Histogram("mlaas_model_load_seconds", "Time to load a model version", ["model", "version"],
                         buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
 CACHE = Counter("mlaas_model_cache_total", "Model cache lookups", ["result"])
@@ -66,8 +69,9 @@ def request_done(endpoint: str, method: str, status: int, seconds: float) -> Non
     LATENCY.labels(*labels).observe(seconds)
 
 
-def predicted(model: str, version: int, rows: int) -> None:
+def predicted(model: str, version: int, rows: int, path: str = "sklearn") -> None:
     PREDICTIONS.labels(model, str(version)).inc(rows)
+    SCORED.labels(model, str(version), path).inc()
 
 
 def model_loaded(model: str, version: int, seconds: float) -> None:

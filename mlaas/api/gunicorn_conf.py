@@ -12,7 +12,7 @@ from typing import Any
 from gunicorn import util
 
 from mlaas.errors import code_of, problem
-from mlaas.process import configure_process
+from mlaas.process import configure_process, limit_native_threads
 from mlaas.settings import Settings
 
 
@@ -33,7 +33,14 @@ access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(
 
 def on_starting(server: Any) -> None:
     """The master, before it forks workers: process set-up, with a metrics directory free of an earlier run's files."""
-    configure_process(Settings.from_env(), metrics_dir=True)
+    settings = Settings.from_env()
+    configure_process(settings, metrics_dir=True)
+    limit_native_threads(settings, server.cfg.workers)  # the workers import numpy after the fork: they inherit it
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Each worker: its native thread pools sized for its share of the cores (whatever the master loaded)."""
+    limit_native_threads(Settings.from_env(), server.cfg.workers)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -16,7 +16,7 @@ from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
 from mlaas.datasets.frames import checked_uri, read_config
 from mlaas.errors import InvalidInput, MlaasError, NotFound, Unavailable
-from mlaas.inference import compiled
+from mlaas.inference import compiled, probes
 
 log = logging.getLogger(__name__)
 FAILED_LOAD_RETRY_SECONDS = 30.0
@@ -39,6 +39,7 @@ class ServedModel:
     source: ModelVersion
     extra: dict[str, Any] = field(default_factory=dict)
     predictor: compiled.FastPredictor | None = None  # compiled and checked; None: plain scikit-learn
+    one_pass: bool = False  # labels are the classes of highest probability (checked at load): one sklearn pass
 
 
 @dataclass
@@ -152,11 +153,13 @@ class ModelCache:
         if self.ctx.settings.fast_path and loaded.flavor == "sklearn":
             predictor, fast_path = compiled.build(estimator, columns, loaded.input_example)
             log.info("model %s v%s: fast path %s", version.name, version.version, fast_path)
+        one_pass = loaded.flavor == "sklearn" and probes.labels_follow_proba(estimator, columns, loaded.input_example)
         return ServedModel(
             name=version.name, version=version.version, estimator=estimator, columns=columns, column_types=types,
             id_column=config.index_columns[0] if config and config.index_columns else None, classes=classes,
             task=task, load_seconds=time.perf_counter() - started, source=version,
             extra={"flavor": loaded.flavor, "config": config, "fast_path": fast_path}, predictor=predictor,
+            one_pass=one_pass,
         )
 
     def _data_config(self, version: ModelVersion) -> DataConfig | None:

@@ -9,10 +9,11 @@ or that fails the check, gets no predictor and is served by scikit-learn as befo
 
 Supported: ``Pipeline``, ``ColumnTransformer`` (any column selection, ``drop``/``passthrough``, no
 weights), ``SimpleImputer`` (missing values NaN, no indicator), ``StandardScaler``, ``MinMaxScaler``,
-``MaxAbsScaler``, ``RobustScaler``, ``OneHotEncoder`` (no infrequent categories), then
-``LogisticRegression``, a linear classifier without ``predict_proba``, or a linear regressor.
+``MaxAbsScaler``, ``RobustScaler``, ``OneHotEncoder`` (no infrequent categories), then a final step with a
+``Head`` in ``HEADS``: ``LogisticRegression``, a linear classifier without ``predict_proba`` or a linear
+regressor (``linear``), a decision tree, forest or gradient boosting model (``trees``).
 
-Inputs are one array per input column: float64 (NaN for missing) or object (str or number, NaN for
+Inputs are one array per input column: float64 (NaN for missing) or object (str, number or bool, NaN for
 missing). Rows the compiled steps cannot treat exactly as scikit-learn would (an unknown category
 under ``handle_unknown="error"``, a string where numbers are needed, a missing value that reaches the
 model) raise ``Unsupported``, and the caller answers them with scikit-learn.
@@ -21,46 +22,50 @@ model) raise ``Unsupported``, and the caller answers them with scikit-learn.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import (
-    ElasticNet,
-    Lasso,
-    LinearRegression,
-    LogisticRegression,
-    Ridge,
-    RidgeClassifier,
-    SGDRegressor,
-)
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import (
-    OneHotEncoder,
-)
-from sklearn.svm import LinearSVC
 
-from mlaas.inference.steps import Step, Unsupported, as_float, is_nan, kind, transformer
+from mlaas.inference import linear, probes, trees
+from mlaas.inference.steps import Step, Unsupported, as_float, kind, transformer
 
 RTOL = 1e-6  # outputs must agree with scikit-learn's within this relative tolerance
-UNSEEN = "\x00unseen category"  # a category no model was fitted on, for the probes
 
+
+class Head(Protocol):
+    """A compiled final step: the model's matrix input (float64, NaN for missing) to (labels or values, proba).
+
+    It raises Unsupported for rows it cannot answer exactly as the model would (scikit-learn then does).
+    """
+
+    @property
+    def width(self) -> int: ...
+    @property
+    def classes(self) -> np.ndarray | None: ...
+    @property
+    def has_proba(self) -> bool: ...
+    def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+# Final step type -> its compiler. Another engine adds its estimators here (``HEADS[Type] = compile_it``).
+HEADS: dict[type, Callable[[Any], Head]] = {**linear.HEADS, **trees.HEADS}
 
 
 @dataclass(frozen=True)
 class FastPredictor:
-    """A compiled model: input column names, the transforming steps and the final linear model."""
+    """A compiled model: input column names, the transforming steps and the compiled final step."""
 
     inputs: list[str]
     steps: list[Step]
-    coef: np.ndarray
-    intercept: np.ndarray | float
-    classes: np.ndarray | None
-    proba: str | None  # "binary", "softmax" or None
+    head: Head
+
+    @property
+    def classes(self) -> np.ndarray | None:
+        return self.head.classes
 
     def predict(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels (or values) and, for models with ``predict_proba``, the class probabilities."""
@@ -68,22 +73,9 @@ class FastPredictor:
         for step in self.steps:
             block = step(block)
         X = np.column_stack([as_float(column) for column in block]) if block else np.empty((0, 0))
-        if X.shape[1] != self.coef.shape[-1] or not np.isfinite(X).all():
-            raise Unsupported("the model's input holds missing values or has another width")
-        scores = X @ self.coef.T + self.intercept
-        if scores.ndim > 1 and scores.shape[1] == 1:
-            scores = scores.reshape(-1)
-        if self.classes is None:
-            return scores, None
-        indices = (scores > 0).astype(int) if scores.ndim == 1 else np.argmax(scores, axis=1)
-        labels = self.classes[indices]
-        if self.proba == "binary":
-            positive = expit(scores)
-            return labels, np.stack([1 - positive, positive], axis=1)
-        if self.proba == "softmax":
-            shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-            return labels, shifted / shifted.sum(axis=1, keepdims=True)
-        return labels, None
+        if X.shape[1] != self.head.width:
+            raise Unsupported("the model's input has another width")
+        return self.head(X)
 
 
 def build(estimator: Any, columns: Sequence[str] | None,
@@ -93,7 +85,7 @@ def build(estimator: Any, columns: Sequence[str] | None,
         predictor = compile_model(estimator, columns)
         if columns is not None and not set(predictor.inputs) <= set(columns):
             raise Unsupported("the model reads columns its signature does not list")
-        verify(predictor, estimator, probe_frame(predictor, estimator, examples))
+        verify(predictor, estimator, probes.probe_frame(predictor.inputs, estimator, examples))
     except Unsupported as exc:
         return None, str(exc)
     return predictor, "compiled"
@@ -107,16 +99,10 @@ def compile_model(estimator: Any, columns: Sequence[str] | None) -> FastPredicto
         raise Unsupported("the model's input columns are not known")
     steps: list[Any] = [s for _, s in estimator.steps] if type(estimator) is Pipeline else [estimator]
     compiled = [transformer(s) for s in steps[:-1]]
-    final = steps[-1]
-    final_type = type(final)
-    if final_type is LogisticRegression:
-        proba = "binary" if len(final.classes_) <= 2 else "softmax"
-        return FastPredictor(inputs, compiled, final.coef_, final.intercept_, final.classes_, proba)
-    if final_type in (RidgeClassifier, LinearSVC):
-        return FastPredictor(inputs, compiled, final.coef_, final.intercept_, final.classes_, None)
-    if final_type in (LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor):
-        return FastPredictor(inputs, compiled, np.asarray(final.coef_), final.intercept_, None, None)
-    raise Unsupported(f"final step {final_type.__name__} is not compiled")
+    final_type = type(steps[-1])
+    if final_type not in HEADS:
+        raise Unsupported(f"final step {final_type.__name__} is not compiled")
+    return FastPredictor(inputs, compiled, HEADS[final_type](steps[-1]))
 
 
 def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -125,85 +111,24 @@ def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarra
     for name in names:
         column = frame[name]
         if pd.api.types.is_bool_dtype(column):
-            raise Unsupported(f"column {name!r} is boolean")
+            if column.isna().any():
+                raise Unsupported(f"column {name!r} is boolean with missing values")
+            out[name] = column.to_numpy(dtype=object)  # True/False, as scikit-learn sees them
+            continue
         if pd.api.types.is_numeric_dtype(column):
             out[name] = column.to_numpy(dtype=np.float64, na_value=np.nan)
             continue
         values = column.to_numpy(dtype=object)
-        if not all(isinstance(v, str) or kind(v) == "number" for v in values.tolist()):
-            raise Unsupported(f"column {name!r} holds values other than text, numbers and NaN")
+        if not all(isinstance(v, str) or kind(v) in ("number", "bool") for v in values.tolist()):
+            raise Unsupported(f"column {name!r} holds values other than text, numbers, booleans and NaN")
         out[name] = values
     return out
-
-
-def probe_frame(predictor: FastPredictor, estimator: Any, examples: pd.DataFrame | None,
-                rows: int = 48, seed: int = 0) -> pd.DataFrame:
-    """Rows to check a predictor on: the examples, then values around what each column was fitted on,
-    missing values and unseen categories, drawn column by column."""
-    rng = np.random.default_rng(seed)
-    pools = _value_pools(estimator, predictor.inputs)
-    data: dict[str, list[Any]] = {}
-    for name in predictor.inputs:
-        pool = pools.get(name) or [0.0, 1.0, -1.0, np.nan]
-        data[name] = [pool[i % len(pool)] for i in range(len(pool))]
-        data[name] += [pool[int(k)] for k in rng.integers(0, len(pool), rows)]
-    width = max(len(v) for v in data.values())
-    frame = pd.DataFrame({k: (v * (width // len(v) + 1))[:width] for k, v in data.items()})
-    for name in predictor.inputs:
-        if all(isinstance(v, str) or is_nan(v) for v in frame[name]):
-            frame[name] = frame[name].astype(object)
-        else:
-            frame[name] = pd.to_numeric(frame[name])
-    if examples is not None and set(predictor.inputs) <= set(examples.columns):
-        frame = pd.concat([examples[predictor.inputs], frame], ignore_index=True)
-    return frame
-
-
-def _value_pools(estimator: Any, inputs: list[str]) -> dict[str, list[Any]]:
-    """Per input column, plausible values from the fitted steps that see it before it changes shape."""
-    pools: dict[str, list[Any]] = {}
-
-    def add(name: str, values: list[Any]) -> None:
-        pool = pools.setdefault(name, [])
-        pool.extend(v for v in values if not any(v is p or (type(v) is type(p) and v == p) for p in pool))
-
-    def visit(step: Any, names: list[str]) -> None:
-        if type(step) is Pipeline:
-            for _, inner in step.steps:
-                visit(inner, names)
-                if type(inner) in (ColumnTransformer, OneHotEncoder, Pipeline):
-                    break  # later steps see other columns
-        elif type(step) is ColumnTransformer:
-            for name, trans, _ in step.transformers_:
-                indices = step._transformer_to_input_indices.get(name, [])
-                visit(trans, [names[int(i)] for i in indices])
-        elif hasattr(step, "categories_"):
-            for name, cats in zip(names, step.categories_, strict=False):
-                values = [c.item() if isinstance(c, np.generic) else c for c in cats]
-                add(name, [*values, np.nan, UNSEEN if any(isinstance(v, str) for v in values) else -999.0])
-        elif hasattr(step, "statistics_"):
-            for name, value in zip(names, step.statistics_, strict=False):
-                if isinstance(value, str):
-                    add(name, [value, np.nan, UNSEEN])
-                else:
-                    v = float(value)
-                    add(name, [v, np.nan, 0.0, v * 2 + 1, -v - 3.5, v * 10 + 0.25])
-        elif hasattr(step, "scale_") or hasattr(step, "mean_") or hasattr(step, "center_"):
-            centre = getattr(step, "mean_", getattr(step, "center_", None))
-            scale = getattr(step, "scale_", None)
-            for i, name in enumerate(names):
-                c = float(centre[i]) if centre is not None else 0.0
-                s = float(scale[i]) if scale is not None else 1.0
-                add(name, [c, c + s, c - 2 * s, c + 3.7 * s, 0.0])
-
-    visit(estimator, inputs)
-    return pools
 
 
 def verify(predictor: FastPredictor, estimator: Any, frame: pd.DataFrame) -> None:
     """Compare with the model's own outputs on every probe row the predictor takes; Unsupported on a difference."""
     has_proba = predictor.classes is not None and hasattr(estimator, "predict_proba")
-    if has_proba != (predictor.proba is not None):
+    if has_proba != predictor.head.has_proba:
         raise Unsupported("the model's predict_proba is not compiled")
     taken: list[int] = []
     labels: list[np.ndarray] = []

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sklearn
 
 from mlaas.errors import InvalidInput
 from mlaas.inference import compiled, payload
@@ -38,6 +39,7 @@ class Prediction:
     ignored_columns: list[str]
     features: pd.DataFrame | Columns
     proba: np.ndarray | None = None  # the probabilities as one matrix, columns in the order of the classes
+    path: str = "sklearn"  # "compiled", "fallback" (rows the compiled model could not take) or "sklearn"
 
 
 def prepare_features(rows: Rows, model: ServedModel) -> tuple[pd.DataFrame | Columns, list[str]]:
@@ -86,6 +88,8 @@ def _fast_column(values: list[Any], kind: str) -> np.ndarray | None:
             return None
         array = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
         return None if np.isinf(array).any() else array
+    if types == {bool} and kind in ("boolean", "any"):
+        return np.array(values, dtype=object)  # True/False, as the frame path gives them to the model
     if types <= {str, float, _NONE} and (kind == "string" or (kind == "any" and str in types)):
         if float in types and any(type(v) is float and v == v for v in values):
             return None  # numbers in a text column: pandas turns them into text first
@@ -129,6 +133,13 @@ def _convert(column: pd.Series, kind: str, ids: list[Any]) -> pd.Series:
             if isinstance(value, dict | list):
                 raise InvalidInput(f"row {i} (id {ids[i]!r}), column {column.name!r}: expected a single value",
                                    details={"row": i, "column": column.name})
+    if kind in ("number", "integer") and isinstance(column.dtype, np.dtype) and column.dtype.kind in "if":
+        # numbers already (numpy dtypes): only infinities to refuse
+        array = column.to_numpy()
+        infinite = np.isinf(array) if column.dtype.kind == "f" else None
+        if infinite is not None and infinite.any():
+            _bad(column, int(np.flatnonzero(infinite)[0]), ids, "expected a finite number")
+        return column.astype(float) if kind == "number" or column.dtype.kind == "f" else column
     if kind in ("number", "integer"):
         if pd.api.types.is_bool_dtype(column):
             _bad(column, 0, ids, "expected a number, got a boolean")
@@ -163,6 +174,7 @@ def _is_nan(value: Any) -> bool:
 def predict(model: ServedModel, features: pd.DataFrame | Columns, rows: Rows, ignored: list[str]) -> Prediction:
     """One vectorised predict (and predict_proba for classifiers); model errors on missing values are 400s."""
     answer = _fast_predict(model.predictor, features) if model.predictor is not None else None
+    path = "compiled" if answer is not None else "sklearn" if model.predictor is None else "fallback"
     if answer is None:
         if isinstance(features, Columns):
             features = _frame_features(rows, model)[0]
@@ -172,7 +184,7 @@ def predict(model: ServedModel, features: pd.DataFrame | Columns, rows: Rows, ig
     if proba is not None:
         names = [str(c) for c in model.classes or range(proba.shape[1])]
         probabilities = [dict(zip(names, row, strict=True)) for row in proba.tolist()]
-    return Prediction(rows.ids, labels.tolist(), probabilities, ignored, features, proba)
+    return Prediction(rows.ids, labels.tolist(), probabilities, ignored, features, proba, path)
 
 
 def _fast_predict(predictor: compiled.FastPredictor, features: pd.DataFrame | Columns
@@ -185,12 +197,22 @@ def _fast_predict(predictor: compiled.FastPredictor, features: pd.DataFrame | Co
 
 
 def _sklearn_predict(model: ServedModel, features: pd.DataFrame, rows: Rows) -> tuple[np.ndarray, np.ndarray | None]:
+    """One pass where the labels follow from the probabilities (checked at load), else predict and predict_proba.
+
+    The API has checked the values (no infinities, no nested values): scikit-learn skips its finiteness scan
+    when no value is missing, and its parameter validation.
+    """
     estimator = model.estimator
+    finite = not features.isna().to_numpy().any()
     try:
-        labels = np.asarray(estimator.predict(features))
-        proba = None
-        if model.classes is not None and hasattr(estimator, "predict_proba"):
-            proba = np.asarray(estimator.predict_proba(features), dtype=float)
+        with sklearn.config_context(assume_finite=finite, skip_parameter_validation=True):
+            proba = None
+            if model.classes is not None and hasattr(estimator, "predict_proba"):
+                proba = np.asarray(estimator.predict_proba(features), dtype=float)
+            if proba is not None and model.one_pass:
+                labels = np.asarray(estimator.classes_).take(np.argmax(proba, axis=1))
+            else:
+                labels = np.asarray(estimator.predict(features))
     except ValueError as exc:
         raise _explain(exc, features, rows) from None
     return labels, proba

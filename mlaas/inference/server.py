@@ -41,7 +41,7 @@ class Server:
         served = self.cache.get(resolved)
         features, ignored = predict.prepare_features(rows, served)
         result = predict.predict(served, features, rows, ignored)
-        telemetry.predicted(served.name, served.version, len(rows.ids))
+        telemetry.predicted(served.name, served.version, len(rows.ids), result.path)
         if self.ctx.settings.capture_enabled:
             capture.record(self.buffer, served.name, served.version, result, request_id)
         return predict.response_body(served, rows, result)

@@ -149,13 +149,13 @@ def _onehot(encoder: OneHotEncoder) -> Step:
         out: Block = []
         for column, (table, nan_slot, kinds, width) in zip(block, features, strict=True):
             values = column.tolist()
+            present = {"number"} if column.dtype == np.float64 else {kind(v) for v in values if v == v}
+            if not present <= kinds and (column.dtype != np.float64 or not np.isnan(column).all()):
+                raise Unsupported("a value of another type than the encoder's categories")  # True == 1 in a dict
             slots = [table.get(value, -2) for value in values]
-            for row in [i for i, slot in enumerate(slots) if slot == -2]:  # NaN, unknown, or of another type
-                value = values[row]
-                if value != value:
+            for row in [i for i, slot in enumerate(slots) if slot == -2]:  # NaN or unknown
+                if values[row] != values[row]:
                     slots[row] = nan_slot
-                elif kind(value) not in kinds:
-                    raise Unsupported("a value of another type than the encoder's categories")
                 if slots[row] == -2 and strict:
                     raise Unsupported("an unknown category under handle_unknown='error'")
             codes = np.asarray(slots, dtype=np.intp)
@@ -187,7 +187,9 @@ def _categories(categories: list[Any], drop: Any) -> tuple[dict[Any, int], int, 
 def kind(value: Any) -> str:
     if isinstance(value, str):
         return "text"
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+    if isinstance(value, bool | np.bool_):
+        return "bool"
+    if not isinstance(value, int | float | np.number):
         return "other"
     return "number"
 
@@ -197,7 +199,7 @@ def as_float(column: np.ndarray) -> np.ndarray:
         return column
     if column.dtype.kind in "iuf":
         return column.astype(np.float64)
-    if not all(kind(v) == "number" for v in column.tolist()):
+    if not all(kind(v) in ("number", "bool") for v in column.tolist()):  # scikit-learn reads True as 1.0
         raise Unsupported("a non-numeric value where numbers are needed")
     return column.astype(np.float64)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, RidgeClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -23,7 +24,7 @@ from sklearn.preprocessing import (
 )
 
 from mlaas.errors import InvalidInput
-from mlaas.inference import compiled, payload, predict
+from mlaas.inference import compiled, linear, payload, predict, probes
 from mlaas.inference.cache import ServedModel
 from tests.integration.models import CATEGORICAL, NUMERIC, titanic_pipeline
 
@@ -147,7 +148,7 @@ def test_missing_values_reaching_the_model_go_to_sklearn():
 
 @pytest.mark.parametrize("model", [
     make_pipeline(PolynomialFeatures(), LogisticRegression()),
-    make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=3, random_state=0)),
+    make_pipeline(StandardScaler(), HistGradientBoostingClassifier(max_iter=3, categorical_features=[1])),
     make_pipeline(SimpleImputer(strategy="mean", add_indicator=True), LogisticRegression()),
 ])
 def test_models_with_other_steps_are_left_to_sklearn(model):
@@ -160,14 +161,16 @@ def test_models_with_other_steps_are_left_to_sklearn(model):
 def test_a_compiled_model_that_differs_from_its_model_fails_the_check():
     model, frame = fitted("mixed")
     predictor = compiled.compile_model(model, None)
-    tampered = compiled.FastPredictor(predictor.inputs, predictor.steps, predictor.coef * (1 + 1e-5),
-                                      predictor.intercept, predictor.classes, predictor.proba)
+    head = predictor.head
+    assert isinstance(head, linear.LinearHead)
+    tampered = compiled.FastPredictor(predictor.inputs, predictor.steps,
+                                      dataclasses.replace(head, coef=head.coef * (1 + 1e-5)))
     with pytest.raises(compiled.Unsupported, match="probabilities differ"):
-        compiled.verify(tampered, model, compiled.probe_frame(tampered, model, frame.head(5)))
-    flipped = compiled.FastPredictor(predictor.inputs, predictor.steps, predictor.coef, predictor.intercept,
-                                     predictor.classes[::-1], predictor.proba)
+        compiled.verify(tampered, model, probes.probe_frame(tampered.inputs, model, frame.head(5)))
+    flipped = compiled.FastPredictor(predictor.inputs, predictor.steps,
+                                     dataclasses.replace(head, classes=head.classes[::-1]))
     with pytest.raises(compiled.Unsupported, match="predictions differ"):
-        compiled.verify(flipped, model, compiled.probe_frame(flipped, model, None))
+        compiled.verify(flipped, model, probes.probe_frame(flipped.inputs, model, None))
 
 
 # -- through inference: clean record payloads take the array path and answer as the frame path ------
