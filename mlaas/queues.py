@@ -9,6 +9,7 @@ MONITOR_SWEEP = "mlaas.monitor_sweep"
 CAPTURE_FLUSH = "mlaas.capture_flush"
 MONITOR_CHECK = "mlaas.monitor_check"
 REAP_JOBS = "mlaas.reap_jobs"
+ROLLOUT_SCORE = "mlaas.rollout_score"
 
 TRAIN_QUEUE = "train"
 EVALUATE_QUEUE = "evaluate"
@@ -25,6 +26,7 @@ TASK_QUEUES: dict[str, str] = {
     CAPTURE_FLUSH: HOUSEKEEPING_QUEUE,
     MONITOR_CHECK: HOUSEKEEPING_QUEUE,
     REAP_JOBS: HOUSEKEEPING_QUEUE,
+    ROLLOUT_SCORE: HOUSEKEEPING_QUEUE,
 }
 QUEUES: tuple[str, ...] = tuple(dict.fromkeys(TASK_QUEUES.values()))
 
