@@ -98,6 +98,8 @@ def _score_together(chunk: list[dict[str, Any]], loaded: ServedModel, other: str
     """Score record payloads as one request (ids left out: they may repeat across requests); False: not done."""
     if len(chunk) < 2 or not all(isinstance(e["body"].get("data"), list) for e in chunk):
         return False
+    if loaded.columns is not None and not all(_covers(e["body"]["data"], loaded.columns) for e in chunk):
+        return False  # alone, that request is refused for a missing column; together, other rows would fill it
     drop = {payload.ID_KEY, loaded.id_column} - set(loaded.columns or ())
     records = [{k: v for k, v in r.items() if k not in drop} if isinstance(r, dict) else r
                for entry in chunk for r in entry["body"]["data"]]
@@ -113,6 +115,15 @@ def _score_together(chunk: list[dict[str, Any]], loaded: ServedModel, other: str
         _compared(entry, labels[at:at + n], ms * n / len(records), loaded, other, tally)
         at += n
     return True
+
+
+def _covers(records: list[Any], columns: list[str]) -> bool:
+    present: set[str] = set()
+    for record in records:
+        if not isinstance(record, dict):
+            return False
+        present.update(record)
+    return set(columns) <= present
 
 
 def _score_one(entry: dict[str, Any], loaded: ServedModel, other: str, tally: Tally, *, ctx: Context) -> None:

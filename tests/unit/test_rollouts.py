@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 from scipy.stats import binom
 
 from mlaas.rollouts import choice, compare
+from mlaas.rollouts.compare import Tally
 from mlaas.rollouts.specs import GuardSpec, RolloutSpec
 
 
@@ -117,3 +119,74 @@ def test_a_canary_needs_a_weight_and_a_shadow_takes_none():
     with pytest.raises(ValidationError):
         RolloutSpec(version=2, mode="canary", weight=1.5)
     assert RolloutSpec(version=2, mode="canary", weight=0.1).guard.min_requests == 50
+
+
+# -- the worker's scoring: one vectorised predict per version counts as scoring each request alone -------
+class _Cache:
+    """The two calls scoring makes of a ModelCache, over models built here."""
+
+    def __init__(self, models: dict[int, Any]) -> None:
+        self.models = models
+
+    def resolve(self, name: str, ref: int) -> int:
+        return ref
+
+    def get(self, version: int) -> Any:
+        return self.models[version]
+
+
+def _entries(served_model: Any, requests: list[list[dict]]) -> list[dict]:
+    from tests.unit.test_fastpath import answer
+
+    out = []
+    for rows in requests:
+        labels = [p["prediction"] for p in answer(served_model, {"data": rows})[0]["predictions"]]
+        out.append({"served": "production", "ov": 2, "ms": 1.0, "body": {"data": rows}, "labels": labels})
+    return out
+
+
+def _context() -> Any:
+    from mlaas.context import Context
+    from mlaas.settings import Settings
+
+    return Context(Settings())
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_batched_scoring_counts_what_scoring_each_request_alone_counts(fast):
+    from mlaas.rollouts import scoring
+    from tests.unit.test_fastpath import TITANIC, TYPES, fitted, served, titanic_pipeline, titanic_records
+
+    production = served(fitted("titanic")[0], list(TYPES), TYPES, fast=fast, id_column="PassengerId")
+    retrained = titanic_pipeline(C=0.01).fit(TITANIC[list(TYPES)], TITANIC["Survived"])
+    candidate = served(retrained, list(TYPES), TYPES, fast=fast, id_column="PassengerId")
+    rows = titanic_records(40)
+    requests = [rows[i:i + 4] for i in range(0, 40, 4)] + [rows[:3]]  # the last repeats ids of the first
+    requests[2] = [{**r, "id": f"x{k}"} for k, r in enumerate(requests[2])]
+    entries = _entries(production, requests)
+    together, alone = Tally(), Tally()
+    scoring.score_batch(entries, "m", together, ctx=_context(), cache=_Cache({2: candidate}))
+    for entry in entries:
+        scoring.score_batch([entry], "m", alone, ctx=_context(), cache=_Cache({2: candidate}))
+    keep = ("compared_requests", "compared_rows", "agreed_rows", "production.served", "candidate.background",
+            "candidate.background_rows", "candidate.attempts")
+    assert {k: together.counts[k] for k in keep} == {k: alone.counts[k] for k in keep}
+    assert together.counts["compared_rows"] == 43 and not together.counts.get("candidate.errors")
+    assert 0 < together.counts["agreed_rows"] < 43
+
+
+def test_a_request_the_other_version_cannot_score_is_its_error_and_the_rest_still_count():
+    from mlaas.rollouts import scoring
+    from tests.unit.test_fastpath import TYPES, fitted, served, titanic_records
+
+    model = served(fitted("titanic")[0], list(TYPES), TYPES, fast=True)
+    rows = titanic_records(12)
+    entries = _entries(model, [rows[:4], rows[4:8], rows[8:]])
+    entries[1]["body"] = {"data": [{k: v for k, v in r.items() if k != "Fare"} for r in rows[4:8]]}
+    tally = Tally()
+    scoring.score_batch(entries + [{"served": "candidate", "error": True}], "m", tally, ctx=_context(),
+                        cache=_Cache({2: model}))
+    assert tally.counts["candidate.errors"] == 2 and tally.counts["candidate.attempts"] == 4
+    assert tally.counts["compared_requests"] == 2 and tally.counts["agreed_rows"] == 8  # the same model agrees
+    summary = compare.summarize(tally.counts, "classification")
+    assert summary["candidate"]["error_rate"] == 0.5 and summary["comparison"]["agreement"] == 1.0
