@@ -10,8 +10,9 @@ import pytest
 from scipy.stats import binom
 from sklearn.dummy import DummyClassifier
 
+from mlaas.client.api import ApiError, Client
 from mlaas.rollouts import choice
-from tests.integration.conftest import PREDICT_KEY, PROMOTE_KEY, Api
+from tests.integration.conftest import ADMIN_KEY, PREDICT_KEY, PROMOTE_KEY, Api
 from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 from tests.integration.test_inference import records
 from tests.waiting import wait_for
@@ -171,19 +172,21 @@ def test_the_guard_ends_a_canary_that_disagrees_with_production(api, model):
 
 def test_promotion_from_a_rollout_goes_through_the_gate_and_is_recorded(api, settings, unique):
     _register_versions(settings, unique)
-    assert api.post(f"/models/{unique}/rollout", json={"version": 2, "mode": "shadow"}).status_code == 200
-    changed = api.post(f"/models/{unique}/rollout", json={"version": 2, "mode": "canary", "weight": 0.2})
-    assert changed.status_code == 200 and changed.json()["mode"] == "canary"
-    refused = api.post(f"/models/{unique}/rollout/promote", json={})  # the gate needs comparable evaluations
-    assert refused.status_code == 409, refused.text
-    assert _status(api, unique)["state"] == "active"
-    promoted = api.post(f"/models/{unique}/rollout/promote", json={"require_better": False})
-    assert promoted.status_code == 200, promoted.text
-    assert promoted.json()["state"] == "ended"
-    detail = api.get(f"/models/{unique}").json()
+    client = Client(api.base_url, ADMIN_KEY)  # the Python client's rollout calls
+    assert client.start_rollout(unique, 2, "shadow")["mode"] == "shadow"
+    assert client.start_rollout(unique, 2, "canary", weight=0.2)["mode"] == "canary"
+    with pytest.raises(ApiError) as refused:  # the gate needs evaluations of both versions on one test set
+        client.promote_rollout(unique)
+    assert refused.value.status == 409 and "same test set" in refused.value.message
+    assert client.rollout(unique)["state"] == "active"
+    promoted = client.promote_rollout(unique, require_better=False)
+    assert promoted["state"] == "ended" and promoted["ended_reason"].startswith("promoted to production")
+    detail = client.model(unique)
     assert detail["production_version"] == 2
     events = detail["promotions"]
     assert [e.get("event") for e in events] == ["rollout_started", "rollout_changed", None, "rollout_promoted"]
     assert events[2]["from"] == 1 and events[2]["to"] == 2
     assert events[3]["promotion"] == events[2] and events[3]["comparison"]["requests"] == 0
-    assert api.post(f"/models/{unique}/rollout", json={"version": 2, "mode": "shadow"}).status_code == 409
+    with pytest.raises(ApiError) as again:  # v2 is production now
+        client.start_rollout(unique, 2, "shadow")
+    assert again.value.status == 409
