@@ -127,6 +127,7 @@ class Settings:
     # Rollouts (shadow and canary): requests to compare are held this long in the API process, then queued in Redis.
     rollout_batch_seconds: Seconds = 0.2
     rollout_queue_max: Count = 10_000  # per rollout, requests waiting to be scored; beyond, dropped and counted
+    rollout_queue_max_bytes: Count = 64 * 1024 * 1024  # per rollout, the waiting requests' size; likewise
 
     @property
     def buckets(self) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ class RolloutStore:
         self.redis = connect(settings)
         self.fast = connect(settings, fast=True)  # the request path: fails within capture_timeout, no retry
         self.max_queue = settings.rollout_queue_max
+        self.max_bytes = settings.rollout_queue_max_bytes
 
     def _state_key(self, model: str) -> str:
         return f"{self.prefix}:state:{quote(model, safe='')}"
@@ -68,18 +69,41 @@ class RolloutStore:
             pipe.execute()
 
     def push(self, rollout_id: str, entries: list[str]) -> int:
-        """Queue requests for scoring, up to MLAAS_ROLLOUT_QUEUE_MAX held; returns how many did not fit."""
-        key = f"{self.prefix}:queue:{rollout_id}"
+        """Queue requests for scoring while the queue holds fewer than MLAAS_ROLLOUT_QUEUE_MAX of them and
+        MLAAS_ROLLOUT_QUEUE_MAX_BYTES of text; returns how many (the last ones) did not fit."""
+        key, size_key = f"{self.prefix}:queue:{rollout_id}", f"{self.prefix}:bytes:{rollout_id}"
         with redis_errors():
-            length = int(self.redis.rpush(key, *entries))
-            over = max(0, min(len(entries), length - self.max_queue))
-            if over:
-                self.redis.ltrim(key, 0, length - over - 1)  # the newest entries, past the cap, are dropped
-        return over
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.llen(key)
+                pipe.get(size_key)
+                length, held = pipe.execute()
+            room, budget = self.max_queue - int(length), self.max_bytes - int(held or 0)
+            taken, used = 0, 0
+            for entry in entries:
+                if taken >= room or used + len(entry) > budget:
+                    break
+                taken += 1
+                used += len(entry)
+            if taken:
+                with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.rpush(key, *entries[:taken])
+                    pipe.incrby(size_key, used)
+                    pipe.execute()
+        return len(entries) - taken
 
     def pop(self, rollout_id: str, count: int) -> list[str]:
+        """Take up to ``count`` queued requests, giving their size back to the byte cap."""
         with redis_errors():
-            return [str(v) for v in self.redis.lpop(f"{self.prefix}:queue:{rollout_id}", count) or []]
+            taken = [str(v) for v in self.redis.lpop(f"{self.prefix}:queue:{rollout_id}", count) or []]
+            if taken and int(self.redis.decrby(f"{self.prefix}:bytes:{rollout_id}", sum(map(len, taken)))) < 0:
+                self.redis.set(f"{self.prefix}:bytes:{rollout_id}", 0)
+        return taken
+
+    def forget(self, rollout_id: str) -> None:
+        """Delete a replaced rollout's counters and queue (its history entries keep the final comparison)."""
+        with redis_errors():
+            self.redis.delete(*(f"{self.prefix}:{part}:{rollout_id}" for part in ("stats", "queue", "bytes",
+                                                                                  "scheduled")))
 
     def queued(self, rollout_id: str) -> int:
         with redis_errors():

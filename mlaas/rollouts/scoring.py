@@ -26,6 +26,7 @@ def drain(model: str, rollout_id: str, *, ctx: Context, cache: ModelCache) -> di
     store.unschedule(rollout_id)  # requests queued from now on schedule another task
     state = store.get(model)
     if state is None or state["id"] != rollout_id:
+        store.forget(rollout_id)
         return {"model": model, "rollout": rollout_id, "scored": 0, "skipped": "not the model's rollout"}
     deadline = time.monotonic() + TIME_BUDGET_SECONDS
     scored, ended = 0, None

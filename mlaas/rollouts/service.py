@@ -56,6 +56,8 @@ def start(name: str, spec: RolloutSpec, *, ctx: Context, actor: str) -> dict[str
              "started_at": _now(), "started_by": actor}
     if not ctx.rollouts.replace(state, current["id"] if current else None):
         raise Conflict(f"another rollout of {name!r} started meanwhile: read it first")
+    if current is not None:
+        ctx.rollouts.forget(current["id"])
     _record(ctx, name, "rollout_started", state, actor, "started by request")
     return status(name, ctx=ctx)
 
