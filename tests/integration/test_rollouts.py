@@ -50,6 +50,15 @@ def _infer(api: Api, model: str, rows: list[dict], version: int | None = None) -
     return response.json()
 
 
+def _start(api: Api, settings, model: str, body: dict) -> dict:
+    """Start a rollout, then let every API replica's cached state expire (MLAAS_RESOLVE_TTL_SECONDS, 1 s here):
+    from then on every request is routed by it, so the counts can be checked exactly."""
+    response = api.post(f"/models/{model}/rollout", json=body)
+    assert response.status_code == 200, response.text
+    time.sleep(settings.resolve_ttl_seconds)
+    return response.json()
+
+
 def _status(api: Api, model: str) -> dict:
     response = api.get(f"/models/{model}/rollout")
     assert response.status_code == 200, response.text
@@ -107,11 +116,9 @@ def test_unknown_models_and_missing_rollouts_are_404(api, model, unique):
     assert api.post(f"/models/{model}/rollout/promote", json={}).status_code == 404
 
 
-def test_canary_share_is_within_binomial_bounds_and_stable_per_id(api, model):
+def test_canary_share_is_within_binomial_bounds_and_stable_per_id(api, settings, model):
     weight, n = 0.3, 400
-    started = api.post(f"/models/{model}/rollout", json={"version": 2, "mode": "canary", "weight": weight})
-    assert started.status_code == 200, started.text
-    assert started.json()["state"] == "active"
+    assert _start(api, settings, model, {"version": 2, "mode": "canary", "weight": weight})["state"] == "active"
     ids = [f"canary-{i}" for i in range(n)]
     served = {i: _infer(api, model, [{**_row(k), "id": i}])["version"] for k, i in enumerate(ids)}
     assert set(served.values()) <= {1, 2}
@@ -136,9 +143,8 @@ def test_canary_share_is_within_binomial_bounds_and_stable_per_id(api, model):
     assert kinds == ["rollout_started", "rollout_ended"]
 
 
-def test_shadow_never_answers_and_its_comparison_matches_a_recomputation(api, model):
-    started = api.post(f"/models/{model}/rollout", json={"version": 2, "mode": "shadow"})
-    assert started.status_code == 200, started.text
+def test_shadow_never_answers_and_its_comparison_matches_a_recomputation(api, settings, model):
+    _start(api, settings, model, {"version": 2, "mode": "shadow"})
     batches = [records(TEST.iloc[i * 5:(i + 1) * 5]) for i in range(30)]
     answers = [_infer(api, model, rows) for rows in batches]
     assert {a["version"] for a in answers} == {1}
