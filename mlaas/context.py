@@ -9,6 +9,7 @@ from mlaas.adapters.jobstore import JobStore
 from mlaas.adapters.monitorstore import MonitorStore
 from mlaas.adapters.queue import JobQueue
 from mlaas.adapters.registry import MlflowRegistry
+from mlaas.adapters.rolloutstore import RolloutStore
 from mlaas.adapters.storage import BlobStore, open_store
 from mlaas.settings import Settings
 
@@ -39,3 +40,7 @@ class Context:
     @cached_property
     def queue(self) -> JobQueue:
         return self._overrides.get("queue") or JobQueue(self.settings)  # type: ignore[return-value]
+
+    @cached_property
+    def rollouts(self) -> RolloutStore:
+        return self._overrides.get("rollouts") or RolloutStore(self.settings)  # type: ignore[return-value]

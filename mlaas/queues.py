@@ -10,6 +10,7 @@ CAPTURE_FLUSH = "mlaas.capture_flush"
 MONITOR_CHECK = "mlaas.monitor_check"
 REAP_JOBS = "mlaas.reap_jobs"
 BATCH = "mlaas.batch_inference"
+ROLLOUT_SCORE = "mlaas.rollout_score"
 
 TRAIN_QUEUE = "train"
 EVALUATE_QUEUE = "evaluate"
@@ -27,6 +28,7 @@ TASK_QUEUES: dict[str, str] = {
     MONITOR_CHECK: HOUSEKEEPING_QUEUE,
     REAP_JOBS: HOUSEKEEPING_QUEUE,
     BATCH: EVALUATE_QUEUE,  # scoring jobs share the evaluation workers (and their deployments)
+    ROLLOUT_SCORE: HOUSEKEEPING_QUEUE,
 }
 QUEUES: tuple[str, ...] = tuple(dict.fromkeys(TASK_QUEUES.values()))
 

@@ -127,6 +127,10 @@ class Settings:
     default_test_dataset: str = ""
     log_level: LogLevel = "INFO"
     worker_metrics_port: Annotated[int, Ge(0), Le(65535)] = 0  # Celery workers serve Prometheus metrics here (0: off)
+    # Rollouts (shadow and canary): requests to compare are held this long in the API process, then queued in Redis.
+    rollout_batch_seconds: Seconds = 0.2
+    rollout_queue_max: Count = 10_000  # per rollout, requests waiting to be scored; beyond, dropped and counted
+    rollout_queue_max_bytes: Count = 64 * 1024 * 1024  # per rollout, the waiting requests' size; likewise
     # Azure Blob Storage (az://container/path), beside or instead of S3: see adapters/storage/azure.py.
     storage_backend: Literal["s3", "azure"] = "s3"  # where mlaas's own buckets (datasets, drift) live
     azure_connection_string: Secret = Secret("")  # wins over the account URL when set

@@ -22,6 +22,7 @@ from mlaas.drift.specs import DriftSpec
 from mlaas.errors import MlaasError, Unavailable
 from mlaas.inference.cache import ModelCache
 from mlaas.monitoring import housekeeping, monitors
+from mlaas.rollouts import scoring as rollout_scoring
 from mlaas.settings import Settings
 from mlaas.training import evaluation, retrain
 from mlaas.training.specs import EvaluateJob, TrainJob
@@ -148,3 +149,18 @@ def monitor_check(self: Task, monitor_id: str, due: str | None = None) -> dict[s
     except MlaasError as exc:
         log.warning("monitor %s check failed: %s", monitor_id, exc.message)
         return {"monitor": monitor_id, "checked": False, "error": exc.to_dict()}
+
+
+_ROLLOUT_MODELS: dict[str, ModelCache] = {}  # this worker process's loaded models for rollout scoring
+
+
+@app.task(name=queues.ROLLOUT_SCORE, bind=True, max_retries=0)
+def rollout_score(self: Task, model: str, rollout_id: str) -> dict[str, Any]:
+    """Score a rollout's queued requests with the version that did not answer them (see mlaas.rollouts.scoring)."""
+    if "current" not in _ROLLOUT_MODELS:
+        _ROLLOUT_MODELS["current"] = ModelCache(context())
+    try:
+        return rollout_scoring.drain(model, rollout_id, ctx=context(), cache=_ROLLOUT_MODELS["current"])
+    except Unavailable as exc:
+        log.warning("rollout %s of %s not scored now: %s", rollout_id, model, exc.message)
+        return {"model": model, "rollout": rollout_id, "error": exc.to_dict()}

@@ -154,6 +154,25 @@ class Client:
         """Point production back at the previous production version; returns the promotion record."""
         return self._request("POST", f"/models/{quote(name, safe='')}/rollback")
 
+    def start_rollout(self, name: str, version: int, mode: str, *, weight: float | None = None,
+                      guard: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Start (or change) a shadow or canary rollout of ``version``; returns its status."""
+        body = _given(version=int(version), mode=mode, weight=weight, guard=guard)
+        return self._request("POST", f"/models/{quote(name, safe='')}/rollout", json=body)
+
+    def rollout(self, name: str) -> dict[str, Any]:
+        """The model's rollout and how its candidate compares with production."""
+        return self._request("GET", f"/models/{quote(name, safe='')}/rollout")
+
+    def end_rollout(self, name: str) -> dict[str, Any]:
+        """End the active rollout; returns its final status."""
+        return self._request("DELETE", f"/models/{quote(name, safe='')}/rollout")
+
+    def promote_rollout(self, name: str, *, require_better: bool = True) -> dict[str, Any]:
+        """Promote the rollout's candidate (through the gate unless ``require_better`` is false) and end it."""
+        return self._request("POST", f"/models/{quote(name, safe='')}/rollout/promote",
+                             json={"require_better": require_better})
+
     # Datasets -----------------------------------------------------------------------------------------------------
 
     def upload_dataset(self, path: str | Path, key: str, overwrite: bool = False) -> dict[str, Any]:

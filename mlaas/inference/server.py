@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 from typing import Any
 
 from mlaas.adapters import telemetry
 from mlaas.adapters.capture_buffer import CaptureBuffer
+from mlaas.adapters.registry import ModelVersion
 from mlaas.context import Context
 from mlaas.errors import InvalidInput, MlaasError, NotFound
 from mlaas.inference import payload, predict
 from mlaas.inference.cache import ModelCache
 from mlaas.monitoring import capture
+from mlaas.rollouts.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,7 @@ class Server:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.cache = ModelCache(ctx)
+        self.rollouts = Router(ctx)
         self._buffer: CaptureBuffer | None = None
 
     @property
@@ -38,13 +42,22 @@ class Server:
             raise InvalidInput("model: missing (in the body or as ?model=)")
         rows = payload.parse_rows(body, max_rows=self.ctx.settings.max_inference_rows)
         resolved = self.cache.resolve(model, version)
+        rollout = self.rollouts.active(model) if version is None else None
+        if rollout is not None and rollout["version"] != resolved.version:  # a canary or shadow of this model
+            return self.rollouts.serve(rollout, resolved, rows, body, request_id, partial(self.cache.resolve, model),
+                                       partial(self._answer, rows=rows, request_id=request_id))
+        return self._answer(resolved, rows=rows, request_id=request_id)[0]
+
+    def _answer(self, resolved: ModelVersion, *, rows: payload.Rows, request_id: str
+                ) -> tuple[dict[str, Any], list[Any]]:
+        """Score rows with one version: (the response body, the predicted labels)."""
         served = self.cache.get(resolved)
         features, ignored = predict.prepare_features(rows, served)
         result = predict.predict(served, features, rows, ignored)
         telemetry.predicted(served.name, served.version, len(rows.ids), result.path)
         if self.ctx.settings.capture_enabled:
             capture.record(self.buffer, served.name, served.version, result, request_id)
-        return predict.response_body(served, rows, result)
+        return predict.response_body(served, rows, result), result.labels
 
     def write_captures(self) -> None:
         """Write the captured requests this process still holds (at shutdown)."""
