@@ -124,6 +124,10 @@ class Settings:
     default_test_dataset: str = ""
     log_level: LogLevel = "INFO"
     worker_metrics_port: Annotated[int, Ge(0), Le(65535)] = 0  # Celery workers serve Prometheus metrics here (0: off)
+    # The console at /ui (mlaas/api/ui/).
+    mlflow_ui_url: str = ""  # the MLflow UI as a browser reaches it, for links to runs (empty: no links)
+    console_runs: Annotated[int, Ge(1), Le(500)] = 60  # drift and quality runs a model page reads, newest first
+    console_traffic_files: Annotated[int, Ge(1), Le(2000)] = 200  # capture files a model page reads for traffic
 
     @property
     def buckets(self) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from mlaas.api import security
 from mlaas.api.errors import register_error_handlers, validation_error_response
 from mlaas.api.routes import datasets, drift, health, inference, jobs, models, monitors, prometheus, train
 from mlaas.api.schemas import ErrorBody
+from mlaas.api.ui import bp as console_bp
 from mlaas.context import Context
 from mlaas.errors import Forbidden, Internal, InvalidInput, RateLimited, TooLarge, Unauthorized, Unavailable
 from mlaas.inference.server import Server
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
                       prometheus.bp):
         app.register_api(blueprint)
 
+    app.register_blueprint(console_bp)  # a plain Blueprint: server-rendered pages, not in the OpenAPI document
     app.add_url_rule("/openapi.json", "openapi_json", lambda: app.api_doc)
     app.add_url_rule("/docs", "docs_page", lambda: redirect("/docs/swagger"))
 

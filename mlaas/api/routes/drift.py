@@ -15,6 +15,7 @@ from mlaas.drift.specs import DriftSpec
 bp = APIBlueprint("drift", __name__, abp_tags=[
     Tag(name="drift", description="Data drift")
 ], abp_security=SECURITY)
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"  # the report is one self-contained page
 
 
 @bp.post("/data-drift", responses={202: JobAccepted, 400: ErrorBody, 404: ErrorBody, 503: ErrorBody})
@@ -28,5 +29,4 @@ def data_drift(body: DriftSpec, header: IdempotencyHeader) -> tuple[dict[str, An
 def drift_report(path: JobPath) -> Response:
     """The self-contained HTML report of a succeeded drift job."""
     html = adhoc.report_html(path.job_id, ctx=ctx())
-    return Response(html, mimetype="text/html", headers={"Content-Security-Policy": "default-src 'none'; "
-                                                          "style-src 'unsafe-inline'; img-src data:"})
+    return Response(html, mimetype="text/html", headers={"Content-Security-Policy": REPORT_CSP})
