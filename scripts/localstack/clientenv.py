@@ -18,6 +18,7 @@ def client_env(config: StackConfig) -> dict[str, str]:
     return {
         "MLAAS_REDIS_URL": c.url("redis"),
         "MLAAS_MLFLOW_TRACKING_URI": c.url("mlflow"),
+        "MLAAS_MLFLOW_UI_URL": c.url("mlflow"),  # the console links runs here (the same server serves the UI)
         "MLAAS_S3_ENDPOINT": c.url("s3"),
         "MLAAS_S3_ACCESS_KEY": c.s3_access_key,
         "MLAAS_S3_SECRET_KEY": c.s3_secret_key,

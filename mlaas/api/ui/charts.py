@@ -14,6 +14,8 @@ from mlaas.monitoring.history import ColumnCell, DriftRun, Series
 
 PALETTE = 8
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 56, 16, 28, 34
+MIN_BARS = 12
+LEGEND_STEP, LEGEND_CHARS = 230, 32
 
 
 def _fmt(value: float) -> str:
@@ -24,7 +26,7 @@ def _stamp(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M")
 
 
-def line_chart(series: Sequence[Series], *, title: str, width: int = 720, height: int = 220,
+def line_chart(series: Sequence[Series], *, title: str, width: int = 960, height: int = 220,
                y_min: float | None = None, y_max: float | None = None, bars: timedelta | None = None) -> Markup:
     """Lines (or bars of width ``bars``) of time series on one time axis, with a legend and point tooltips."""
     points = [(at, value) for s in series for at, value in s.points]
@@ -33,6 +35,7 @@ def line_chart(series: Sequence[Series], *, title: str, width: int = 720, height
     t0, t1 = min(p[0] for p in points), max(p[0] for p in points)
     if bars is not None:
         t1 += bars
+        t0 = min(t0, t1 - MIN_BARS * bars)  # a few windows of traffic still read as bars, not one block
     if t1 == t0:
         t0, t1 = t0 - timedelta(minutes=1), t1 + timedelta(minutes=1)
     lo = min([p[1] for p in points] + ([y_min] if y_min is not None else []) + ([0.0] if bars else []))
@@ -74,30 +77,32 @@ def line_chart(series: Sequence[Series], *, title: str, width: int = 720, height
             parts.append(f'<polyline class="line {cls}" points="{path}"/>')
             parts.extend(f'<circle class="dot {cls}" cx="{x(at):.1f}" cy="{y(value):.1f}" r="3"><title>'
                          f'{escape(s.name)} {_stamp(at)}: {_fmt(value)}</title></circle>' for at, value in ordered)
-        parts.append(f'<rect class="key {cls}" x="{PAD_LEFT + 130 * index}" y="8" width="10" height="10"/>'
-                     f'<text class="legend" x="{PAD_LEFT + 130 * index + 14}" y="17">'
-                     f'{escape(s.name[:18])}{" (est.)" if s.estimated else ""}</text>')
+        left = PAD_LEFT + LEGEND_STEP * index
+        parts.append(f'<rect class="key {cls}" x="{left}" y="8" width="10" height="10"/>'
+                     f'<text class="legend" x="{left + 14}" y="17">'
+                     f'{escape(s.name[:LEGEND_CHARS])}{" (est.)" if s.estimated else ""}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
 
-def drift_heatmap(columns: Sequence[str], runs: Sequence[DriftRun], *, cell: int = 16) -> Markup:
+def drift_heatmap(columns: Sequence[str], runs: Sequence[DriftRun], *, width: int = 960, row: int = 18) -> Markup:
     """Columns (rows) by drift runs (left to right, oldest first): red where the column drifted."""
     if not columns or not runs:
         raise ValueError("drift_heatmap needs columns and runs")
     label_w = min(max(len(c) for c in columns), 28) * 7 + 12
-    width, height = label_w + cell * len(runs) + 8, PAD_TOP + cell * len(columns) + 8
+    cell = max(6, min(48, (width - label_w - 8) // len(runs)))  # wide cells for few runs, narrow for many
+    width, height = max(label_w + cell * len(runs) + 8, 420), PAD_TOP + row * len(columns) + 8
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart heatmap" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" role="img" aria-label="drift per column" '
              f'data-points="{sum(len(r.cells) for r in runs)}"><title>Drift per column over time</title>']
-    for row, column in enumerate(columns):
-        top = PAD_TOP + row * cell
-        parts.append(f'<text class="tick" x="{label_w - 6}" y="{top + cell - 4}" text-anchor="end">'
+    for index, column in enumerate(columns):
+        top = PAD_TOP + index * row
+        parts.append(f'<text class="tick" x="{label_w - 6}" y="{top + row - 5}" text-anchor="end">'
                      f'{escape(column[:28])}</text>')
         for col, run in enumerate(runs):
             outcome = run.cells.get(column)
             parts.append(f'<rect class="cell {_cell_class(outcome)}" x="{label_w + col * cell}" y="{top}" '
-                         f'width="{cell - 2}" height="{cell - 2}"><title>{escape(column)} · {_stamp(run.run.started)}'
+                         f'width="{cell - 2}" height="{row - 2}"><title>{escape(column)} · {_stamp(run.run.started)}'
                          f' · {escape(run.run.name)}: {_cell_text(outcome)}</title></rect>')
     parts.append(f'<text class="tick" x="{label_w}" y="{PAD_TOP - 10}">{_stamp(runs[0].run.started)} UTC → '
                  f'{_stamp(runs[-1].run.started)} UTC</text></svg>')
