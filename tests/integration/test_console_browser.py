@@ -114,7 +114,8 @@ def test_console_in_chromium(api, monitored, settings, tmp_path):
         browser.open(f"{base}/ui/jobs?type=drift")
         states = browser.evaluate("[...document.querySelectorAll('table.jobs tr')].map(r => r.textContent)")
         for job_id in monitored["jobs"]:
-            assert any(job_id in row and "succeeded" in row and "done 100%" in row for row in states), states
+            assert any(job_id in row and f"{name} v{monitored['version']}" in row and "succeeded" in row
+                       and "done 100%" in row for row in states), states
         browser.screenshot(SHOTS / "console-jobs.png")
         assert browser.problems() == []  # no console errors, failed loads or CSP refusals on any page
 

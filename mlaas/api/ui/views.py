@@ -34,6 +34,15 @@ def mlflow_link(path: str) -> str | None:
     return f"{base}/#/{path}" if base else None
 
 
+@bp.app_template_global()
+def job_model(params: dict[str, Any]) -> tuple[str | None, Any]:
+    """The model (and version) a job is about: a train/evaluate job's own, else a drift job's model side."""
+    for side in (params, params.get("reference"), params.get("current")):
+        if isinstance(side, dict) and isinstance(side.get("model"), str):
+            return side["model"], side.get("version")
+    return None, None
+
+
 @bp.get("/")
 def index() -> BaseResponse:
     return redirect(url_for("ui.models"))
