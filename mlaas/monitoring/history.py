@@ -84,6 +84,9 @@ def drift_history(model: str, *, ctx: Context, limit: int) -> tuple[list[str], l
 def quality_history(model: str, *, ctx: Context, limit: int) -> tuple[list[Series], list[RunRecord]]:
     """One line per metric of the model's ``perf_`` runs (estimates apart), and the runs, oldest first."""
     runs = recent_runs(ctx.registry, model, (QUALITY_KIND,), limit=limit)
+    # a window whose figures changed is logged again: the newest run of each (version, window) counts
+    newest = {(r.tags.get("mlaas.model_version", ""), window_end(r)): r for r in runs}
+    runs = sorted(newest.values(), key=lambda r: r.started)
     lines: dict[str, Series] = {}
     for run in runs:
         at = window_end(run)

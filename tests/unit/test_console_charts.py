@@ -120,3 +120,14 @@ def test_window_end_prefers_the_logged_window():
     run = RunRecord("r", "perf_x", "1", T0, params={"window_end": "2026-11-30T00:00:00Z"})
     assert history.window_end(run) == datetime(2026, 11, 30, tzinfo=UTC)
     assert history.window_end(RunRecord("r", "perf_x", "1", T0, params={"end": "garbage"})) == T0
+
+
+def test_quality_history_keeps_the_newest_run_of_each_window(monkeypatch):
+    end = {"window_end": "2026-12-01T00:00:00Z"}
+    runs = [RunRecord("a", "perf_a", "1", T0, {"accuracy": 0.7}, end, {"mlaas.model_version": "1"}),
+            RunRecord("b", "perf_b", "1", T0 + timedelta(hours=1), {"accuracy": 0.8, "n": 10}, end,
+                      {"mlaas.model_version": "1"})]
+    monkeypatch.setattr(history, "recent_runs", lambda *a, **k: runs)
+    lines, kept = history.quality_history("m", ctx=Context(Settings()), limit=10)
+    assert [r.run_id for r in kept] == ["b"] and [(s.name, s.points) for s in lines] == [
+        ("accuracy", [(datetime(2026, 12, 1, tzinfo=UTC), 0.8)])]
