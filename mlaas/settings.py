@@ -131,6 +131,10 @@ class Settings:
     rollout_batch_seconds: Seconds = 0.2
     rollout_queue_max: Count = 10_000  # per rollout, requests waiting to be scored; beyond, dropped and counted
     rollout_queue_max_bytes: Count = 64 * 1024 * 1024  # per rollout, the waiting requests' size; likewise
+    # The console at /ui (mlaas/api/ui/).
+    mlflow_ui_url: str = ""  # the MLflow UI as a browser reaches it, for links to runs (empty: no links)
+    console_runs: Annotated[int, Ge(1), Le(500)] = 60  # drift and quality runs a model page reads, newest first
+    console_traffic_files: Annotated[int, Ge(1), Le(2000)] = 200  # capture files a model page reads for traffic
     # Azure Blob Storage (az://container/path), beside or instead of S3: see adapters/storage/azure.py.
     storage_backend: Literal["s3", "azure"] = "s3"  # where mlaas's own buckets (datasets, drift) live
     azure_connection_string: Secret = Secret("")  # wins over the account URL when set

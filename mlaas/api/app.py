@@ -18,6 +18,7 @@ from mlaas.api.errors import register_error_handlers, validation_error_response
 from mlaas.api.routes import batch, datasets, drift, health, inference, jobs, models, monitors, prometheus, train
 from mlaas.api.routes import rollouts as rollout_routes
 from mlaas.api.schemas import ErrorBody
+from mlaas.api.ui import bp as console_bp
 from mlaas.context import Context
 from mlaas.errors import (
     Forbidden,
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
                       prometheus.bp, batch.bp, rollout_routes.bp):
         app.register_api(blueprint)
 
+    app.register_blueprint(console_bp)  # a plain Blueprint: server-rendered pages, not in the OpenAPI document
     app.add_url_rule("/openapi.json", "openapi_json", lambda: app.api_doc)
     app.add_url_rule("/docs", "docs_page", lambda: redirect("/docs/swagger"))
 

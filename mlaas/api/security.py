@@ -20,6 +20,10 @@ SCOPE_BY_BLUEPRINT = {"inference": "predict", "train": "jobs", "jobs": "jobs", "
 SCOPE_BY_ENDPOINT = {"models.evaluate": "jobs", "models.list_models": None, "models.get_model": None,
                      "models.get_version": None, "models.promote": "promote", "models.rollback": "promote"}
 PROMOTE_SCOPE = "promote"
+# The console (/ui): its pages take the key from this cookie (set by its login form) and check it like a header.
+CONSOLE_BLUEPRINT, CONSOLE_COOKIE = "ui", "mlaas_console"
+OPEN_ENDPOINTS |= {"ui.login", "ui.login_post", "ui.logout", "ui.static", "ui.index"}
+SCOPE_BY_ENDPOINT |= {"ui.models": None, "ui.model": None, "ui.jobs": "jobs", "ui.report": "jobs"}
 
 
 def required_scope(endpoint: str) -> str | None:
@@ -46,7 +50,10 @@ def presented_key() -> str | None:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip() or None
-    return request.headers.get("X-API-Key") or None
+    header_key = request.headers.get("X-API-Key") or None
+    if header_key is None and request.blueprint == CONSOLE_BLUEPRINT:
+        return request.cookies.get(CONSOLE_COOKIE) or None
+    return header_key
 
 
 def install(app: Flask, settings: Settings) -> None:

@@ -76,7 +76,7 @@ def run(job: DriftSpec, *, ctx: Context, job_id: str, progress: Progress) -> dic
         ctx, "drift", model or ADHOC_EXPERIMENT, report,
         params={"reference": ref_label, "current": cur_label, "rows_reference": len(reference),
                 "rows_current": len(current), "drift_share": report.drift_share, "correction": report.correction},
-        tags={"mlaas.job_id": job_id}, artifacts={"drift_report.html": html},
+        tags={"mlaas.job_id": job_id, **_version_tag(job)}, artifacts={"drift_report.html": html},
     )
     return {**summary(report), "run_id": run_id, "run_name": run_name, "report_url": f"/jobs/{job_id}/report",
             "artifacts": {"html": f"runs:/{run_id}/drift_report.html", "json": f"runs:/{run_id}/drift_report.json",
@@ -99,9 +99,9 @@ def summary(report: DriftReport) -> dict[str, Any]:
     }
 
 
-def report_html(job_id: str, *, ctx: Context) -> bytes:
-    """The HTML report of a finished drift job."""
-    job = ctx.jobs.get(job_id)
+def report_html(job_id: str, *, ctx: Context, owner: str | None = None) -> bytes:
+    """The HTML report of a finished drift job (given an owner, another owner's job is unknown: 404)."""
+    job = ctx.jobs.get(job_id, owner=owner)
     if job["type"] != "drift":
         raise NotFound(f"job {job_id} is a {job['type']} job; only drift jobs have a report")
     if job["state"] != "succeeded":
@@ -119,6 +119,14 @@ def _model_of(job: DriftSpec) -> str | None:
         if isinstance(side, ModelData):
             return side.model
     return None
+
+
+def _version_tag(job: DriftSpec) -> dict[str, str]:
+    """The model version a drift job compared (as monitor runs record it), when one side is a model's data."""
+    for side in (job.reference, job.current):
+        if isinstance(side, ModelData) and side.version is not None:
+            return {"mlaas.model_version": str(side.version)}
+    return {}
 
 
 def _spec(ctx: Context, job: DriftSpec, ref_config: DataConfig | None) -> ColumnSpec:

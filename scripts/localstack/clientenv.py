@@ -19,6 +19,7 @@ def client_env(config: StackConfig) -> dict[str, str]:
     return {
         "MLAAS_REDIS_URL": c.url("redis"),
         "MLAAS_MLFLOW_TRACKING_URI": c.url("mlflow"),
+        "MLAAS_MLFLOW_UI_URL": c.url("mlflow"),  # the console links runs here (the same server serves the UI)
         **_storage_env(config),
         "MLAAS_TMP_DIR": str(c.path("tmp")),
         "MLAAS_DATASETS_BUCKET": c.datasets_bucket,

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
-from mlaas.api.routes.common import accepted, ctx, request_id
+from mlaas.api.routes.common import accepted, ctx, job_owner, request_id
 from mlaas.api.schemas import SECURITY, ErrorBody, IdempotencyHeader, JobAccepted, JobPath
 from mlaas.drift import adhoc
 from mlaas.drift.specs import DriftSpec
@@ -15,6 +15,7 @@ from mlaas.drift.specs import DriftSpec
 bp = APIBlueprint("drift", __name__, abp_tags=[
     Tag(name="drift", description="Data drift")
 ], abp_security=SECURITY)
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"  # the report is one self-contained page
 
 
 @bp.post("/data-drift", responses={202: JobAccepted, 400: ErrorBody, 404: ErrorBody, 503: ErrorBody})
@@ -26,7 +27,6 @@ def data_drift(body: DriftSpec, header: IdempotencyHeader) -> tuple[dict[str, An
 @bp.get("/jobs/<job_id>/report", responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}},
                                             404: ErrorBody})
 def drift_report(path: JobPath) -> Response:
-    """The self-contained HTML report of a succeeded drift job."""
-    html = adhoc.report_html(path.job_id, ctx=ctx())
-    return Response(html, mimetype="text/html", headers={"Content-Security-Policy": "default-src 'none'; "
-                                                          "style-src 'unsafe-inline'; img-src data:"})
+    """The self-contained HTML report of a succeeded drift job (another key's job: 404)."""
+    html = adhoc.report_html(path.job_id, ctx=ctx(), owner=job_owner())
+    return Response(html, mimetype="text/html", headers={"Content-Security-Policy": REPORT_CSP})
