@@ -29,7 +29,7 @@ class NativeModel:
         self.library = library  # "xgboost" or "lightgbm"
         self.rounds = rounds  # lightgbm.Booster only: boosting rounds to train
         self.params = dict(params or {})  # lightgbm.Booster only: its training parameters
-        self._categorical: list[int] | None = None  # positions of the categorical inputs, found once
+        self._categorical: list[tuple[int, list[Any] | None]] | None = None  # categorical inputs, found once
 
     # -- what the service reads ---------------------------------------------------------------------
     @property
@@ -78,24 +78,38 @@ class NativeModel:
         return np.stack([1 - raw, raw], axis=1) if raw.ndim == 1 else raw
 
     def frame(self, X: Any) -> Any:
-        """``X`` with the columns the model takes as categorical turned into pandas categories."""
+        """``X`` with the columns the model takes as categorical turned into pandas categories.
+
+        XGBoost refuses a category it was not trained on; it becomes a missing value here, as LightGBM makes it.
+        """
         if not isinstance(X, pd.DataFrame):
             return X
         if self._categorical is None:
-            self._categorical = self._categorical_positions()
-        names = [X.columns[i] for i in self._categorical if i < X.shape[1]]
-        todo = [c for c in names if not isinstance(X[c].dtype, pd.CategoricalDtype)]
-        return X.assign(**{str(c): X[c].astype("category") for c in todo}) if todo else X
+            self._categorical = self._categorical_inputs()
+        if not self._categorical:
+            return X
+        changed = {}
+        for i, levels in self._categorical:
+            if i >= X.shape[1]:
+                continue
+            column = X.iloc[:, i]
+            if levels is not None:
+                changed[str(X.columns[i])] = pd.Categorical(column, categories=levels)
+            elif not isinstance(column.dtype, pd.CategoricalDtype):
+                changed[str(X.columns[i])] = column.astype("category")
+        return X.assign(**changed) if changed else X
 
-    def _categorical_positions(self) -> list[int]:
+    def _categorical_inputs(self) -> list[tuple[int, list[Any] | None]]:
+        """(position, the categories known to the model, if it records them) of each categorical input."""
         if self.library == "xgboost":
             types = getattr(self.model, "feature_types", None) or _booster_types(self.model)
-            return [i for i, t in enumerate(types or []) if t == "c"]
+            levels = _xgboost_levels(self.model)
+            return [(i, levels.get(i)) for i, t in enumerate(types or []) if t == "c"]
         booster = self.model if self.is_booster else self.model.booster_
         if not booster.pandas_categorical:
             return []
         found = re.search(r"^\[categorical_feature: ([\d,]*)\]$", booster.model_to_string(), re.MULTILINE)
-        return [int(i) for i in found.group(1).split(",") if i] if found else []
+        return [(int(i), None) for i in found.group(1).split(",") if i] if found else []
 
     # -- retraining ---------------------------------------------------------------------------------
     def fresh(self, known: dict[str, Any] | None = None) -> NativeModel:
@@ -170,6 +184,15 @@ def _booster_types(model: Any) -> list[str] | None:
         return list(model.get_booster().feature_types or [])
     except Exception:  # an unfitted estimator
         return None
+
+
+def _xgboost_levels(model: Any) -> dict[int, list[Any]]:
+    """The training categories XGBoost (≥ 3.1) keeps per input column, by position."""
+    try:
+        columns = model.get_booster().get_categories(export_to_arrow=True).to_arrow()
+    except Exception:  # an older model or library: no recorded categories
+        return {}
+    return {i: levels.to_pylist() for i, (_, levels) in enumerate(columns or []) if levels is not None}
 
 
 def _is_text(column: pd.Series) -> bool:
