@@ -84,6 +84,9 @@ class NativeModel:
         """
         if not isinstance(X, pd.DataFrame):
             return X
+        names = [str(c) for c in self.feature_names_in_]
+        if [str(c) for c in X.columns] != names and set(names) <= {str(c) for c in X.columns}:
+            X = X[names]  # LightGBM reads columns by position, XGBoost refuses another order: give its own
         if self._categorical is None:
             self._categorical = self._categorical_inputs()
         if not self._categorical:

@@ -116,6 +116,8 @@ def test_native_flavour_predicts_as_the_model_itself(kind: str, data, models, tm
         assert list(loaded.estimator.classes_) == [0, 1]
         np.testing.assert_allclose(loaded.estimator.predict_proba(rows), proba, rtol=1e-6)
     assert list(loaded.estimator.feature_names_in_) == list(frame.columns)
+    shuffled = rows[list(reversed(rows.columns))]  # as a data config may list them
+    np.testing.assert_array_equal(loaded.estimator.predict(shuffled), labels)
 
 
 def test_native_files_are_the_libraries_formats_not_pickle(models, tmp_path: Path) -> None:
