@@ -67,7 +67,7 @@ def main() -> None:
             raw = test[FEATURES].head(n)  # what the API hands the model: text as objects
             if not np.array_equal(np.asarray(ours.predict(raw)), np.asarray(peer.predict(X)).reshape(-1)):
                 raise SystemExit(f"{flavor}, {n} rows: mlaas and MLflow's pyfunc disagree")
-            common.wait_quiet()
+            common.wait_quiet(max_wait=20)
             mine = per_call(lambda m=ours, raw=raw: (m.predict(raw), m.predict_proba(raw)), args.repeat)
             theirs = per_call(lambda p=peer, X=X: p.predict(X), args.repeat)
             rows_out.append([flavor, n, f"{mine * 1e3:.3f}", f"{theirs * 1e3:.3f}", f"{theirs / mine:.2f}x"])
