@@ -3,7 +3,8 @@
 MLflow reads the skops allow-list from the model's own MLmodel file, so a crafted model can trust
 anything. mlaas ignores that list: skops objects load only when every type in them is in
 ``DEFAULT_TRUSTED_TYPES`` plus ``MLAAS_SKOPS_TRUSTED_TYPES``; pickle and cloudpickle models
-(arbitrary code on load) are refused unless ``MLAAS_ALLOW_PICKLE_MODELS`` is set.
+(arbitrary code on load) are refused unless ``MLAAS_ALLOW_PICKLE_MODELS`` is set. XGBoost and LightGBM
+flavours load from their native formats (``booster_files``), under the same rules where MLflow used skops.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ DEFAULT_TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "collections.OrderedDict",
     "builtins.slice",
+    # XGBoost and LightGBM estimators: their state is the library's own model format (UBJ bytes, LightGBM text)
+    "xgboost.core.Booster",
+    "xgboost.sklearn.XGBClassifier",
+    "xgboost.sklearn.XGBRegressor",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.sklearn.LGBMRegressor",
 )
 
 
@@ -45,7 +53,7 @@ class LoadedModel:
     """A model ready to predict, with what its MLmodel file says about it."""
 
     estimator: Any
-    flavor: str  # "sklearn" or "pyfunc"
+    flavor: str  # "sklearn", "xgboost", "lightgbm" or "pyfunc"
     input_schema: list[dict[str, Any]] | None
     sklearn_version: str | None
     path: str
@@ -74,6 +82,10 @@ class ModelLoader:
             fmt = conf.get("serialization_format", "pickle")
             return LoadedModel(self._load_sklearn(model_file, fmt, label), "sklearn", schema, recorded, path,
                                _input_example(path, meta))
+        for native in ("xgboost", "lightgbm"):
+            if native in flavors:
+                return LoadedModel(self._load_native(path, native, flavors[native] or {}, label), native, schema,
+                                   recorded, path, _input_example(path, meta))
         if "python_function" in flavors:
             if not self.allow_pickle:
                 raise InvalidInput(
@@ -83,7 +95,17 @@ class ModelLoader:
             import mlflow.pyfunc
 
             return LoadedModel(mlflow.pyfunc.load_model(path), "pyfunc", schema, recorded, path)
-        raise InvalidInput(f"model {label} has no sklearn or python_function flavour")
+        raise InvalidInput(f"model {label} has no sklearn, xgboost, lightgbm or python_function flavour")
+
+    def _load_native(self, path: str, flavor: str, conf: dict[str, Any], label: str) -> Any:
+        from mlaas.adapters import booster_files
+
+        if not conf.get("data"):
+            raise InvalidInput(f"model {label}: its MLmodel file names no flavors.{flavor}.data file")
+        model_file = inside(path, str(conf["data"]), label, f"flavors.{flavor}.data")
+        if flavor == "xgboost":
+            return booster_files.load_xgboost(model_file, conf, label)
+        return booster_files.load_lightgbm(model_file, conf, label, self._load_sklearn)
 
     def _check_version(self, recorded: str | None, label: str) -> None:
         if recorded is None or self.allow_version_mismatch:

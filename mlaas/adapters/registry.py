@@ -159,6 +159,14 @@ class MlflowRegistry:
         finally:
             shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
+    def run_params(self, run_id: str) -> dict[str, str]:
+        """The parameters a run logged (empty when the run is gone)."""
+        try:
+            with translate_errors(f"run {run_id}"):
+                return dict(self.client.get_run(run_id).data.params)
+        except NotFound:
+            return {}
+
     def load_model(self, version: ModelVersion) -> LoadedModel:
         """Load a version's scikit-learn object (or pyfunc model) through the trusted loader."""
         target = tempfile.mkdtemp(prefix="mlaas-model-")
@@ -170,7 +178,7 @@ class MlflowRegistry:
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
-        if loaded.flavor == "sklearn":  # fully in memory; pyfunc models may read their folder later
+        if loaded.flavor != "pyfunc":  # fully in memory; pyfunc models may read their folder later
             shutil.rmtree(target, ignore_errors=True)
         return loaded
 

@@ -17,6 +17,7 @@ from mlaas.adapters.model_files import DEFAULT_TRUSTED_TYPES
 
 if TYPE_CHECKING:
     from mlaas.adapters.registry import MlflowRegistry, ModelVersion
+    from mlaas.inference.boosters import NativeModel
 
 MAX_PARAM_LENGTH = 6000
 
@@ -89,6 +90,28 @@ class RunLogger:
             serialization_format="skops",
             skops_trusted_types=trusted,
         )
+        mv = mlflow.register_model(info.model_uri, name, tags=tags)
+        return self.registry.get_version(name, int(mv.version))
+
+    def register_native_model(
+        self, model: NativeModel, *, name: str, example: pd.DataFrame, tags: dict[str, str]
+    ) -> ModelVersion:
+        """Log an XGBoost or LightGBM model with its own MLflow flavour (native format) and register it."""
+        from mlaas.inference.boosters import HYPERPARAMETERS_ATTR
+
+        head = example.head(5)
+        signature = infer_signature(head, model.predict(head))
+        library = __import__(model.library)
+        requirements = [f"{model.library}=={library.__version__}", *pip_requirements()]
+        common: dict[str, Any] = {"name": "model", "signature": signature, "pip_requirements": requirements}
+        if model.library == "xgboost":  # its file keeps no hyperparameters: keep them as a model attribute
+            model.model.get_booster().set_attr(**{HYPERPARAMETERS_ATTR: json.dumps(model.hyperparameters())})
+            info = mlflow.xgboost.log_model(model.model, model_format="ubj", **common)
+        elif model.is_booster:
+            info = mlflow.lightgbm.log_model(model.model, **common)
+        else:
+            info = mlflow.lightgbm.log_model(model.model, serialization_format="skops",
+                                             skops_trusted_types=self._trusted_types(model.model), **common)
         mv = mlflow.register_model(info.model_uri, name, tags=tags)
         return self.registry.get_version(name, int(mv.version))
 

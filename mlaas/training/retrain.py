@@ -16,6 +16,7 @@ from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
 from mlaas.datasets.frames import LoadedFrame, checked_uri, read_config, read_dataset, write_config, write_frame
 from mlaas.errors import InvalidInput
+from mlaas.inference.boosters import NativeModel
 from mlaas.training import promotion, scoring
 from mlaas.training.specs import TrainJob, TrainSpec
 from mlaas.uris import S3Uri
@@ -129,8 +130,11 @@ def save_parts(train_df: pd.DataFrame, baseline_df: pd.DataFrame, holdout_df: pd
 
 
 def load_source(job: TrainJob, *, ctx: Context) -> Any:
-    """A fresh, unfitted copy of the source version's scikit-learn estimator."""
-    loaded = ctx.registry.load_model(ctx.registry.resolve(job.model, job.version))
+    """A fresh, unfitted copy of the source version's estimator, with the same hyperparameters."""
+    version = ctx.registry.resolve(job.model, job.version)
+    loaded = ctx.registry.load_model(version)
+    if isinstance(loaded.estimator, NativeModel):  # XGBoost's file lacks some: the source run may have logged them
+        return loaded.estimator.fresh(ctx.registry.run_params(version.run_id) if version.run_id else {})
     if loaded.flavor != "sklearn":
         raise InvalidInput(f"model {job.model} v{job.version} is not a scikit-learn model, so it cannot be retrained")
     return clone(loaded.estimator)
@@ -256,7 +260,8 @@ def _log_and_register(ctx: Context, job_id: str, job: TrainJob, estimator: Any, 
         run.log_json(config.model_dump(), "data_config.json")
         example = data.frame[config.features].head(5)
         fence()
-        version = run.register_sklearn_model(
+        register_model = run.register_native_model if isinstance(estimator, NativeModel) else run.register_sklearn_model
+        version = register_model(
             estimator, name=job.model, example=example, tags={**tags, STAGE_TAG: "staging", "run_name": run.name}
         )
         return version, run.run_id, run.name

@@ -69,3 +69,28 @@ def register(
     for key, value in {**({"stage": stage} if stage else {}), **(tags or {})}.items():
         client.set_model_version_tag(name, str(version), key, value)
     return version
+
+
+def as_categories(X: pd.DataFrame) -> pd.DataFrame:
+    """The titanic frame as a notebook hands it to XGBoost or LightGBM: text columns as pandas categories."""
+    return X.assign(**{c: X[c].astype("category") for c in X.columns if X[c].dtype == object
+                       or pd.api.types.is_string_dtype(X[c].dtype)})
+
+
+def register_native(settings: Settings, name: str, estimator: Any, X: pd.DataFrame, y: pd.Series, *,
+                    flavor: str, stage: str = "prod") -> int:
+    """Fit an XGBoost or LightGBM estimator on ``X`` (text as categories) and log it with its own MLflow
+    flavour (``mlflow.xgboost`` / ``mlflow.lightgbm``), its parameters logged as autologging does."""
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    estimator.fit(as_categories(X), y)
+    mlflow.set_experiment(f"notebooks/{name}")
+    with mlflow.start_run(run_name="notebook"):
+        mlflow.log_params({k: v for k, v in estimator.get_params().items() if v is not None})
+        info = getattr(mlflow, flavor).log_model(
+            estimator, name="model", registered_model_name=name,
+            signature=infer_signature(X.head(), estimator.predict(as_categories(X.head()))),
+            pip_requirements=[flavor, "pandas"],
+        )
+    version = int(info.registered_model_version)
+    MlflowClient(settings.mlflow_tracking_uri).set_model_version_tag(name, str(version), "stage", stage)
+    return version

@@ -1,0 +1,202 @@
+"""XGBoost and LightGBM models from their native formats, behind scikit-learn's predict interface.
+
+A ``NativeModel`` wraps an XGBoost scikit-learn estimator (loaded from JSON/UBJ), a LightGBM scikit-learn
+estimator (loaded from skops, whose booster state is LightGBM's own text) or a LightGBM ``Booster`` (text).
+Predictions use the libraries' own predict (XGBoost's in-place predict), after turning the columns the model
+treats as categorical into pandas categories, as the model was trained on. ``fresh`` gives an unfitted copy
+with the same hyperparameters, which retraining fits.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HYPERPARAMETERS_ATTR = "mlaas_params"  # XGBoost model attribute: the hyperparameters mlaas trained with
+_LGB_DATA_PARAMS = {"categorical_feature", "categorical_column", "cat_feature", "cat_column"}  # from the frame
+_LGB_CLASSIFIERS = {"binary", "multiclass", "softmax", "multiclassova", "multiclass_ova", "ova", "ovr"}
+
+
+class NativeModel:
+    """A gradient-boosting model with ``predict``/``predict_proba``/``classes_``, fitted or not."""
+
+    def __init__(self, model: Any, library: str, *, rounds: int | None = None, params: dict[str, Any] | None = None):
+        self.model = model  # XGBModel / LGBMModel (fitted or not) or lightgbm.Booster (None: unfitted booster)
+        self.library = library  # "xgboost" or "lightgbm"
+        self.rounds = rounds  # lightgbm.Booster only: boosting rounds to train
+        self.params = dict(params or {})  # lightgbm.Booster only: its training parameters
+        self._categorical: list[tuple[int, list[Any] | None]] | None = None  # categorical inputs, found once
+
+    # -- what the service reads ---------------------------------------------------------------------
+    @property
+    def is_booster(self) -> bool:
+        """Whether this wraps LightGBM's training API (a ``Booster``) rather than a scikit-learn estimator."""
+        return self.library == "lightgbm" and not hasattr(self.model, "get_params")
+
+    @property
+    def task(self) -> str:
+        if self.is_booster:
+            return "classification" if str(self.params.get("objective", "")) in _LGB_CLASSIFIERS else "regression"
+        return "classification" if hasattr(self.model, "predict_proba") else "regression"
+
+    @property
+    def classes_(self) -> np.ndarray:
+        if self.task != "classification":
+            raise AttributeError("a regressor has no classes_")
+        if self.is_booster:
+            return np.arange(max(2, int(self.params.get("num_class", 1))))
+        return np.asarray(self.model.classes_)
+
+    @property
+    def feature_names_in_(self) -> np.ndarray:
+        if self.is_booster:
+            return np.asarray(self.model.feature_name(), dtype=object)
+        return np.asarray(self.model.feature_names_in_, dtype=object)
+
+    @property
+    def n_features_in_(self) -> int:
+        return len(self.feature_names_in_)
+
+    # -- predicting ---------------------------------------------------------------------------------
+    def predict(self, X: Any) -> np.ndarray:
+        """Labels (classifiers) or values, from the library's own predict."""
+        if self.is_booster and self.task == "classification":
+            return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
+        return np.asarray(self.model.predict(self.frame(X)))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, one column per class in the order of ``classes_`` (classifiers only)."""
+        if self.task != "classification":
+            raise AttributeError("a regressor has no predict_proba")
+        if not self.is_booster:
+            return np.asarray(self.model.predict_proba(self.frame(X)), dtype=float)
+        raw = np.asarray(self.model.predict(self.frame(X)), dtype=float)
+        return np.stack([1 - raw, raw], axis=1) if raw.ndim == 1 else raw
+
+    def frame(self, X: Any) -> Any:
+        """``X`` with the columns the model takes as categorical turned into pandas categories.
+
+        XGBoost refuses a category it was not trained on; it becomes a missing value here, as LightGBM makes it.
+        """
+        if not isinstance(X, pd.DataFrame):
+            return X
+        names = [str(c) for c in self.feature_names_in_]
+        if [str(c) for c in X.columns] != names and set(names) <= {str(c) for c in X.columns}:
+            X = X[names]  # LightGBM reads columns by position, XGBoost refuses another order: give its own
+        if self._categorical is None:
+            self._categorical = self._categorical_inputs()
+        if not self._categorical:
+            return X
+        changed = {}
+        for i, levels in self._categorical:
+            if i >= X.shape[1]:
+                continue
+            column = X.iloc[:, i]
+            if levels is not None:
+                changed[str(X.columns[i])] = pd.Categorical(column, categories=levels)
+            elif not isinstance(column.dtype, pd.CategoricalDtype):
+                changed[str(X.columns[i])] = column.astype("category")
+        return X.assign(**changed) if changed else X
+
+    def _categorical_inputs(self) -> list[tuple[int, list[Any] | None]]:
+        """(position, the categories known to the model, if it records them) of each categorical input."""
+        if self.library == "xgboost":
+            types = getattr(self.model, "feature_types", None) or _booster_types(self.model)
+            levels = _xgboost_levels(self.model)
+            return [(i, levels.get(i)) for i, t in enumerate(types or []) if t == "c"]
+        booster = self.model if self.is_booster else self.model.booster_
+        if not booster.pandas_categorical:
+            return []
+        found = re.search(r"^\[categorical_feature: ([\d,]*)\]$", booster.model_to_string(), re.MULTILINE)
+        return [(int(i), None) for i in found.group(1).split(",") if i] if found else []
+
+    # -- retraining ---------------------------------------------------------------------------------
+    def fresh(self, known: dict[str, Any] | None = None) -> NativeModel:
+        """An unfitted copy with this model's hyperparameters (``known``: logged ones, for XGBoost's gaps)."""
+        if self.is_booster:
+            return NativeModel(None, self.library, rounds=self.rounds, params=self.params)
+        from sklearn.base import clone
+
+        estimator = clone(self.model)
+        if self.library == "xgboost":
+            estimator.set_params(**xgboost_hyperparameters(self.model, known or {}))
+        return NativeModel(estimator, self.library)
+
+    def fit(self, X: pd.DataFrame, y: Any) -> NativeModel:
+        """Train the underlying model with its hyperparameters on ``X``, ``y``."""
+        frame = X.assign(**{str(c): X[c].astype("category") for c in X.columns if _is_text(X[c])})
+        self._categorical = None
+        try:
+            if not self.is_booster:
+                self.model.fit(frame, y)
+                return self
+            import lightgbm
+
+            params = {k: v for k, v in self.params.items() if k not in _LGB_DATA_PARAMS}
+            self.model = lightgbm.train(params, lightgbm.Dataset(frame, label=np.asarray(y)),
+                                        num_boost_round=int(self.rounds or params.get("num_iterations", 100)))
+        except ValueError:
+            raise
+        except Exception as exc:  # XGBoostError, LightGBMError: the data cannot train this model
+            raise ValueError(f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
+        return self
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The training parameters, JSON-serialisable (for logging and for XGBoost's model attribute)."""
+        raw = self.params if self.is_booster else self.model.get_params()
+        return {k: v for k, v in raw.items() if v is None or isinstance(v, str | int | float | bool)}
+
+
+def xgboost_hyperparameters(model: Any, known: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters of a fitted XGBoost estimator that its model file alone does not keep.
+
+    The file keeps the trees, objective and categorical handling, not max_depth or learning_rate: those come
+    from ``known`` (the source run's logged parameters), then from what mlaas stored in the model's attribute.
+    """
+    accepted = set(model.get_params())
+    out: dict[str, Any] = {"base_score": None, "feature_types": None}  # loading fills them in; a fit infers them
+    out |= {k: parse_param(v) for k, v in known.items() if k in accepted and k not in ("n_estimators", "missing")}
+    booster = model.get_booster()
+    stored = booster.attr(HYPERPARAMETERS_ATTR)
+    if stored:
+        out.update({k: v for k, v in json.loads(stored).items() if k in accepted})
+    out["n_estimators"] = booster.num_boosted_rounds()
+    return out
+
+
+def parse_param(text: Any) -> Any:
+    """A parameter as MLflow logs it (``str(value)``) back to its value: None, booleans, numbers, else text."""
+    if not isinstance(text, str):
+        return text
+    if text in ("None", "True", "False"):
+        return {"None": None, "True": True, "False": False}[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _booster_types(model: Any) -> list[str] | None:
+    try:
+        return list(model.get_booster().feature_types or [])
+    except Exception:  # an unfitted estimator
+        return None
+
+
+def _xgboost_levels(model: Any) -> dict[int, list[Any]]:
+    """The training categories XGBoost (≥ 3.1) keeps per input column, by position."""
+    try:
+        columns = model.get_booster().get_categories(export_to_arrow=True).to_arrow()
+    except Exception:  # an older model or library: no recorded categories
+        return {}
+    return {i: levels.to_pylist() for i, (_, levels) in enumerate(columns or []) if levels is not None}
+
+
+def _is_text(column: pd.Series) -> bool:
+    return column.dtype == object or pd.api.types.is_string_dtype(column.dtype)
