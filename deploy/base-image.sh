@@ -2,14 +2,15 @@
 # The base image of the deployment test: Debian bookworm with Python 3.11, made with debootstrap and
 # `docker import` because no registry is reachable here. The root file system is cached as a tarball
 # under .deploy-cache/ and re-imported only when the image is missing.
-#   deploy/base-image.sh [IMAGE]      (default mlaas-base:bookworm)
+#   deploy/base-image.sh [IMAGE]      (default mlaas-base:bookworm-2)
 set -euo pipefail
-IMAGE=${1:-mlaas-base:bookworm}
+IMAGE=${1:-mlaas-base:bookworm-2}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE="$ROOT/.deploy-cache"
-TARBALL="$CACHE/base-bookworm.tar"
+TARBALL="$CACHE/base-bookworm-2.tar"
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-PACKAGES=python3.11,python3-venv,python3-pip,python-is-python3,ca-certificates,passwd
+PACKAGES=python3.11,python3-venv,python3-pip,python-is-python3,ca-certificates,passwd,libgomp1
+# Bump the tag (and tarball) when PACKAGES changes: an engine keeps the old image under the old tag.
 
 if docker image inspect "$IMAGE" >/dev/null 2>&1; then
   echo "base image $IMAGE: present"
