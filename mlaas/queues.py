@@ -9,6 +9,8 @@ MONITOR_SWEEP = "mlaas.monitor_sweep"
 CAPTURE_FLUSH = "mlaas.capture_flush"
 MONITOR_CHECK = "mlaas.monitor_check"
 REAP_JOBS = "mlaas.reap_jobs"
+FEEDBACK = "mlaas.feedback"  # a bulk feedback job (a dataset of outcomes)
+FEEDBACK_JOIN = "mlaas.feedback_join"  # join outcomes to captured predictions: one model, or all ([])
 
 TRAIN_QUEUE = "train"
 EVALUATE_QUEUE = "evaluate"
@@ -25,8 +27,10 @@ TASK_QUEUES: dict[str, str] = {
     CAPTURE_FLUSH: HOUSEKEEPING_QUEUE,
     MONITOR_CHECK: HOUSEKEEPING_QUEUE,
     REAP_JOBS: HOUSEKEEPING_QUEUE,
+    FEEDBACK: DRIFT_QUEUE,
+    FEEDBACK_JOIN: HOUSEKEEPING_QUEUE,
 }
 QUEUES: tuple[str, ...] = tuple(dict.fromkeys(TASK_QUEUES.values()))
 
 # Job type (POST /train, /evaluate, /data-drift) -> the task that runs it.
-TASK_FOR_JOB_TYPE: dict[str, str] = {"train": TRAIN, "evaluate": EVALUATE, "drift": DRIFT}
+TASK_FOR_JOB_TYPE: dict[str, str] = {"train": TRAIN, "evaluate": EVALUATE, "drift": DRIFT, "feedback": FEEDBACK}

@@ -124,6 +124,11 @@ class Settings:
     default_test_dataset: str = ""
     log_level: LogLevel = "INFO"
     worker_metrics_port: Annotated[int, Ge(0), Le(65535)] = 0  # Celery workers serve Prometheus metrics here (0: off)
+    # Ground truth and live quality (mlaas/quality/).
+    max_feedback_rows: Count = 10_000  # outcomes per POST /feedback (a bulk dataset: MLAAS_MAX_DATASET_ROWS)
+    feedback_join_seconds: Seconds = 30.0  # how often beat joins outcomes to captured predictions
+    performance_window_seconds: Annotated[int, Ge(60)] = 86_400  # the windows logged as perf_ runs
+    max_performance_windows: Count = 1_000  # windows one GET /models/<name>/performance may ask for
 
     @property
     def buckets(self) -> tuple[str, ...]:

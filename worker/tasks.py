@@ -18,6 +18,8 @@ from mlaas.drift import adhoc
 from mlaas.drift.specs import DriftSpec
 from mlaas.errors import MlaasError, Unavailable
 from mlaas.monitoring import housekeeping, monitors
+from mlaas.quality import feedback, refresh
+from mlaas.quality.specs import FeedbackJob
 from mlaas.settings import Settings
 from mlaas.training import evaluation, retrain
 from mlaas.training.specs import EvaluateJob, TrainJob
@@ -135,3 +137,17 @@ def monitor_check(self: Task, monitor_id: str, due: str | None = None) -> dict[s
     except MlaasError as exc:
         log.warning("monitor %s check failed: %s", monitor_id, exc.message)
         return {"monitor": monitor_id, "checked": False, "error": exc.to_dict()}
+
+
+@app.task(name=queues.FEEDBACK, bind=True)
+def feedback_job(self: Task, job_id: str) -> str:
+    """Read a dataset of outcomes and join them (see mlaas.quality.feedback)."""
+    return _run_job(self, job_id, jobs.service_handler(feedback.run, FeedbackJob, ctx=context()))
+
+
+@app.task(name=queues.FEEDBACK_JOIN, bind=True, max_retries=0)
+def feedback_join(self: Task, model: str | None = None) -> Any:
+    """Join outcomes to captured predictions and log changed perf_ windows: one model, or every one (beat)."""
+    if model is None:
+        return refresh.refresh_all(ctx=context())
+    return refresh.refresh(model, ctx=context())

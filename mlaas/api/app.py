@@ -16,6 +16,7 @@ from mlaas.adapters import telemetry
 from mlaas.api import security
 from mlaas.api.errors import register_error_handlers, validation_error_response
 from mlaas.api.routes import datasets, drift, health, inference, jobs, models, monitors, prometheus, train
+from mlaas.api.routes import feedback as feedback_routes
 from mlaas.api.schemas import ErrorBody
 from mlaas.context import Context
 from mlaas.errors import Forbidden, Internal, InvalidInput, RateLimited, TooLarge, Unauthorized, Unavailable
@@ -132,7 +133,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
 
     security.install(app, settings)
     for blueprint in (health.bp, jobs.bp, train.bp, inference.bp, models.bp, drift.bp, datasets.bp, monitors.bp,
-                      prometheus.bp):
+                      prometheus.bp, feedback_routes.bp):
         app.register_api(blueprint)
 
     app.add_url_rule("/openapi.json", "openapi_json", lambda: app.api_doc)

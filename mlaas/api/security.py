@@ -16,9 +16,10 @@ OPEN_BLUEPRINTS = {"openapi", "swagger", "docs"}
 OPEN_ENDPOINTS = {"health.health_get", "health.health_post", "health.ready", "openapi_json", "docs_page", "static"}
 # Scope a route needs, by blueprint or endpoint (None: any valid key). Anything unlisted needs admin.
 SCOPE_BY_BLUEPRINT = {"inference": "predict", "train": "jobs", "jobs": "jobs", "drift": "jobs", "datasets": "jobs",
-                      "monitors": "jobs"}
+                      "monitors": "jobs", "feedback": "feedback"}
 SCOPE_BY_ENDPOINT = {"models.evaluate": "jobs", "models.list_models": None, "models.get_model": None,
-                     "models.get_version": None, "models.promote": "promote", "models.rollback": "promote"}
+                     "models.get_version": None, "models.promote": "promote", "models.rollback": "promote",
+                     "feedback.get_performance": None}
 PROMOTE_SCOPE = "promote"
 
 

@@ -1,0 +1,102 @@
+"""What callers send about outcomes (POST /feedback) and ask about quality (GET /models/<name>/performance)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator, model_validator
+
+from mlaas.specs import Spec, VersionRef, model_name, s3_uri
+
+COLUMN = Field(default=None, min_length=1, max_length=256)
+
+
+class Outcome(Spec):
+    """The true label or value of one row an earlier /inference answered, by the id it had there."""
+
+    id: StrictStr | StrictInt = Field(examples=["p-1"])
+    """The row id sent to (or given back by) POST /inference"""
+    actual: StrictBool | StrictInt | StrictFloat | StrictStr = Field(examples=[1])
+    """The outcome: a class label or a number"""
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str | int) -> str | int:
+        if isinstance(value, str) and not 1 <= len(value) <= 256:
+            raise ValueError("must be 1 to 256 characters")
+        return value
+
+    @field_validator("actual")
+    @classmethod
+    def _actual(cls, value: bool | int | float | str) -> bool | int | float | str:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number or a label")
+        if isinstance(value, str) and not 1 <= len(value) <= 256:
+            raise ValueError("must be 1 to 256 characters")
+        return value
+
+
+class FeedbackSpec(Spec):
+    """Outcomes of served predictions: inline rows, or a dataset in storage with an id and an outcome column."""
+
+    model: str = model_name()
+    data: list[Outcome] | None = None
+    """Inline outcomes (at most MLAAS_MAX_FEEDBACK_ROWS)"""
+    dataset: str | None = s3_uri(default=None)
+    """A CSV or Parquet dataset of outcomes (read by a job)"""
+    id_column: str = Field(default="id", min_length=1, max_length=256)
+    """The dataset's row id column"""
+    actual_column: str = Field(default="actual", min_length=1, max_length=256)
+    """The dataset's outcome column"""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FeedbackSpec:
+        if (self.data is None) == (self.dataset is None):
+            raise ValueError("give either data (inline outcomes) or dataset (a URI), not both or neither")
+        if self.data is not None and not self.data:
+            raise ValueError("data: give at least one outcome")
+        return self
+
+
+class FeedbackJob(Spec):
+    """A bulk feedback job as queued: the model (checked) and the dataset with its two columns."""
+
+    model: str
+    dataset: str
+    id_column: str
+    actual_column: str
+
+
+class PerformanceQuery(Spec):
+    """Which served predictions to score: a version, a time range (ISO 8601, of the predictions) and windows."""
+
+    version: VersionRef = Field(default=None, description="Omitted: the production version")
+    since: str | None = Field(default=None, max_length=40, description="From (ISO 8601), of the predictions")
+    until: str | None = Field(default=None, max_length=40, description="Until (ISO 8601), of the predictions")
+    window: int | None = Field(default=None, ge=60, le=366 * 24 * 3600,
+                               description="Window length in seconds (omitted: MLAAS_PERFORMANCE_WINDOW_SECONDS)")
+
+
+Source = Literal["realized", "estimated"]
+
+
+class QualityCondition(Spec):
+    """A monitor's quality condition: a metric of the joined outcomes (or its estimate) against a bound."""
+
+    metric: str = Field(min_length=1, max_length=64, examples=["accuracy"])
+    """A metric of evaluation (accuracy, f1_macro, roc_auc, rmse, ...); estimated: accuracy or roc_auc"""
+    source: Source = "realized"
+    """realized: from outcomes joined to predictions; estimated: confidence-based, before outcomes arrive"""
+    floor: float | None = Field(default=None, allow_inf_nan=False)
+    """Breached below this value (for metrics where larger is better; above it for errors such as rmse)"""
+    max_drop: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """Breached when the metric is worse than the version's evaluation on its test set by more than this"""
+    min_rows: int = Field(default=50, ge=1, le=10_000_000)
+    """Rows the window needs before the condition is judged"""
+
+    @model_validator(mode="after")
+    def _bound(self) -> QualityCondition:
+        if self.floor is None and self.max_drop is None:
+            raise ValueError("give floor or max_drop (or both)")
+        return self
