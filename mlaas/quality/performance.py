@@ -16,7 +16,6 @@ import pandas as pd
 from mlaas.adapters.registry import ModelVersion
 from mlaas.context import Context
 from mlaas.errors import InvalidInput
-from mlaas.monitoring.traffic import select_captured
 from mlaas.quality import calibration, estimate, store
 from mlaas.quality import join as joining
 from mlaas.training import scoring
@@ -92,7 +91,7 @@ def performance(model: str, version_ref: Any = None, *, ctx: Context, since: str
     served = pd.DataFrame()
     calibrated = None
     if task == "classification":
-        served, _ = select_captured(ctx, model, version.version, since=start, until=end)
+        served = store.served(ctx, model, version.version, start, end)
         calibrated = calibration.stored(ctx, model, version.version)
     spans = windows([f["_ts"] for f in (rows, served) if not f.empty], width, ctx.settings.max_performance_windows)
     out: dict[str, Any] = {"model": version.name, "version": version.version, "task": task, "window_seconds": width,

@@ -19,12 +19,15 @@ from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mlaas.context import Context
 from mlaas.datasets.frames import write_frame
 from mlaas.errors import NotFound
 from mlaas.monitoring import capture
 from mlaas.uris import S3Uri
+
+OUTPUT_COLUMNS = ("_entry", "_id", "_ts", "_prediction")
 
 
 def base(ctx: Context, model: str) -> S3Uri:
@@ -47,6 +50,27 @@ def listing(ctx: Context, folder: S3Uri) -> list[tuple[str, str]]:
 
 def read_parquet(ctx: Context, bucket: str, key: str) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(ctx.storage.get_bytes(S3Uri(bucket, key))))
+
+
+def outputs(ctx: Context, bucket: str, key: str) -> pd.DataFrame:
+    """Only the ids, times and outputs of a captured file (its feature columns are not decoded)."""
+    data = io.BytesIO(ctx.storage.get_bytes(S3Uri(bucket, key)))
+    names = pq.ParquetFile(data).schema_arrow.names
+    data.seek(0)
+    return pd.read_parquet(data, columns=[c for c in names if c in OUTPUT_COLUMNS or c.startswith("_proba_")])
+
+
+def served(ctx: Context, model: str, version: int, since: datetime | None = None,
+           until: datetime | None = None) -> pd.DataFrame:
+    """The outputs of a version's captured rows between two times (each optional), for estimates."""
+    folder = capture.folder(ctx.settings.drift_bucket, model, version)
+    frames = []
+    for key, _ in listing(ctx, folder):
+        day = key.split("date=")[-1][:10]
+        if (since and day < f"{since:%Y-%m-%d}") or (until and day > f"{until:%Y-%m-%d}"):
+            continue
+        frames.append(outputs(ctx, folder.bucket, key))
+    return between(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), since, until)
 
 
 def write(ctx: Context, uri: S3Uri, frame: pd.DataFrame) -> None:
@@ -82,9 +106,7 @@ def predictions(ctx: Context, model: str) -> tuple[pd.DataFrame, list[tuple[str,
         version = key[len(root.key) + 1:].split("/", 1)[0]
         if not version.isdigit():
             continue
-        frame = read_parquet(ctx, root.bucket, key)
-        keep = [c for c in frame.columns if c in ("_entry", "_id", "_ts", "_prediction") or c.startswith("_proba_")]
-        frames.append(frame[keep].assign(_version=int(version)))
+        frames.append(outputs(ctx, root.bucket, key).assign(_version=int(version)))
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), files
 
 

@@ -17,8 +17,8 @@ bp = APIBlueprint("feedback", __name__, abp_tags=[
 ], abp_security=SECURITY)
 
 
-@bp.post("/feedback", responses={202: FeedbackAccepted, 400: ErrorBody, 404: ErrorBody, 413: ErrorBody,
-                                 503: ErrorBody})
+@bp.post("/feedback", responses={202: FeedbackAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody,
+                                 413: ErrorBody, 422: ErrorBody, 503: ErrorBody})
 def post_feedback(body: FeedbackSpec, header: IdempotencyHeader) -> tuple[dict[str, Any], int]:
     """Outcomes of served rows by their ids (inline), or a dataset of them (a job: the answer is JobAccepted)."""
     if body.dataset is not None:

@@ -12,15 +12,21 @@ from mlaas.specs import Doc
 
 
 class FeedbackAccepted(Doc):
-    """Inline outcomes accepted; they are joined to their predictions by a worker a moment later."""
+    """Outcomes accepted. Inline: stored now (``accepted``, ``batch``) and joined by a worker a moment later. A
+    dataset: a job (``job_id``, ``status_url``, ``state``) whose result has the counts."""
 
-    model: str
-    accepted: int
-    """Outcomes stored"""
-    batch: str
-    """The id these outcomes are stored under"""
-    performance_url: str
-    """Where the joined figures (and the join's counts: matched, unmatched, duplicates) appear"""
+    model: str | None = None
+    accepted: int | None = None
+    """Inline: outcomes stored"""
+    batch: str | None = None
+    """Inline: the id these outcomes are stored under"""
+    performance_url: str | None = None
+    """Inline: where the joined figures (and the join's counts: matched, unmatched, duplicates) appear"""
+    job_id: str | None = None
+    """A dataset: the job reading it"""
+    status_url: str | None = None
+    state: str | None = None
+    version: int | None = None
 
 
 class PerformanceParams(PerformanceQuery, Query):
