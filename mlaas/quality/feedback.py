@@ -98,4 +98,4 @@ def run(job: FeedbackJob, *, ctx: Context, job_id: str, progress: Progress) -> d
         time.sleep(1)
         joined = join.run(job.model, ctx=ctx, force=True, batch=job_id)
     return {"model": job.model, "dataset": str(data.uri), "dataset_sha256": data.sha256, "accepted": len(frame),
-            "batch": job_id, "join": {k: v for k, v in (joined.get("report") or {}).items() if k != "fingerprint"}}
+            "batch": job_id, "join": join.public(joined.get("report"))}

@@ -90,18 +90,23 @@ def run(model: str, *, ctx: Context, force: bool = False, batch: str | None = No
         if not force and last and last.get("fingerprint") == stamp:
             return {"model": model, "joined": False, "reason": "nothing changed", "report": last}
         rows, report = join(outcomes, predictions, batch)
-        written = set()
+        join_id = f"{utcnow():%Y%m%dT%H%M%S%fZ}-{stamp[:8]}"
+        written = []
         if not rows.empty:
             days = pd.to_datetime(rows["_ts"], utc=True).dt.strftime("%Y-%m-%d")
             for (version, day), part in rows.groupby([rows["_version"], days], sort=True):
-                uri = store.joined_uri(ctx, model, int(version), str(day))
+                uri = store.joined_uri(ctx, model, int(version), str(day), join_id)
                 store.write(ctx, uri, part.drop(columns=["_version"]))
-                written.add(uri.key)
-        for key, _ in store.listing(ctx, store.base(ctx, model).child("joined")):
-            if key not in written:  # a partition no row maps to any more (a later capture answered its ids)
+                written.append(uri.key)
+        # Files of the join before the last one are emptied (no delete in BlobStore): a reader that has just
+        # read the last report still finds that join's files whole.
+        keep = set(written) | set((last or {}).get("files", []))
+        for key in (last or {}).get("previous_files", []):
+            if key not in keep:
                 store.write(ctx, S3Uri(ctx.settings.drift_bucket, key), pd.DataFrame())
         versions = sorted(int(v) for v in rows["_version"].unique()) if not rows.empty else []
-        report.update(model=model, versions=versions, joined_at=utcnow().isoformat(), fingerprint=stamp)
+        report.update(model=model, versions=versions, joined_at=utcnow().isoformat(), fingerprint=stamp,
+                      join_id=join_id, files=written, previous_files=(last or {}).get("files", []))
         store.write_json(ctx, report_uri, report)
         log.info("feedback of %s joined: %d matched, %d unmatched, %d duplicates", model, report["matched"],
                  report["unmatched"], report["duplicates"])
@@ -111,3 +116,8 @@ def run(model: str, *, ctx: Context, force: bool = False, batch: str | None = No
 def last_report(model: str, *, ctx: Context) -> dict[str, Any] | None:
     """The counts of a model's last join (None before the first)."""
     return store.read_json(ctx, store.base(ctx, model).child("join.json"))
+
+
+def public(report: dict[str, Any] | None) -> dict[str, Any]:
+    """A join report as callers see it (without the fields that keep joins consistent)."""
+    return {k: v for k, v in (report or {}).items() if k not in ("fingerprint", "files", "previous_files")}

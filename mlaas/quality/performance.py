@@ -86,7 +86,8 @@ def performance(model: str, version_ref: Any = None, *, ctx: Context, since: str
     if start and end and start > end:
         raise InvalidInput("since: must not be after until")
     width = window or ctx.settings.performance_window_seconds
-    rows = store.joined(ctx, model, version.version, start, end)
+    report = joining.last_report(version.name, ctx=ctx)  # first: the rows read are that join's
+    rows = store.joined(ctx, model, version.version, report, start, end)
     task = task_of(version, rows)
     served = pd.DataFrame()
     calibrated = None
@@ -104,8 +105,7 @@ def performance(model: str, version_ref: Any = None, *, ctx: Context, since: str
         part = _window(rows, lo, hi)
         figures = _figures(part, _window(served, lo, hi), task, calibrated)
         out["windows"].append({"start": lo.isoformat(), "end": hi.isoformat(), **figures})
-    report = joining.last_report(version.name, ctx=ctx)
-    out["feedback"] = {k: v for k, v in (report or {}).items() if k != "fingerprint"}
+    out["feedback"] = joining.public(report)
     return out
 
 

@@ -2,9 +2,10 @@
 
 ``feedback/<model>/outcomes/date=YYYY-MM-DD/<batch>.parquet``   outcomes as received (``_id``, ``actual``,
                                                                 ``_received``, ``_batch``)
-``feedback/<model>/joined/<version>/date=YYYY-MM-DD/joined.parquet``  outcomes joined to the predictions that
+``feedback/<model>/joined/<version>/date=YYYY-MM-DD/<join>.parquet``  outcomes joined to the predictions that
                                                                 answered them, by version and prediction day
-``feedback/<model>/join.json``                                  the last join's counts
+``feedback/<model>/join.json``                                  the last join's counts and files (readers read
+                                                                those files: each join writes new ones)
 ``feedback/<model>/calibration/<version>.json``                 a version's probability calibration (CBPE)
 ``feedback/<model>/perf_logged.json``                           the perf_ windows logged to MLflow, by start
 """
@@ -38,8 +39,8 @@ def outcomes_uri(ctx: Context, model: str, batch: str, received: datetime) -> S3
     return base(ctx, model).child(f"outcomes/date={received:%Y-%m-%d}").child(f"{batch}.parquet")
 
 
-def joined_uri(ctx: Context, model: str, version: int, day: str) -> S3Uri:
-    return base(ctx, model).child(f"joined/{version}/date={day}").child("joined.parquet")
+def joined_uri(ctx: Context, model: str, version: int, day: str, join_id: str) -> S3Uri:
+    return base(ctx, model).child(f"joined/{version}/date={day}").child(f"{join_id}.parquet")
 
 
 def listing(ctx: Context, folder: S3Uri) -> list[tuple[str, str]]:
@@ -110,11 +111,15 @@ def predictions(ctx: Context, model: str) -> tuple[pd.DataFrame, list[tuple[str,
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), files
 
 
-def joined(ctx: Context, model: str, version: int, since: datetime | None = None,
+def joined(ctx: Context, model: str, version: int, report: dict[str, Any] | None, since: datetime | None = None,
            until: datetime | None = None) -> pd.DataFrame:
-    """The joined outcomes of a version whose predictions were made between two times (each optional)."""
+    """The joined outcomes of a version whose predictions were made between two times (each optional), as of
+    the join ``report`` names: its own files, so figures and counts always come from the same join."""
     frames = []
-    for key, _ in listing(ctx, base(ctx, model).child(f"joined/{version}")):
+    prefix = base(ctx, model).child(f"joined/{version}").key + "/"
+    for key in (report or {}).get("files", []):
+        if not key.startswith(prefix):
+            continue
         day = key.split("date=")[-1][:10]
         if (since and day < f"{since:%Y-%m-%d}") or (until and day > f"{until:%Y-%m-%d}"):
             continue

@@ -145,3 +145,60 @@ def test_quality_conditions_judge_floors_and_drops_in_the_metric_direction():
         condition.validate(QualityCondition(metric="f1_macro", source="estimated", floor=0.5))
     with pytest.raises(ValueError, match="floor or max_drop"):
         QualityCondition(metric="accuracy")
+
+
+class MemoryStore:
+    """Blob storage in a dict, for the join's files."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    def get_bytes(self, uri, max_bytes=None):
+        from mlaas.errors import NotFound
+
+        if (uri.bucket, uri.key) not in self.objects:
+            raise NotFound(str(uri))
+        return self.objects[(uri.bucket, uri.key)]
+
+    def put_bytes(self, uri, data, content_type=""):
+        self.objects[(uri.bucket, uri.key)] = data
+
+    def list(self, bucket, prefix=""):
+        from mlaas.adapters.storage import ObjectInfo
+        from mlaas.uris import S3Uri
+
+        for (b, k), v in sorted(self.objects.items()):
+            if b == bucket and k.startswith(prefix):
+                yield ObjectInfo(S3Uri(b, k), len(v), None, str(hash(v)))
+
+
+class FreeLock:
+    def lock(self, name, ttl):
+        import contextlib
+
+        return contextlib.nullcontext(True)
+
+
+def test_a_reader_gets_the_rows_of_the_join_whose_counts_it_read():
+    from mlaas.context import Context
+    from mlaas.datasets.frames import write_frame
+    from mlaas.quality import join as joining
+    from mlaas.quality import store
+    from mlaas.settings import Settings
+    from mlaas.uris import S3Uri
+
+    ctx = Context(Settings(), {"storage": MemoryStore(), "monitors": FreeLock()})
+    served = predictions([(1, "e1", f"r-{i}", 0, "1", 0.8) for i in range(5)]).drop(columns="_version")
+    write_frame(ctx.storage, S3Uri("drift", "capture/m/1/date=2026-11-01/e1_e1.parquet"), served)
+    reports = []
+    for n, value in enumerate(["1", "0", "1"]):  # three batches, each correcting r-0
+        batch = outcomes([("r-0", value, 10 + n, f"b{n}")] + ([("r-1", "1", 10, "b0")] if n == 0 else []))
+        write_frame(ctx.storage, store.outcomes_uri(ctx, "m", f"b{n}", T0), batch)
+        reports.append(joining.run("m", ctx=ctx)["report"])
+    assert joining.run("m", ctx=ctx)["joined"] is False  # nothing changed since
+    latest = store.joined(ctx, "m", 1, reports[2])
+    assert dict(zip(latest["_id"], latest["actual"], strict=True)) == {"r-0": "1", "r-1": "1"}
+    assert reports[2]["duplicates"] == 2 and reports[2]["matched"] == 2
+    previous = store.joined(ctx, "m", 1, reports[1])  # a reader that read the last report before this join
+    assert dict(zip(previous["_id"], previous["actual"], strict=True)) == {"r-0": "0", "r-1": "1"}
+    assert store.joined(ctx, "m", 1, reports[0]).empty  # two joins old: emptied

@@ -12,6 +12,7 @@ def test_each_task_keeps_its_queue():
         "mlaas.train": "train", "mlaas.evaluate": "evaluate", "mlaas.drift": "drift",
         "mlaas.monitor_sweep": "housekeeping", "mlaas.capture_flush": "housekeeping",
         "mlaas.monitor_check": "housekeeping", "mlaas.reap_jobs": "housekeeping",
+        "mlaas.feedback": "drift", "mlaas.feedback_join": "housekeeping",
     }
     assert queues.QUEUES == ("train", "evaluate", "drift", "housekeeping")
 
