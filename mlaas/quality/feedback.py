@@ -62,7 +62,9 @@ def submit(spec: FeedbackSpec, *, ctx: Context) -> dict[str, Any]:
     frame = outcomes_frame(pd.Series([o.id for o in data], dtype=object),
                            pd.Series([o.actual for o in data], dtype=object), batch, source="data")
     store.write(ctx, store.outcomes_uri(ctx, model, batch, utcnow()), frame)
-    ctx.queue.send(FEEDBACK_JOIN, [model])
+    # One join queued per model and join interval, however many requests come: beat's join takes the rest.
+    if ctx.monitors.claim("feedback-join", model, ttl=max(1, round(ctx.settings.feedback_join_seconds))):
+        ctx.queue.send(FEEDBACK_JOIN, [model])
     return {"model": model, "accepted": len(frame), "batch": batch,
             "performance_url": f"/models/{model}/performance"}
 
