@@ -202,3 +202,15 @@ def test_a_reader_gets_the_rows_of_the_join_whose_counts_it_read():
     previous = store.joined(ctx, "m", 1, reports[1])  # a reader that read the last report before this join
     assert dict(zip(previous["_id"], previous["actual"], strict=True)) == {"r-0": "0", "r-1": "1"}
     assert store.joined(ctx, "m", 1, reports[0]).empty  # two joins old: emptied
+
+
+def test_the_feedback_scope_is_its_own_and_comes_with_jobs():
+    from mlaas.api.security import required_scope
+    from mlaas.auth import ApiKey
+
+    jobs, feedback, scorer = (ApiKey(name, frozenset(scopes), b"x" * 32) for name, scopes in
+                              (("j", {"jobs"}), ("f", {"feedback"}), ("p", {"predict"})))
+    assert required_scope("feedback.post_feedback") == "feedback"
+    assert required_scope("feedback.get_performance") is None  # any key reads quality, as it reads /models
+    assert jobs.allows("feedback") and feedback.allows("feedback") and not scorer.allows("feedback")
+    assert not feedback.allows("jobs") and not feedback.allows("predict")
