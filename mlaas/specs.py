@@ -41,11 +41,18 @@ def s3_uri(**extra: Any) -> Any:
                  json_schema_extra={"pattern": S3_URI_PATTERN}, **extra)
 
 
+S3UriText = Annotated[str, Field(min_length=6, max_length=MAX_URI_LENGTH, pattern=r"^s3://",
+                                  json_schema_extra={"pattern": S3_URI_PATTERN})]
+"""An s3:// URI where a field takes either a URI or another form (a model's data, say)."""
+
+
 def _version(value: Any) -> int | str | None:
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_VERSION:
         return value
+    if isinstance(value, float) and value.is_integer() and 1 <= value <= MAX_VERSION:
+        return int(value)  # JSON has one number type: 3.0 is the integer 3 (as JSON Schema's "integer" says)
     if isinstance(value, str) and value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_VERSION:
         return int(value)
     if isinstance(value, str) and _ALIAS.match(value):

@@ -147,7 +147,7 @@ class JobStore:
     def get(self, job_id: str, *, owner: str | None = None) -> dict[str, Any]:
         """The job as the API shows it; NotFound for an unknown or expired id (or, given an owner, another's)."""
         with redis_errors():
-            pipe = self.redis.pipeline()
+            pipe = self.redis.pipeline(transaction=False)  # reads only: no MULTI/EXEC round of its own
             pipe.hgetall(self._key(job_id))
             pipe.lrange(self._hist(job_id), 0, -1)
             raw, history = pipe.execute()
@@ -168,12 +168,12 @@ class JobStore:
         """
         index = self.index_key(owner=owner, job_type=job_type, state=state)
         with redis_errors():
-            pipe = self.redis.pipeline()
+            pipe = self.redis.pipeline(transaction=False)
             pipe.zremrangebyscore(index, "-inf", _now() - self.ttl)
             pipe.zrevrange(index, offset, offset + limit - 1)
             pipe.zcard(index)
             _, ids, total = pipe.execute()
-            pipe = self.redis.pipeline()
+            pipe = self.redis.pipeline(transaction=False)
             for job_id in ids:
                 pipe.hgetall(self._key(str(job_id)))
                 pipe.lrange(self._hist(str(job_id)), 0, -1)

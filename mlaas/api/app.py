@@ -19,7 +19,16 @@ from mlaas.api.routes import datasets, drift, health, inference, jobs, models, m
 from mlaas.api.routes import feedback as feedback_routes
 from mlaas.api.schemas import ErrorBody
 from mlaas.context import Context
-from mlaas.errors import Forbidden, Internal, InvalidInput, RateLimited, TooLarge, Unauthorized, Unavailable
+from mlaas.errors import (
+    Forbidden,
+    IdempotencyKeyReused,
+    Internal,
+    InvalidInput,
+    RateLimited,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
 from mlaas.inference.server import Server
 from mlaas.logs import configure_logging
 from mlaas.process import configure_process
@@ -71,6 +80,10 @@ class MlaasOpenAPI(OpenAPI):
                     if path in _OPEN_PATHS and status in ("401", "403", "429"):
                         continue
                     responses.setdefault(status, {"description": description})
+                if any(p.get("in") == "header" and p.get("name") == "Idempotency-Key"
+                       for p in operation.get("parameters", [])):
+                    responses.setdefault(str(IdempotencyKeyReused.status),
+                                         {"description": IdempotencyKeyReused.description})
                 for status, response in responses.items():
                     if int(status) >= 400:
                         response["content"] = {"application/problem+json": {"schema": _ERROR_REF}}

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from mlaas.drift.engine import ColumnOptions
-from mlaas.specs import Spec, VersionRef, model_name, s3_uri
+from mlaas.specs import S3UriText, Spec, VersionRef, model_name, s3_uri
 
 DriftMethod = Literal["ks", "chisquare", "z", "psi", "wasserstein", "jensenshannon", "hellinger", "anderson"]
 Correction = Literal["bonferroni", "bh"]
@@ -35,9 +35,9 @@ class DriftOverride(Spec):
 class DriftSpec(Spec):
     """Compare a current data set with a reference, column by column."""
 
-    reference: str | ModelData = Field(examples=["s3://datasets/titanic/train.csv"])
+    reference: S3UriText | ModelData = Field(examples=["s3://datasets/titanic/train.csv"])
     """A dataset URI, or a model version whose drift-data baseline is the reference"""
-    current: str | ModelData = Field(examples=["s3://datasets/titanic/test.csv"])
+    current: S3UriText | ModelData = Field(examples=["s3://datasets/titanic/test.csv"])
     """A dataset URI, or a model version whose captured inference rows are compared"""
     data_config: str | None = s3_uri(default=None)
     """Which columns to compare and as what (or give columns)"""

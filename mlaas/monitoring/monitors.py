@@ -22,6 +22,7 @@ from mlaas.context import Context
 from mlaas.errors import Conflict, InvalidInput, MlaasError, NotFound, Unavailable
 from mlaas.monitoring import traffic
 from mlaas.monitoring.specs import (
+    MONITOR_ID_PATTERN,
     CheckError,
     Dependencies,
     MonitorChanges,
@@ -45,7 +46,7 @@ MAX_MISSED_CRON_TIMES = 10_000
 STATE_FIELDS = ("owner", "last_run_at", "last_due", "last_result", "last_skip", "last_error", "last_retrain_at",
                 "watermark")
 QUALITY_FIELDS = ("metric", "source", "value", "reference", "floor", "max_drop", "n", "reasons")
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_ID_RE = re.compile(MONITOR_ID_PATTERN)
 
 
 def default_id(model: str) -> str:

@@ -10,6 +10,8 @@ from mlaas.drift.specs import Correction, DriftOverride
 from mlaas.quality.specs import QualityCondition
 from mlaas.specs import Doc, Spec, VersionRef, model_name, s3_uri
 
+MONITOR_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"  # checked by monitors._settled, whose message names it
+
 
 class Schedule(Doc):
     """A monitor's schedule as stored: every so many seconds, or a five-field crontab expression (UTC)."""
@@ -63,7 +65,7 @@ class MonitorChanges(Spec):
 class MonitorSpec(MonitorChanges):
     """A new monitor of a model's served traffic."""
 
-    id: str | None = Field(default=None, max_length=128)
+    id: str | None = Field(default=None, max_length=128, json_schema_extra={"pattern": MONITOR_ID_PATTERN})
     model: str = model_name()
 
 

@@ -112,6 +112,19 @@ def test_validation_names_field_and_problem(client):
     assert body["message"].startswith("dataset:")
 
 
+def test_what_the_document_allows_is_what_validation_takes(client):
+    """Requests schemathesis found the document allowing and validation refusing (issue 13's contract)."""
+    # JSON Schema's "integer" takes 3.0: so does a version reference (it reaches the registry as 3).
+    assert_error(client.post("/train", json={"model": "ghost", "version": 3.0}), 404, "not_found")
+    body = assert_error(client.post("/train", json={"model": "m", "version": 3.5}), 400, "invalid_input")
+    assert body["message"].startswith("version:")
+    # A dataset URI where a model's data may stand instead is an s3:// URI in the document too.
+    schema = client.get("/openapi.json").json["components"]["schemas"]["DriftSpec"]["properties"]["reference"]
+    assert any(option.get("pattern", "").startswith("^s3://") for option in schema["anyOf"])
+    body = assert_error(client.post("/data-drift", json={"reference": "", "current": ""}), 400, "invalid_input")
+    assert body["message"].startswith(("reference", "current"))
+
+
 def test_unknown_model_is_404_and_dependency_down_is_503(client, parts):
     body = assert_error(client.post("/train", json={"model": "ghost"}), 404, "not_found")
     assert "ghost" in body["message"]

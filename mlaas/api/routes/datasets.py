@@ -25,8 +25,14 @@ bp = APIBlueprint("datasets", __name__, abp_tags=[
 ], abp_security=SECURITY)
 
 
+# The body is the file itself, streamed: its media type must be one the key's suffix takes (uploads.CONTENT_TYPES).
+_BODY = {"requestBody": {"required": True, "description": "The file, in the format its key's suffix names",
+                         "content": {kind: {"schema": {"type": "string", "format": "binary"}}
+                                     for kind in sorted(set().union(*uploads.CONTENT_TYPES.values()))}}}
+
+
 @bp.put("/datasets/<path:key>", responses={201: DatasetStored, 400: ErrorBody, 403: ErrorBody, 409: ErrorBody,
-                                          413: ErrorBody, 415: ErrorBody})
+                                          413: ErrorBody, 415: ErrorBody}, openapi_extensions=_BODY)
 def put_dataset(path: DatasetPath, query: DatasetPutQuery) -> tuple[dict[str, Any], int]:
     """Upload a CSV, Parquet, YAML or JSON body (streamed) to the datasets bucket; returns its s3:// URI."""
     request.max_content_length = current_app.config["MLAAS_SETTINGS"].max_dataset_bytes

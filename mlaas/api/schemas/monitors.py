@@ -6,12 +6,12 @@ from typing import Any
 
 from pydantic import Field
 
-from mlaas.monitoring.specs import CheckError
+from mlaas.monitoring.specs import MONITOR_ID_PATTERN, CheckError
 from mlaas.specs import Doc
 
 
 class MonitorPath(Doc):
-    monitor_id: str = Field(max_length=128, json_schema_extra={"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"})
+    monitor_id: str = Field(max_length=128, json_schema_extra={"pattern": MONITOR_ID_PATTERN})
 
 
 class Monitor(Doc):
