@@ -72,7 +72,7 @@ def _time(text: str | None, field: str) -> datetime | None:
     if not text:
         return None
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(text.upper())  # RFC 3339 allows a lower-case t and z
     except ValueError:
         raise InvalidInput(f"{field}: {text!r} is not an ISO 8601 time") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)

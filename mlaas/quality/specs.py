@@ -2,47 +2,36 @@
 
 from __future__ import annotations
 
-import math
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, StrictBool, StrictInt, StringConstraints, model_validator
 
 from mlaas.specs import Spec, VersionRef, model_name, s3_uri
 
 COLUMN = Field(default=None, min_length=1, max_length=256)
 
 
+Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
+
+
 class Outcome(Spec):
     """The true label or value of one row an earlier /inference answered, by the id it had there."""
 
-    id: StrictStr | StrictInt = Field(examples=["p-1"])
+    id: Text | StrictInt = Field(examples=["p-1"])
     """The row id sent to (or given back by) POST /inference"""
-    actual: StrictBool | StrictInt | StrictFloat | StrictStr = Field(examples=[1])
+    actual: StrictBool | StrictInt | Annotated[float, Field(strict=True, allow_inf_nan=False)] | Text = Field(
+        examples=[1])
     """The outcome: a class label or a number"""
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str | int) -> str | int:
-        if isinstance(value, str) and not 1 <= len(value) <= 256:
-            raise ValueError("must be 1 to 256 characters")
-        return value
-
-    @field_validator("actual")
-    @classmethod
-    def _actual(cls, value: bool | int | float | str) -> bool | int | float | str:
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("must be a finite number or a label")
-        if isinstance(value, str) and not 1 <= len(value) <= 256:
-            raise ValueError("must be 1 to 256 characters")
-        return value
 
 
 class FeedbackSpec(Spec):
     """Outcomes of served predictions: inline rows, or a dataset in storage with an id and an outcome column."""
 
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["data"]}, {"required": ["dataset"]}]})
+
     model: str = model_name()
-    data: list[Outcome] | None = None
-    """Inline outcomes (at most MLAAS_MAX_FEEDBACK_ROWS)"""
+    data: list[Outcome] | None = Field(default=None, min_length=1)
+    """Inline outcomes (at most MLAAS_MAX_FEEDBACK_ROWS), each id once"""
     dataset: str | None = s3_uri(default=None)
     """A CSV or Parquet dataset of outcomes (read by a job)"""
     id_column: str = Field(default="id", min_length=1, max_length=256)
@@ -54,8 +43,6 @@ class FeedbackSpec(Spec):
     def _one_source(self) -> FeedbackSpec:
         if (self.data is None) == (self.dataset is None):
             raise ValueError("give either data (inline outcomes) or dataset (a URI), not both or neither")
-        if self.data is not None and not self.data:
-            raise ValueError("data: give at least one outcome")
         return self
 
 
@@ -72,8 +59,10 @@ class PerformanceQuery(Spec):
     """Which served predictions to score: a version, a time range (ISO 8601, of the predictions) and windows."""
 
     version: VersionRef = Field(default=None, description="Omitted: the production version")
-    since: str | None = Field(default=None, max_length=40, description="From (ISO 8601), of the predictions")
-    until: str | None = Field(default=None, max_length=40, description="Until (ISO 8601), of the predictions")
+    since: str | None = Field(default=None, max_length=40, json_schema_extra={"format": "date-time"},
+                              description="From (ISO 8601), of the predictions")
+    until: str | None = Field(default=None, max_length=40, json_schema_extra={"format": "date-time"},
+                              description="Until (ISO 8601), of the predictions")
     window: int | None = Field(default=None, ge=60, le=366 * 24 * 3600,
                                description="Window length in seconds (omitted: MLAAS_PERFORMANCE_WINDOW_SECONDS)")
 
