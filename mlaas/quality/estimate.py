@@ -18,7 +18,7 @@ from sklearn import metrics as skm
 from sklearn.isotonic import IsotonicRegression
 
 MIN_REFERENCE_ROWS = 100  # fewer labelled reference rows: the probabilities are used as the model gives them
-ESTIMATED = ("accuracy", "roc_auc")
+ESTIMATED = ("accuracy", "roc_auc")  # the metrics CBPE estimates (quality.specs.ESTIMATED_METRICS)
 
 
 def label(value: Any) -> str:

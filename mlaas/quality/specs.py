@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StrictBool, StrictInt, StringConstraints, model_validator
 
@@ -70,10 +70,24 @@ class PerformanceQuery(Spec):
 Source = Literal["realized", "estimated"]
 
 
+ESTIMATED_METRICS = ("accuracy", "roc_auc")
+Metric = Literal["accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted",
+                 "f1_weighted", "roc_auc", "log_loss", "rmse", "mae", "r2", "mape"]
+# What the validators check, stated for the document: a bound is given, and an estimate is of accuracy or roc_auc.
+_CONDITION_SCHEMA: dict[str, Any] = {"allOf": [
+    {"anyOf": [{"required": ["floor"], "properties": {"floor": {"type": "number"}}},
+               {"required": ["max_drop"], "properties": {"max_drop": {"type": "number"}}}]},
+    {"anyOf": [{"properties": {"source": {"const": "realized"}}},
+               {"properties": {"metric": {"enum": list(ESTIMATED_METRICS)}}}]},
+]}
+
+
 class QualityCondition(Spec):
     """A monitor's quality condition: a metric of the joined outcomes (or its estimate) against a bound."""
 
-    metric: str = Field(min_length=1, max_length=64, examples=["accuracy"])
+    model_config = ConfigDict(json_schema_extra=_CONDITION_SCHEMA)
+
+    metric: Metric = Field(examples=["accuracy"])
     """A metric of evaluation (accuracy, f1_macro, roc_auc, rmse, ...); estimated: accuracy or roc_auc"""
     source: Source = "realized"
     """realized: from outcomes joined to predictions; estimated: confidence-based, before outcomes arrive"""
