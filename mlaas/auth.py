@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from mlaas.errors import InvalidInput
 
-SCOPES = ("predict", "jobs", "promote", "admin")  # promote: move the prod alias (train/evaluate/monitors)
+SCOPES = ("predict", "jobs", "promote", "admin", "feedback")  # promote: move prod; feedback: POST /feedback
+IMPLIED_BY = {"feedback": "jobs"}  # a jobs key may also send outcomes
 KEY_PREFIX = "mlaas_"
 
 
@@ -29,7 +30,7 @@ class ApiKey:
 
     def allows(self, scope: str | None) -> bool:
         """Whether this key may use a route that needs ``scope`` (None: any valid key)."""
-        return scope is None or self.is_admin or scope in self.scopes
+        return scope is None or self.is_admin or scope in self.scopes or IMPLIED_BY.get(scope, "") in self.scopes
 
     @property
     def is_admin(self) -> bool:
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0].startswith("-"):
-        print("usage: python -m mlaas.auth NAME [predict] [jobs] [promote] [admin]", file=sys.stderr)
+        print("usage: python -m mlaas.auth NAME [predict] [jobs] [promote] [admin] [feedback]", file=sys.stderr)
         return 2
     key, entry = generate_key(args[0], tuple(args[1:]) or SCOPES)
     print(f"key (give it to the caller; it is not stored anywhere): {key}")

@@ -22,14 +22,15 @@ from mlaas.context import Context
 from mlaas.drift.specs import DriftSpec
 from mlaas.errors import Cancelled, Conflict, InvalidInput, MlaasError, Unavailable
 from mlaas.logs import log_context
+from mlaas.quality.specs import FeedbackJob
 from mlaas.training.specs import EvaluateJob, TrainJob
 
 log = logging.getLogger(__name__)
 
 TASK_FOR_TYPE = queues.TASK_FOR_JOB_TYPE
 TYPE_OF_SPEC: dict[type[BaseModel], str] = {TrainJob: "train", EvaluateJob: "evaluate", DriftSpec: "drift",
-                                             BatchJob: "batch"}
-JobSpec = TrainJob | EvaluateJob | DriftSpec | BatchJob
+                                             BatchJob: "batch", FeedbackJob: "feedback"}
+JobSpec = TrainJob | EvaluateJob | DriftSpec | BatchJob | FeedbackJob
 S = TypeVar("S", bound=BaseModel)
 S_in = TypeVar("S_in", bound=BaseModel, contravariant=True)
 Steps = Callable[[str, int], None]

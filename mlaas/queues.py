@@ -11,6 +11,8 @@ MONITOR_CHECK = "mlaas.monitor_check"
 REAP_JOBS = "mlaas.reap_jobs"
 BATCH = "mlaas.batch_inference"
 ROLLOUT_SCORE = "mlaas.rollout_score"
+FEEDBACK = "mlaas.feedback"  # a bulk feedback job (a dataset of outcomes)
+FEEDBACK_JOIN = "mlaas.feedback_join"  # join outcomes to captured predictions: one model, or all ([])
 
 TRAIN_QUEUE = "train"
 EVALUATE_QUEUE = "evaluate"
@@ -29,8 +31,11 @@ TASK_QUEUES: dict[str, str] = {
     REAP_JOBS: HOUSEKEEPING_QUEUE,
     BATCH: EVALUATE_QUEUE,  # scoring jobs share the evaluation workers (and their deployments)
     ROLLOUT_SCORE: HOUSEKEEPING_QUEUE,
+    FEEDBACK: DRIFT_QUEUE,
+    FEEDBACK_JOIN: HOUSEKEEPING_QUEUE,
 }
 QUEUES: tuple[str, ...] = tuple(dict.fromkeys(TASK_QUEUES.values()))
 
 # Job type (POST /train, /evaluate, /data-drift) -> the task that runs it.
-TASK_FOR_JOB_TYPE: dict[str, str] = {"train": TRAIN, "evaluate": EVALUATE, "drift": DRIFT, "batch": BATCH}
+TASK_FOR_JOB_TYPE: dict[str, str] = {"train": TRAIN, "evaluate": EVALUATE, "drift": DRIFT, "batch": BATCH,
+                                     "feedback": FEEDBACK}

@@ -135,6 +135,11 @@ class Settings:
     mlflow_ui_url: str = ""  # the MLflow UI as a browser reaches it, for links to runs (empty: no links)
     console_runs: Annotated[int, Ge(1), Le(500)] = 60  # drift and quality runs a model page reads, newest first
     console_traffic_files: Annotated[int, Ge(1), Le(2000)] = 200  # capture files a model page reads for traffic
+    # Ground truth and live quality (mlaas/quality/).
+    max_feedback_rows: Count = 10_000  # outcomes per POST /feedback (a bulk dataset: MLAAS_MAX_DATASET_ROWS)
+    feedback_join_seconds: Seconds = 30.0  # how often beat joins outcomes to captured predictions
+    performance_window_seconds: Annotated[int, Ge(60)] = 86_400  # the windows logged as perf_ runs
+    max_performance_windows: Count = 1_000  # windows one GET /models/<name>/performance may ask for
     # Azure Blob Storage (az://container/path), beside or instead of S3: see adapters/storage/azure.py.
     storage_backend: Literal["s3", "azure"] = "s3"  # where mlaas's own buckets (datasets, drift) live
     azure_connection_string: Secret = Secret("")  # wins over the account URL when set

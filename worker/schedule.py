@@ -14,6 +14,7 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
         "sweep-monitors": (queues.MONITOR_SWEEP, settings.monitor_sweep_seconds),
         "flush-inference-capture": (queues.CAPTURE_FLUSH, settings.capture_flush_seconds),
         "reap-lost-jobs": (queues.REAP_JOBS, settings.job_reaper_seconds),
+        "join-feedback": (queues.FEEDBACK_JOIN, settings.feedback_join_seconds),
     }
     return {name: {"task": task, "schedule": seconds, "options": {"expires": seconds}}
             for name, (task, seconds) in every.items()}

@@ -22,6 +22,8 @@ from mlaas.drift.specs import DriftSpec
 from mlaas.errors import MlaasError, Unavailable
 from mlaas.inference.cache import ModelCache
 from mlaas.monitoring import housekeeping, monitors
+from mlaas.quality import feedback, refresh
+from mlaas.quality.specs import FeedbackJob
 from mlaas.rollouts import scoring as rollout_scoring
 from mlaas.settings import Settings
 from mlaas.training import evaluation, retrain
@@ -164,3 +166,17 @@ def rollout_score(self: Task, model: str, rollout_id: str) -> dict[str, Any]:
     except Unavailable as exc:
         log.warning("rollout %s of %s not scored now: %s", rollout_id, model, exc.message)
         return {"model": model, "rollout": rollout_id, "error": exc.to_dict()}
+
+
+@app.task(name=queues.FEEDBACK, bind=True)
+def feedback_job(self: Task, job_id: str) -> str:
+    """Read a dataset of outcomes and join them (see mlaas.quality.feedback)."""
+    return _run_job(self, job_id, jobs.service_handler(feedback.run, FeedbackJob, ctx=context()))
+
+
+@app.task(name=queues.FEEDBACK_JOIN, bind=True, max_retries=0)
+def feedback_join(self: Task, model: str | None = None) -> Any:
+    """Join outcomes to captured predictions and log changed perf_ windows: one model, or every one (beat)."""
+    if model is None:
+        return refresh.refresh_all(ctx=context())
+    return refresh.refresh(model, ctx=context())

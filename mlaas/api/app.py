@@ -16,6 +16,7 @@ from mlaas.adapters import telemetry
 from mlaas.api import security
 from mlaas.api.errors import register_error_handlers, validation_error_response
 from mlaas.api.routes import batch, datasets, drift, health, inference, jobs, models, monitors, prometheus, train
+from mlaas.api.routes import feedback as feedback_routes
 from mlaas.api.routes import rollouts as rollout_routes
 from mlaas.api.schemas import ErrorBody
 from mlaas.api.ui import bp as console_bp
@@ -150,7 +151,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
 
     security.install(app, settings)
     for blueprint in (health.bp, jobs.bp, train.bp, inference.bp, models.bp, drift.bp, datasets.bp, monitors.bp,
-                      prometheus.bp, batch.bp, rollout_routes.bp):
+                      prometheus.bp, batch.bp, rollout_routes.bp, feedback_routes.bp):
         app.register_api(blueprint)
 
     app.register_blueprint(console_bp)  # a plain Blueprint: server-rendered pages, not in the OpenAPI document

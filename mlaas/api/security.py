@@ -16,9 +16,11 @@ OPEN_BLUEPRINTS = {"openapi", "swagger", "docs"}
 OPEN_ENDPOINTS = {"health.health_get", "health.health_post", "health.ready", "openapi_json", "docs_page", "static"}
 # Scope a route needs, by blueprint or endpoint (None: any valid key). Anything unlisted needs admin.
 SCOPE_BY_BLUEPRINT = {"inference": "predict", "train": "jobs", "jobs": "jobs", "drift": "jobs", "datasets": "jobs",
-                      "monitors": "jobs", "batch": "jobs"}
+                      "monitors": "jobs", "batch": "jobs",
+                      "feedback": "feedback"}
 SCOPE_BY_ENDPOINT = {"models.evaluate": "jobs", "models.list_models": None, "models.get_model": None,
-                     "models.get_version": None, "models.promote": "promote", "models.rollback": "promote"}
+                     "models.get_version": None, "models.promote": "promote", "models.rollback": "promote",
+                     "feedback.get_performance": None}
 PROMOTE_SCOPE = "promote"
 # The console (/ui): its pages take the key from this cookie (set by its login form) and check it like a header.
 CONSOLE_BLUEPRINT, CONSOLE_COOKIE = "ui", "mlaas_console"

@@ -193,6 +193,19 @@ class Client:
         """Objects in the datasets bucket: ``{datasets: [{uri, size, last_modified}]}``."""
         return self._request("GET", "/datasets", params=_given(prefix=prefix))
 
+    def feedback(self, model: str, outcomes: list[dict[str, Any]] | None = None, *, dataset: str | None = None,
+                 id_column: str | None = None, actual_column: str | None = None,
+                 idempotency_key: str | None = None) -> dict[str, Any]:
+        """Outcomes of served rows, ``[{"id", "actual"}]`` (``{accepted, batch}``), or a dataset of them (a job)."""
+        body = _given(model=model, data=outcomes, dataset=dataset, id_column=id_column, actual_column=actual_column)
+        return self._post_job("/feedback", body, idempotency_key)
+
+    def performance(self, model: str, *, version: int | str | None = None, since: str | None = None,
+                    until: str | None = None, window: int | None = None) -> dict[str, Any]:
+        """Realized and estimated quality of a version's served predictions, overall and per window."""
+        return self._request("GET", f"/models/{quote(model, safe='')}/performance",
+                             params=_given(version=version, since=since, until=until, window=window))
+
     # Transport ----------------------------------------------------------------------------------------------------
 
     def _post_job(self, path: str, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:

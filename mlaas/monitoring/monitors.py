@@ -33,6 +33,7 @@ from mlaas.monitoring.specs import (
     RetrainAction,
     Schedule,
 )
+from mlaas.quality import condition
 from mlaas.queues import MONITOR_CHECK
 from mlaas.training import retrain as retraining
 from mlaas.training.specs import TrainSpec
@@ -44,6 +45,7 @@ DEFAULTS_REFRESH_SECONDS = 300
 MAX_MISSED_CRON_TIMES = 10_000
 STATE_FIELDS = ("owner", "last_run_at", "last_due", "last_result", "last_skip", "last_error", "last_retrain_at",
                 "watermark")
+QUALITY_FIELDS = ("metric", "source", "value", "reference", "floor", "max_drop", "n", "reasons")
 _ID_RE = re.compile(MONITOR_ID_PATTERN)
 
 
@@ -114,6 +116,8 @@ def _settled(spec: MonitorSpec, monitor_id: str, *, ctx: Context,
     elif not schedule.every_seconds:
         raise InvalidInput("schedule: give every_seconds or cron")
     on_drift = spec.on_drift or OnDrift()
+    if spec.quality:
+        condition.validate(spec.quality)
     if on_drift.webhook:
         check_url(on_drift.webhook.url, ctx.settings.webhook_allowlist)
         check_secret(on_drift.webhook.secret)
@@ -125,6 +129,7 @@ def _settled(spec: MonitorSpec, monitor_id: str, *, ctx: Context,
         min_rows=spec.min_rows or ctx.settings.drift_min_rows, overrides=spec.overrides or {},
         drift_share=0.5 if spec.drift_share is None else spec.drift_share, correction=spec.correction,
         prediction_drift=bool(spec.prediction_drift), on_drift=on_drift, enabled=spec.enabled is not False,
+        quality=spec.quality,
         created_at=current.created_at if current else utcnow().isoformat(),
     )
     if current is None:
@@ -211,7 +216,8 @@ def due_on_flush(model: str, version: int, waiting: int, *, ctx: Context) -> lis
             pass
     due = []
     for monitor in monitors:
-        if monitor.model != model or not monitor.enabled or monitor.window_seconds or waiting < monitor.min_rows:
+        if (monitor.model != model or not monitor.enabled or monitor.window_seconds or waiting < monitor.min_rows
+                or monitor.quality):
             continue
         try:
             if ctx.registry.resolve(model, monitor.version).version != version or waits_for_change(monitor, ctx=ctx):
@@ -271,6 +277,13 @@ def run_check(monitor_id: str, due: str | None, *, ctx: Context, buffer: Capture
 
 def _check(monitor: MonitorRecord, due: str | None, now: datetime, *, ctx: Context) -> tuple[int, dict[str, Any]]:
     version = ctx.registry.resolve(monitor.model, monitor.version)
+    if monitor.quality:  # a quality monitor: its condition instead of a drift check, the same actions
+        outcome = {"model": monitor.model, "version": version.version, "monitor": monitor.id,
+                   **condition.check(monitor.quality, monitor.model, version.version, ctx=ctx, now=now,
+                                     window_seconds=monitor.window_seconds)}
+        if outcome["checked"] and outcome["breached"]:
+            outcome["actions"] = _act(monitor, version.version, outcome, now, due, ctx=ctx)
+        return version.version, outcome
     predictor = ctx.registry.load_model(version).estimator if monitor.prediction_drift else None
     outcome = traffic.check(monitor, version.version, ctx=ctx, now=now,
                             watermark=monitor.watermark.get(str(version.version), ""), predictor=predictor)
@@ -327,8 +340,12 @@ def _act(monitor: MonitorRecord, version: int, outcome: dict[str, Any], now: dat
     webhook = monitor.on_drift.webhook
     if webhook:
         payload = {"event": "drift", "monitor": monitor.id, "model": monitor.model, "version": version,
-                   "run_id": outcome["run_id"], "share_drifted": outcome["share_drifted"],
-                   "drifted_columns": outcome["drifted_columns"], "window": outcome["window"], "at": now.isoformat()}
+                   "run_id": outcome["run_id"], "share_drifted": outcome.get("share_drifted"),
+                   "drifted_columns": outcome.get("drifted_columns"), "window": outcome["window"],
+                   "at": now.isoformat()}
+        if outcome.get("kind") == "quality":
+            payload = {**{k: v for k, v in payload.items() if k not in ("share_drifted", "drifted_columns")},
+                       "event": "quality", **{k: outcome[k] for k in QUALITY_FIELDS}}
         try:
             actions["webhook"] = deliver(webhook.url, payload, secret=webhook.secret,
                                          allowlist=ctx.settings.webhook_allowlist,
@@ -336,7 +353,8 @@ def _act(monitor: MonitorRecord, version: int, outcome: dict[str, Any], now: dat
         except MlaasError as exc:
             actions["webhook"] = {"delivered": False, "error": exc.message}
     if monitor.on_drift.retrain:
-        actions["retrain"] = _retrain(monitor, monitor.on_drift.retrain, now, due or outcome["run_id"], ctx=ctx)
+        occasion = due or outcome["run_id"] or f"quality:{now.isoformat()}"
+        actions["retrain"] = _retrain(monitor, monitor.on_drift.retrain, now, occasion, ctx=ctx)
     return actions
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from mlaas.drift.specs import Correction, DriftOverride
+from mlaas.quality.specs import QualityCondition
 from mlaas.specs import Doc, Spec, VersionRef, model_name, s3_uri
 
 MONITOR_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"  # checked by monitors._settled, whose message names it
@@ -57,6 +58,8 @@ class MonitorChanges(Spec):
     prediction_drift: bool | None = None
     on_drift: OnDrift | None = None
     enabled: bool | None = None
+    quality: QualityCondition | None = None
+    """A quality condition instead of a drift check: its breach runs the on_drift actions"""
 
 
 class MonitorSpec(MonitorChanges):
@@ -111,6 +114,7 @@ class MonitorRecord(BaseModel):
     prediction_drift: bool = False
     on_drift: OnDrift = OnDrift()
     enabled: bool = True
+    quality: QualityCondition | None = None
     created_at: str
     owner: str | None = None  # the name of the key that created it; None: mlaas (a default monitor)
     last_run_at: str | None = None

@@ -13,6 +13,7 @@ def test_each_task_keeps_its_queue():
         "mlaas.monitor_sweep": "housekeeping", "mlaas.capture_flush": "housekeeping",
         "mlaas.monitor_check": "housekeeping", "mlaas.reap_jobs": "housekeeping", "mlaas.batch_inference": "evaluate",
         "mlaas.rollout_score": "housekeeping",
+        "mlaas.feedback": "drift", "mlaas.feedback_join": "housekeeping",
     }
     assert queues.QUEUES == ("train", "evaluate", "drift", "housekeeping")
 

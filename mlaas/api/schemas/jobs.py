@@ -44,7 +44,7 @@ class JobTransition(Doc):
 class JobStatus(Doc):
     job_id: str
     type: str
-    """train, evaluate or drift"""
+    """train, evaluate, drift or feedback"""
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     """queued, running, succeeded, failed or cancelled"""
     progress: JobProgress
@@ -71,7 +71,7 @@ class JobPath(Doc):
 
 
 class JobListQuery(Query):
-    type: Literal["train", "evaluate", "drift", "batch"] | None = None
+    type: Literal["train", "evaluate", "drift", "batch", "feedback"] | None = None
     """Only jobs of this type"""
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None
     """Only jobs in this state"""

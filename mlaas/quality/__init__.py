@@ -1,0 +1,1 @@
+"""Ground truth and live quality: outcomes by row id, realized and estimated metrics, quality monitors."""

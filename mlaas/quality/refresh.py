@@ -1,0 +1,50 @@
+"""The worker's side of live quality: join outcomes, fit calibrations, log changed windows as perf_ runs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import unquote
+
+from mlaas.context import Context
+from mlaas.errors import MlaasError, Unavailable
+from mlaas.quality import calibration, join, performance
+from mlaas.uris import S3Uri
+
+log = logging.getLogger(__name__)
+
+
+def refresh(model: str, *, ctx: Context) -> dict[str, Any]:
+    """Join a model's outcomes; when anything changed, log each changed window of each version joined."""
+    outcome = join.run(model, ctx=ctx)
+    if not outcome["joined"]:
+        return outcome
+    logged: dict[str, list[str]] = {}
+    for version in outcome["report"]["versions"]:
+        mv = ctx.registry.get_version(model, version)
+        if mv.tags.get("task", "classification") == "classification":
+            calibration.ensure(ctx, model, version)
+        logged[str(version)] = performance.log_windows(model, version, ctx=ctx)
+    return {**outcome, "perf_runs": logged}
+
+
+def models_with_outcomes(ctx: Context) -> list[str]:
+    """Every model that has received outcomes (a folder under feedback/)."""
+    root = S3Uri(ctx.settings.drift_bucket, "feedback")
+    names = {o.uri.key.split("/")[1] for o in ctx.storage.list(root.bucket, root.key + "/")
+             if "/outcomes/" in o.uri.key}
+    return sorted(unquote(name) for name in names)
+
+
+def refresh_all(*, ctx: Context) -> list[dict[str, Any]]:
+    """Refresh every model with outcomes; one failing model does not stop the others."""
+    done = []
+    for model in models_with_outcomes(ctx):
+        try:
+            done.append(refresh(model, ctx=ctx))
+        except Unavailable:
+            raise
+        except MlaasError as exc:
+            log.warning("feedback of %s not joined: %s", model, exc.message)
+            done.append({"model": model, "joined": False, "error": exc.to_dict()})
+    return done
