@@ -233,7 +233,7 @@ def flush_stream(ctx: Any, buffer: CaptureBuffer, key: str) -> dict[str, Any]:
     model, version = buffer.parse_stream_key(key)
     claim = buffer.claim(key)
     if claim is None:
-        return {"model": model, "version": version, "rows": 0, "files": []}
+        return {"model": model, "version": version, "rows": 0, "files": [], "entries": 0}
     written = write_entries(ctx, model, version, claim.entries)
     rows = sum(rows for _, rows in written)
     if buffer.finish(key, claim) and rows:  # a batch finished twice (taken over) counts its rows once
