@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,8 @@ import pytest
 
 from mlaas.adapters.capture_buffer import _command, _loads
 from mlaas.inference import payload, predict
-from mlaas.monitoring import capture
+from mlaas.monitoring import capture, housekeeping
+from mlaas.settings import Settings
 
 
 class FakeBuffer:
@@ -175,3 +177,21 @@ def test_an_unreadable_entry_inside_a_batch_of_its_shape_leaves_only_itself_out(
     frame = capture.entries_frame(entries)
     kept = [entry_id for i, (entry_id, _) in enumerate(entries) if i not in (7, 13) for _ in range(1 + i % 2)]
     assert frame["_entry"].tolist() == kept
+
+
+class Backlog:
+    """What housekeeping reads of a buffer to size its helpers: the entries each stream holds."""
+
+    def __init__(self, lengths: dict[str, int]) -> None:
+        self.lengths = lengths
+
+    def length(self, key: str) -> int:
+        return self.lengths[key]
+
+
+@pytest.mark.parametrize(("lengths", "helpers"), [
+    ({"a": 0}, 0), ({"a": 5_000}, 0), ({"a": 5_001}, 1), ({"a": 9_000, "b": 6_000}, 2), ({"a": 10**6}, 3),
+])
+def test_a_backlog_queues_one_helper_per_further_batch_within_the_bound(lengths, helpers):
+    ctx = SimpleNamespace(settings=Settings(capture_flush_batch=5_000, capture_flush_parallel=4))
+    assert housekeeping.helpers_for(ctx, Backlog(lengths), list(lengths)) == helpers  # type: ignore[arg-type]
