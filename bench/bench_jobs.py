@@ -4,9 +4,10 @@ The local stack runs with its Celery workers (one process per queue, as shipped)
 round submits a train job of the titanic model through POST /train, runs a plain script that does the
 same steps with the same content (splits, files, params, metrics, tags) in this (warm) process with the
 libraries directly, and times bare Celery round trips of a trivial task (a worker with mlaas's broker
-settings and a Redis result backend). Submit -> running is
-read from the job record: from its creation (the API wrote it and published the task) to the moment
-the worker marked it running; the figure from the client's POST is shown beside it.
+settings and a Redis result backend). Submit -> running is measured as a user sees it: from the
+client's POST /train (a clock read just before sending it) to the moment the worker marked the job
+running (from the job record; the client and the worker share this machine's clock). The part from
+the record's creation (the API wrote it and published the task) is shown beside it.
 
 Run: python bench/bench_jobs.py [--rounds 8]
 """
@@ -188,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             if job["state"] != "succeeded":
                 raise RuntimeError(f"job {job_id} {job['state']}: {job.get('error')}")
             times = job_times(redis, settings.redis_prefix, job_id)
-            return {"posted": posted, **times, "dispatch_s": times["started_at"] - times["created_at"],
-                    "post_to_running_s": times["started_at"] - posted,
+            return {"posted": posted, **times, "dispatch_s": times["started_at"] - posted,
+                    "record_to_running_s": times["started_at"] - times["created_at"],
                     "post_to_succeeded_s": times["finished_at"] - posted,
                     "running_s": times["finished_at"] - times["started_at"]}
 
@@ -230,12 +231,12 @@ def main(argv: list[str] | None = None) -> int:
 def report(rounds: list[dict[str, Any]]) -> tuple[list[str], dict[str, bool], dict[str, Any]]:
     celery = [x for r in rounds for x in r["celery_s"]]
     dispatch = [r["job"]["dispatch_s"] for r in rounds]
-    post_running = [r["job"]["post_to_running_s"] for r in rounds]
+    from_record = [r["job"]["record_to_running_s"] for r in rounds]
     overheads = [(r["job"]["post_to_succeeded_s"] - r["plain_s"]) / r["plain_s"] for r in rounds]
     summary = {
         "celery_p50_ms": common.median(celery) * 1e3, "celery_p90_ms": float(np.percentile(celery, 90)) * 1e3,
         "dispatch_p50_ms": common.median(dispatch) * 1e3, "dispatch_max_ms": max(dispatch) * 1e3,
-        "post_to_running_p50_ms": common.median(post_running) * 1e3,
+        "record_to_running_p50_ms": common.median(from_record) * 1e3,
         "job_p50_s": common.median([r["job"]["post_to_succeeded_s"] for r in rounds]),
         "job_running_p50_s": common.median([r["job"]["running_s"] for r in rounds]),
         "plain_p50_s": common.median([r["plain_s"] for r in rounds]),
@@ -243,12 +244,12 @@ def report(rounds: list[dict[str, Any]]) -> tuple[list[str], dict[str, bool], di
     }
     tables = [common.print_table(
         "Dispatch: submit -> running against a bare Celery round trip (same run)",
-        ["bare Celery round trip p50 ms", "p90 ms", "submit -> running p50 ms (record created -> running)",
-         "max ms", "ratio (p50 / Celery p50)", "client POST -> running p50 ms"],
+        ["bare Celery round trip p50 ms", "p90 ms", "submit -> running p50 ms (client POST -> running)",
+         "max ms", "ratio (p50 / Celery p50)", "of which record created -> running, p50 ms"],
         [[common.fmt(summary["celery_p50_ms"]), common.fmt(summary["celery_p90_ms"]),
           common.fmt(summary["dispatch_p50_ms"]), common.fmt(summary["dispatch_max_ms"]),
           common.fmt(summary["dispatch_p50_ms"] / summary["celery_p50_ms"]),
-          common.fmt(summary["post_to_running_p50_ms"])]])]
+          common.fmt(summary["record_to_running_p50_ms"])]])]
     steps = sorted({k for r in rounds for k in r["plain_steps"]}, key=list(rounds[0]["plain_steps"]).index)
     tables.append(common.print_table(
         "Train job (titanic) against a plain script doing the same steps, pair by pair",
@@ -261,7 +262,7 @@ def report(rounds: list[dict[str, Any]]) -> tuple[list[str], dict[str, bool], di
         "Plain script: median seconds per step", steps,
         [[common.fmt(common.median([r["plain_steps"][s] for r in rounds]), 3) for s in steps]]))
     checks = {
-        "submit -> running p50 <= 3x a bare Celery round trip":
+        "submit (client POST) -> running p50 <= 3x a bare Celery round trip":
             summary["dispatch_p50_ms"] <= 3 * summary["celery_p50_ms"],
         "train job overhead over the plain script <= 25% (median of the pairs)": summary["overhead_p50"] <= 0.25,
     }

@@ -6,7 +6,7 @@ registers two titanic versions (v1 production, v2 the candidate), then alternate
 (CONNECTIONS connections, SECONDS each, 5 rows a request) without a rollout and with v2 in shadow.
 A round without a rollout starts only once the worker has scored every queued shadow request, so the
 peer measures no left-over shadow work; a shadow round includes all of it (the API queueing the rows
-and the worker scoring them on the same 2 cores). Target (issue 19): production p99 with the shadow
+and the worker scoring them on the same 2 cores). Target: production p99 with the shadow
 <= 1.1x without. Usage: python bench/bench_rollout.py [--seconds 20] [--rounds 3] [--connections 2 8]
 Results: printed, and written to bench/results/bench_rollout.json. Needs wrk (make system-deps).
 """

@@ -61,5 +61,5 @@ FAMILIES: dict[str, Family] = {
     "linear": Family("linear", "LogisticRegression", _sklearn(_logistic), extra_variants=True),
     "forest": Family("forest", "RandomForestClassifier(100 trees, depth 8)", _sklearn(_forest)),
     "hgb": Family("hgb", "HistGradientBoostingClassifier(100 iterations)", _sklearn(_hgb)),
-    # "xgboost", "lightgbm": added with their native flavours (issue 16, item 4).
+    # "xgboost", "lightgbm": added with their native flavours.
 }

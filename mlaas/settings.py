@@ -114,6 +114,7 @@ class Settings:
     capture_batch_seconds: WaitSeconds = 0.1  # hold captured requests this long, then write them in one round trip
     capture_flush_seconds: Seconds = 30.0
     capture_flush_batch: Count = 5_000  # stream entries (requests) per Parquet file
+    capture_flush_parallel: Count = 4  # flush tasks at once on a backlog (beat's, plus the helpers it queues)
     drift_min_rows: Count = 200  # captured rows needed before a drift check of inference traffic
     # Monitors.
     monitor_sweep_seconds: Seconds = 15.0

@@ -124,9 +124,11 @@ def batch_inference(self: Task, job_id: str) -> str:
 
 
 @app.task(name=queues.CAPTURE_FLUSH, bind=True, max_retries=0)
-def capture_flush(self: Task) -> dict[str, Any]:
-    """Write buffered inference rows to Parquet and queue the monitor checks that are due."""
-    return housekeeping.flush_all(context(), process().buffer, context().monitors)
+def capture_flush(self: Task, helpers: bool = True) -> dict[str, Any]:
+    """Write buffered inference rows to Parquet and queue the monitor checks that are due (beat's flush); a
+    backlog queues helper flushes (``helpers`` False), which only flush."""
+    ctx = context()
+    return housekeeping.flush_all(ctx, process().buffer, ctx.monitors if helpers else None, helpers=helpers)
 
 
 @app.task(name=queues.MONITOR_SWEEP, bind=True, max_retries=0)

@@ -7,13 +7,13 @@ import json
 import logging
 import threading
 import time
-from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
 import redis
 
-from mlaas.adapters.redis import connect, redis_errors, redis_lock, text
+from mlaas.adapters.redis import connect, redis_errors, text
 from mlaas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,24 +44,60 @@ if added > 0 then
 end
 return added
 """
-# Remove flushed entries and give their bytes back. KEYS: stream, bytes held, the plan. ARGV: entry ids.
-_FINISH = """
-local freed = 0
-for i = 1, #ARGV do
-  local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
-  if found[1] then
-    local fields = found[1][2]
-    for j = 1, #fields, 2 do
-      if fields[j] == 'd' then freed = freed + string.len(fields[j + 1]) end
-    end
-    redis.call('XDEL', KEYS[1], ARGV[i])
+# Claim entries of a stream for one flusher, atomically, so that flushers running at once never take the same
+# entry. A claim is a fixed range of entry ids ("first last") with a lease; the entries stay in the stream until
+# the claim is finished. First a claim whose lease ran out (its holder died) is taken over, with the same range, so
+# it is rewritten into the same files; else the next ARGV[1] entries after the stream's cursor. A plan left by an
+# earlier release (one flusher per stream) becomes an expired claim. KEYS: stream, claims, cursor, earlier plan.
+# ARGV: how many entries, the lease (ms). Returns {range, entries} or false when nothing is left to claim.
+_CLAIM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = now + tonumber(ARGV[2])
+local earlier = redis.call('GET', KEYS[4])
+if earlier then
+  redis.call('HSET', KEYS[2], earlier, 0)
+  redis.call('DEL', KEYS[4])
+end
+local claims = redis.call('HGETALL', KEYS[2])
+for i = 1, #claims, 2 do
+  if tonumber(claims[i + 1]) < now then
+    redis.call('HSET', KEYS[2], claims[i], lease)
+    local first, last = string.match(claims[i], '^(%S+) (%S+)$')
+    return {claims[i], redis.call('XRANGE', KEYS[1], first, last)}
   end
 end
+local cursor = redis.call('GET', KEYS[3])
+local entries = redis.call('XRANGE', KEYS[1], cursor and ('(' .. cursor) or '-', '+', 'COUNT', tonumber(ARGV[1]))
+if #entries == 0 then return false end
+local range = entries[1][1] .. ' ' .. entries[#entries][1]
+redis.call('SET', KEYS[3], entries[#entries][1])
+redis.call('HSET', KEYS[2], range, lease)
+return {range, entries}
+"""
+# Finish a claim: remove its entries and give their bytes back. KEYS: stream, bytes held, claims. ARGV: the range.
+# Returns 1 when this call ended the claim, 0 when another flusher had already finished it.
+_FINISH = """
+local first, last = string.match(ARGV[1], '^(%S+) (%S+)$')
+local entries = redis.call('XRANGE', KEYS[1], first, last)
+local freed, ids = 0, {}
+for _, entry in ipairs(entries) do
+  local fields = entry[2]
+  for j = 1, #fields, 2 do
+    if fields[j] == 'd' then freed = freed + string.len(fields[j + 1]) end
+  end
+  ids[#ids + 1] = entry[1]
+  if #ids == 1000 then
+    redis.call('XDEL', KEYS[1], unpack(ids))
+    ids = {}
+  end
+end
+if #ids > 0 then redis.call('XDEL', KEYS[1], unpack(ids)) end
 if freed > 0 and tonumber(redis.call('DECRBY', KEYS[2], freed)) < 0 then redis.call('SET', KEYS[2], 0) end
-redis.call('DEL', KEYS[3])
-return freed
+return redis.call('HDEL', KEYS[3], ARGV[1])
 """
 MAX_PER_CALL = 500  # entries per script call
+CLAIM_LEASE_SECONDS = 300.0  # a flusher that holds a claim longer is taken to be dead: another takes the claim over
 
 
 def _command_parts(parts: list[bytes], *args: bytes | str | int) -> None:
@@ -79,12 +115,39 @@ def _command(*args: bytes | str | int) -> bytes:
     return b"".join(parts)
 
 
-def _loads(text: str) -> Any:
+def _loads(text: str | None) -> Any:
     """An entry as stored; text that is not JSON comes back as itself, for the reader to leave out."""
     try:
-        return json.loads(text)
-    except ValueError:
+        return json.loads(text)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
         return text
+
+
+def _field(fields: list[Any], name: str) -> Any:
+    """A field's value in a stream entry as a script returns it (a flat list of names and values)."""
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == name:
+            return fields[i + 1]
+    return None
+
+
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id ("ms-seq") as numbers, to compare ids as Redis orders them."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Entries claimed by one flusher: the range of their ids and the entries (id, entry as stored)."""
+
+    first: str
+    last: str
+    entries: list[tuple[str, Any]]
+
+    @property
+    def range(self) -> str:
+        return f"{self.first} {self.last}"
 
 
 def _entries(reply: Any) -> list[tuple[str, Any]]:
@@ -103,11 +166,14 @@ class CaptureBuffer:
         self.redis = connect(settings)
         self._append = self.fast.register_script(_APPEND)
         self._finish = self.redis.register_script(_FINISH)
+        self._claim = self.redis.register_script(_CLAIM)
         self._open_until = 0.0
         self._lock = threading.Lock()
         self._connection: redis.connection.ConnectionInterface | None = None
         self._connection_lock = threading.Lock()
         self.batch_seconds = settings.capture_batch_seconds
+        self.flush_batch = settings.capture_flush_batch
+        self.claim_lease = CLAIM_LEASE_SECONDS
         self._pending: list[tuple[str, bytes | str, int, str]] = []  # (stream key, entry, rows, model)
         self._pending_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
@@ -248,30 +314,44 @@ class CaptureBuffer:
         with redis_errors():
             return sorted(str(key) for key in self.redis.smembers(f"{self.prefix}:streams"))
 
-    def head(self, key: str, count: int) -> list[tuple[str, dict[str, Any]]]:
+    def head(self, key: str, count: int) -> list[tuple[str, Any]]:
         with redis_errors():
             return _entries(self.redis.xrange(key, "-", "+", count=count))
 
-    def read(self, key: str, first: str, last: str) -> list[tuple[str, dict[str, Any]]]:
+    def claim(self, key: str, count: int | None = None, lease: float | None = None) -> Claim | None:
+        """Take the next entries of a stream (at most ``count``, by default MLAAS_CAPTURE_FLUSH_BATCH) for this
+        flusher alone, held for ``lease`` seconds (by default ``claim_lease``), or a claim whose holder's
+        lease ran out; None when nothing is left to claim. The entries stay buffered until ``finish``."""
         with redis_errors():
-            return _entries(self.redis.xrange(key, first, last))
-
-    def plan(self, key: str) -> tuple[str, str] | None:
-        with redis_errors():
-            raw = text(self.redis.get(f"{key}:plan"))
-        if not raw:
+            reply = self._claim(keys=[key, f"{key}:claims", f"{key}:cursor", f"{key}:plan"],
+                                args=[count or self.flush_batch, max(1, int((lease or self.claim_lease) * 1000))])
+        if not reply:
             return None
-        first, _, last = raw.partition(" ")
-        return first, last
+        first, _, last = str(reply[0]).partition(" ")
+        return Claim(first, last, [(str(entry_id), _loads(_field(fields, "d"))) for entry_id, fields in reply[1]])
 
-    def set_plan(self, key: str, first: str, last: str) -> None:
+    def finish(self, key: str, claim: Claim) -> bool:
+        """Remove a claim's entries (giving their bytes back to the stream's cap) and the claim; False when
+        another flusher, which took the claim over, had already finished it."""
+        with redis_errors():  # one script call: atomic, as the claim must go with the last of its entries
+            return bool(self._finish(keys=[key, f"{key}:bytes", f"{key}:claims"], args=[claim.range]))
+
+    def claims(self, key: str) -> list[str]:
+        """The ranges ("first last") of a stream's outstanding claims, oldest entries first."""
         with redis_errors():
-            self.redis.set(f"{key}:plan", f"{first} {last}")
+            ranges = [str(r) for r in self.redis.hkeys(f"{key}:claims")]
+        return sorted(ranges, key=lambda r: entry_order(r.partition(" ")[0]))
 
-    def finish(self, key: str, ids: list[str]) -> None:
-        """Remove flushed entries (giving their bytes back to the stream's cap) and the plan that named them."""
-        with redis_errors():  # one script call: atomic, as the plan must go with the last of its entries
-            self._finish(keys=[key, f"{key}:bytes", f"{key}:plan"], args=ids)
+    def unsettled_from(self, key: str) -> str | None:
+        """The first entry of the oldest batch a flusher still holds: files from there on may have a gap before
+        them (an earlier batch not yet written), so a reader that keeps a watermark stops short of them."""
+        ranges = self.claims(key)
+        return ranges[0].partition(" ")[0] if ranges else None
+
+    def length(self, key: str) -> int:
+        """Entries a stream holds (claimed or not)."""
+        with redis_errors():
+            return int(self.redis.xlen(key))
 
     def held_bytes(self, key: str) -> int:
         """The size of the entries a stream holds, as counted against MLAAS_CAPTURE_MAX_BYTES."""
@@ -281,10 +361,6 @@ class CaptureBuffer:
     def dropped(self, key: str) -> int:
         with redis_errors():
             return int(self.redis.get(f"{key}:dropped") or 0)
-
-    def lock(self, name: str, ttl: int) -> AbstractContextManager[bool]:
-        """A lock of the flushing side (``with buffer.lock(...) as acquired``)."""
-        return redis_lock(self.redis, f"{self.prefix}:lock:{name}", ttl)
 
     def add_unchecked(self, key: str, rows: int) -> int:
         with redis_errors():

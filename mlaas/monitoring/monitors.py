@@ -263,7 +263,7 @@ def run_check(monitor_id: str, due: str | None, *, ctx: Context, buffer: Capture
         ctx.monitors.release(monitor_id, ROWS_WAITING)
         now = utcnow()
         try:
-            version, outcome = _check(get(monitor_id, ctx=ctx), due, now, ctx=ctx)
+            version, outcome = _check(get(monitor_id, ctx=ctx), due, now, ctx=ctx, buffer=buffer)
         except Unavailable:
             raise
         except MlaasError as exc:
@@ -275,7 +275,8 @@ def run_check(monitor_id: str, due: str | None, *, ctx: Context, buffer: Capture
         return outcome
 
 
-def _check(monitor: MonitorRecord, due: str | None, now: datetime, *, ctx: Context) -> tuple[int, dict[str, Any]]:
+def _check(monitor: MonitorRecord, due: str | None, now: datetime, *, ctx: Context,
+           buffer: CaptureBuffer) -> tuple[int, dict[str, Any]]:
     version = ctx.registry.resolve(monitor.model, monitor.version)
     if monitor.quality:  # a quality monitor: its condition instead of a drift check, the same actions
         outcome = {"model": monitor.model, "version": version.version, "monitor": monitor.id,
@@ -284,9 +285,11 @@ def _check(monitor: MonitorRecord, due: str | None, now: datetime, *, ctx: Conte
         if outcome["checked"] and outcome["breached"]:
             outcome["actions"] = _act(monitor, version.version, outcome, now, due, ctx=ctx)
         return version.version, outcome
+    unsettled = buffer.unsettled_from(buffer.stream_key(monitor.model, version.version))
     predictor = ctx.registry.load_model(version).estimator if monitor.prediction_drift else None
     outcome = traffic.check(monitor, version.version, ctx=ctx, now=now,
-                            watermark=monitor.watermark.get(str(version.version), ""), predictor=predictor)
+                            watermark=monitor.watermark.get(str(version.version), ""), predictor=predictor,
+                            unsettled_from=unsettled)
     if outcome["checked"] and outcome["dataset_drift"]:
         outcome["actions"] = _act(monitor, version.version, outcome, now, due, ctx=ctx)
     return version.version, outcome

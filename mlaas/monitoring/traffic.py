@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from mlaas.adapters import telemetry
+from mlaas.adapters.capture_buffer import entry_order
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
 from mlaas.datasets.frames import checked_uri, read_config, read_dataset
@@ -48,14 +49,22 @@ def spec_of(config: DataConfig) -> ColumnSpec:
 
 
 def select_captured(ctx: Context, model: str, version: int, *, after_file: str = "",
-                    since: datetime | None = None, until: datetime | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """Captured rows of a version: files after a watermark, rows between two times (each bound optional)."""
+                    since: datetime | None = None, until: datetime | None = None,
+                    unsettled_from: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Captured rows of a version: files after a watermark, rows between two times (each bound optional).
+
+    With ``unsettled_from`` (the first entry a flusher still holds), files from that entry on are left for a
+    later read, so a watermark never passes a batch that is still being written.
+    """
+    horizon = entry_order(unsettled_from) if unsettled_from else None
     base = capture.folder(ctx.settings.drift_bucket, model, version, ctx.settings.storage_scheme)
     frames, files = [], []
     for obj in sorted(ctx.storage.list(base.bucket, base.key + "/"), key=lambda o: o.uri.key):
         key = obj.uri.key
         day = key.split("date=")[-1][:10]
         if key <= after_file or not key.endswith(".parquet"):
+            continue
+        if horizon is not None and entry_order(key.rsplit("/", 1)[-1].split("_", 1)[0]) >= horizon:
             continue
         if (since and day < since.strftime("%Y-%m-%d")) or (until and day > until.strftime("%Y-%m-%d")):
             continue
@@ -71,12 +80,13 @@ def select_captured(ctx: Context, model: str, version: int, *, after_file: str =
 
 
 def check(monitor: MonitorRecord, version: int, *, ctx: Context, now: datetime, watermark: str = "",
-          predictor: Any = None) -> dict[str, Any]:
+          predictor: Any = None, unsettled_from: str | None = None) -> dict[str, Any]:
     """One check of a monitor; returns the outcome, with ``last_file`` to advance its watermark."""
     model = monitor.model
     window = monitor.window_seconds
     since = now - timedelta(seconds=window) if window else None
-    current, files = select_captured(ctx, model, version, after_file="" if window else watermark, since=since)
+    current, files = select_captured(ctx, model, version, after_file="" if window else watermark, since=since,
+                                     unsettled_from=None if window else unsettled_from)
     outcome: dict[str, Any] = {"model": model, "version": version, "monitor": monitor.id, "checked": False}
     if len(current) < monitor.min_rows:
         return {**outcome, "reason": f"{len(current)} captured rows, fewer than {monitor.min_rows}"}

@@ -24,7 +24,7 @@ def drain(ctx: Context, buffer: CaptureBuffer, key: str, rows: int, timeout: flo
     writes captured requests to Redis in batches, a moment after answering them)."""
     model, version = buffer.parse_stream_key(key)
     deadline = time.monotonic() + timeout
-    while buffer.redis.xlen(key) or buffer.plan(key) or count_captured(ctx, model, version) < rows:
+    while buffer.redis.xlen(key) or buffer.claims(key) or count_captured(ctx, model, version) < rows:
         housekeeping.flush_all(ctx, buffer)
         assert time.monotonic() < deadline, f"{rows} captured rows of {model} v{version} not flushed after {timeout} s"
         time.sleep(0.2)

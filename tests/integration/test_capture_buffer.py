@@ -85,8 +85,8 @@ def test_a_stream_at_its_byte_cap_refuses_and_counts_until_a_flush_frees_room(se
         buffer.append(unique, 1, text, 3)
     buffer.write_pending()
     assert buffer.redis.xlen(key) == 2 and buffer.dropped(key) == 6 and buffer.held_bytes(key) == 2 * size
-    first = [entry_id for entry_id, _ in buffer.head(key, 1)]
-    buffer.finish(key, first)  # a flush removes what it wrote and gives its bytes back
+    first = buffer.claim(key, 1)
+    assert first is not None and buffer.finish(key, first)  # a flush removes what it wrote and gives its bytes back
     assert buffer.held_bytes(key) == size
     assert buffer.append(unique, 1, entries[3], 3) is None
     buffer.write_pending()

@@ -575,7 +575,7 @@ def test_s3_down_jobs_fail_unavailable_and_capture_flushes_every_row_once_after(
     faults.note("s3_down.outage_s", restored - stopped)
 
     def all_flushed() -> bool:
-        return buffer.redis.xlen(key) == 0 and buffer.plan(key) is None
+        return buffer.redis.xlen(key) == 0 and not buffer.claims(key)
 
     wait_for(all_flushed, 60, "the buffered rows flushed after S3 came back")
     faults.note("s3_up.capture_flushed_after_s", time.monotonic() - restored)

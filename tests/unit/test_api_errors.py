@@ -113,7 +113,7 @@ def test_validation_names_field_and_problem(client):
 
 
 def test_what_the_document_allows_is_what_validation_takes(client):
-    """Requests schemathesis found the document allowing and validation refusing (issue 13's contract)."""
+    """Requests schemathesis found the document allowing and validation refusing."""
     # JSON Schema's "integer" takes 3.0: so does a version reference (it reaches the registry as 3).
     assert_error(client.post("/train", json={"model": "ghost", "version": 3.0}), 404, "not_found")
     body = assert_error(client.post("/train", json={"model": "m", "version": 3.5}), 400, "invalid_input")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,8 @@ import pytest
 
 from mlaas.adapters.capture_buffer import _command, _loads
 from mlaas.inference import payload, predict
-from mlaas.monitoring import capture
+from mlaas.monitoring import capture, housekeeping
+from mlaas.settings import Settings
 
 
 class FakeBuffer:
@@ -129,3 +131,67 @@ def test_an_unreadable_entry_is_left_out_not_fatal():
                                    ("4-0", _loads("{not json"))])
     assert frame["_entry"].tolist() == ["1-0"] and frame["x"].tolist() == [1.5]
     assert capture.entries_frame([("0-0", {"i": 0})]).empty
+
+
+def many(count: int) -> FakeBuffer:
+    """``count`` captured requests of three shapes, interleaved: frames of 1-2 rows, fast-path columns, no proba."""
+    buffer = FakeBuffer()
+    for i in range(count):
+        n = 1 + i % 2
+        proba = np.array([[0.25, 0.75]] * n)
+        if i % 3 == 0:
+            features: Any = predict.Columns(["x", "t"], {"x": np.full(n, float(i)), "t": np.array(["u"] * n, object)})
+            result = predict.Prediction(list(range(n)), ["yes"] * n, [{"no": 0.25, "yes": 0.75}], [], features, proba)
+        elif i % 3 == 1:
+            features = pd.DataFrame({"x": np.full(n, float(i)), "n": np.full(n, i), "t": [None] * n})
+            result = predict.Prediction(list(range(n)), ["no"] * n, [{"no": 0.25, "yes": 0.75}], [], features, proba)
+        else:
+            features = pd.DataFrame({"x": np.full(n, float(i)), "n": np.full(n, i)})
+            result = predict.Prediction([f"r{i}-{j}" for j in range(n)], [1] * n, None, [], features, None)
+        capture.record(buffer, "m", 1, result, f"req-{i}")  # type: ignore[arg-type]
+    return buffer
+
+
+def test_a_batch_of_several_shapes_reads_back_every_row_once_in_entry_order_with_its_types():
+    entries = many(300).entries()
+    frame = capture.entries_frame(entries)
+    assert len(frame) == 150 * 1 + 150 * 2
+    assert frame["_entry"].tolist() == [entry_id for i, (entry_id, _) in enumerate(entries) for _ in range(1 + i % 2)]
+    assert frame["x"].tolist() == [float(i) for i in range(300) for _ in range(1 + i % 2)]
+    assert frame["x"].dtype == np.float64 and frame["_proba_yes"].dtype == np.float64
+    assert str(frame["_ts"].dtype) == "datetime64[ns, UTC]"
+    fast = frame[frame["_request_id"] == "req-0"]
+    assert fast["n"].isna().all() and fast["t"].tolist() == ["u"] and fast["_prediction"].tolist() == ["yes"]
+    plain = frame[frame["_request_id"] == "req-5"]
+    assert plain["_id"].tolist() == ["r5-0", "r5-1"] and plain["_proba_yes"].isna().all()
+    assert plain["n"].tolist() == [5, 5] and frame[frame["_request_id"] == "req-1"]["t"].isna().all()
+
+
+def test_an_unreadable_entry_inside_a_batch_of_its_shape_leaves_only_itself_out():
+    entries = many(40).entries()
+    broken = json.loads(json.dumps(entries[7][1]))
+    broken["cols"][0]["f8"] = broken["cols"][0]["f8"][:-4]  # a value short
+    short_pred = json.loads(json.dumps(entries[13][1]))
+    short_pred["pred"] = []
+    entries[7], entries[13] = (entries[7][0], broken), (entries[13][0], short_pred)
+    frame = capture.entries_frame(entries)
+    kept = [entry_id for i, (entry_id, _) in enumerate(entries) if i not in (7, 13) for _ in range(1 + i % 2)]
+    assert frame["_entry"].tolist() == kept
+
+
+class Backlog:
+    """What housekeeping reads of a buffer to size its helpers: the entries each stream holds."""
+
+    def __init__(self, lengths: dict[str, int]) -> None:
+        self.lengths = lengths
+
+    def length(self, key: str) -> int:
+        return self.lengths[key]
+
+
+@pytest.mark.parametrize(("lengths", "helpers"), [
+    ({"a": 0}, 0), ({"a": 5_000}, 0), ({"a": 5_001}, 1), ({"a": 9_000, "b": 6_000}, 2), ({"a": 10**6}, 3),
+])
+def test_a_backlog_queues_one_helper_per_further_batch_within_the_bound(lengths, helpers):
+    ctx = SimpleNamespace(settings=Settings(capture_flush_batch=5_000, capture_flush_parallel=4))
+    assert housekeeping.helpers_for(ctx, Backlog(lengths), list(lengths)) == helpers  # type: ignore[arg-type]
