@@ -96,6 +96,13 @@ if #ids > 0 then redis.call('XDEL', KEYS[1], unpack(ids)) end
 if freed > 0 and tonumber(redis.call('DECRBY', KEYS[2], freed)) < 0 then redis.call('SET', KEYS[2], 0) end
 return redis.call('HDEL', KEYS[3], ARGV[1])
 """
+# Give a claim back (its write failed): its lease ends now, so the next flush takes it over with the same range.
+# KEYS: claims. ARGV: the range. Returns 1 when the claim was still outstanding.
+_RELEASE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], 0)
+return 1
+"""
 MAX_PER_CALL = 500  # entries per script call
 CLAIM_LEASE_SECONDS = 300.0  # a flusher that holds a claim longer is taken to be dead: another takes the claim over
 
@@ -167,6 +174,7 @@ class CaptureBuffer:
         self._append = self.fast.register_script(_APPEND)
         self._finish = self.redis.register_script(_FINISH)
         self._claim = self.redis.register_script(_CLAIM)
+        self._release = self.redis.register_script(_RELEASE)
         self._open_until = 0.0
         self._lock = threading.Lock()
         self._connection: redis.connection.ConnectionInterface | None = None
@@ -335,6 +343,12 @@ class CaptureBuffer:
         another flusher, which took the claim over, had already finished it."""
         with redis_errors():  # one script call: atomic, as the claim must go with the last of its entries
             return bool(self._finish(keys=[key, f"{key}:bytes", f"{key}:claims"], args=[claim.range]))
+
+    def release(self, key: str, claim: Claim) -> bool:
+        """Give a claim back unfinished (its write failed), for the next flush to take over at once rather than
+        after its lease; False when it was no longer outstanding."""
+        with redis_errors():
+            return bool(self._release(keys=[f"{key}:claims"], args=[claim.range]))
 
     def claims(self, key: str) -> list[str]:
         """The ranges ("first last") of a stream's outstanding claims, oldest entries first."""

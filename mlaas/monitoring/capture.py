@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import itertools
 import json
 import logging
@@ -234,7 +235,12 @@ def flush_stream(ctx: Any, buffer: CaptureBuffer, key: str) -> dict[str, Any]:
     claim = buffer.claim(key)
     if claim is None:
         return {"model": model, "version": version, "rows": 0, "files": [], "entries": 0}
-    written = write_entries(ctx, model, version, claim.entries)
+    try:
+        written = write_entries(ctx, model, version, claim.entries)
+    except BaseException:
+        with contextlib.suppress(Exception):  # Redis away too: the claim's lease runs out instead
+            buffer.release(key, claim)  # storage away: the next flush retries this batch, not in 300 s
+        raise
     rows = sum(rows for _, rows in written)
     if buffer.finish(key, claim) and rows:  # a batch finished twice (taken over) counts its rows once
         buffer.add_unchecked(key, rows)

@@ -91,3 +91,19 @@ def test_a_stream_at_its_byte_cap_refuses_and_counts_until_a_flush_frees_room(se
     assert buffer.append(unique, 1, entries[3], 3) is None
     buffer.write_pending()
     assert [e["i"] for _, e in buffer.head(key, 10)] == [1, 3] and buffer.dropped(key) == 6
+
+
+def test_a_claim_given_back_is_taken_over_at_once_with_the_same_entries(settings, unique):
+    """A flush whose write failed (storage away) gives its batch back: the next flush retries it now, not after
+    the claim's lease, and a released claim that another flusher finished is not given back twice."""
+    buffer = isolated(settings, unique)
+    key = buffer.stream_key(unique, 1)
+    for i in range(3):
+        buffer.append(unique, 1, json.dumps({"i": i}), 1)
+    buffer.write_pending()
+    first = buffer.claim(key, 2)
+    assert first is not None and buffer.claim(key, 2).range != first.range  # held: the next flush takes others
+    assert buffer.release(key, first)
+    again = buffer.claim(key, 2)
+    assert again is not None and again.range == first.range and again.entries == first.entries
+    assert buffer.finish(key, again) and not buffer.release(key, again)
