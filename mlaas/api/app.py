@@ -35,6 +35,7 @@ from mlaas.inference.server import Server
 from mlaas.logs import configure_logging
 from mlaas.process import configure_process
 from mlaas.settings import Settings
+from mlaas.uris import MAX_KEY_BYTES
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
@@ -74,9 +75,8 @@ class MlaasOpenAPI(OpenAPI):
     def generate_spec_json(self) -> None:
         super().generate_spec_json()
         if self.allowed_buckets:  # state which buckets this deployment reads: others are refused
-            buckets = "|".join(re.escape(b) for b in self.allowed_buckets)
             schemes = self.uri_schemes[0] if len(self.uri_schemes) == 1 else f"(?:{'|'.join(self.uri_schemes)})"
-            _replace_pattern(self.spec_json, specs.S3_URI_PATTERN, f"^{schemes}://(?:{buckets})/{specs.KEY_PATTERN}$")
+            _bucket_uris(self.spec_json, schemes, self.allowed_buckets)
         for path, item in self.spec_json["paths"].items():
             for operation in item.values():
                 responses = operation.setdefault("responses", {})
@@ -93,16 +93,22 @@ class MlaasOpenAPI(OpenAPI):
                         response["content"] = {"application/problem+json": {"schema": _ERROR_REF}}
 
 
-def _replace_pattern(node: object, old: str, new: str) -> None:
-    """Replace every ``pattern`` equal to ``old`` in a JSON document, in place."""
+def _bucket_uris(node: object, schemes: str, buckets: tuple[str, ...]) -> None:
+    """Make every generic URI schema in a JSON document one alternative per allowed bucket, in place, each with
+    the length its bucket leaves a key of at most MAX_KEY_BYTES (keys are ASCII: a byte is a character)."""
     if isinstance(node, dict):
-        if node.get("pattern") == old:
-            node["pattern"] = new
+        if node.get("pattern") == specs.S3_URI_PATTERN:
+            del node["pattern"]
+            lengths = {b: len("s3://") + len(b) + 1 + MAX_KEY_BYTES for b in buckets}
+            alternatives = [{"pattern": f"^{schemes}://{re.escape(b)}/{specs.KEY_PATTERN}$", "maxLength": n}
+                            for b, n in lengths.items()]
+            node["maxLength"] = max(lengths.values())
+            node.setdefault("allOf", []).append({"anyOf": alternatives})  # beside any anyOf (string or null)
         for value in node.values():
-            _replace_pattern(value, old, new)
+            _bucket_uris(value, schemes, buckets)
     elif isinstance(node, list):
         for value in node:
-            _replace_pattern(value, old, new)
+            _bucket_uris(value, schemes, buckets)
 
 
 def create_app(settings: Settings | None = None, context: Context | None = None) -> OpenAPI:
