@@ -185,7 +185,8 @@ def main_job(api: Api) -> dict[str, str]:
         uris[name] = stored["uri"]
     ok("PUT /datasets: 3 files uploaded through the proxy")
     # A data scientist's first model, registered from the worker image with mlaas's MLflow account.
-    compose("run", "--rm", "--no-deps", "-v", f"{ROOT / 'examples'}:/app/examples:ro", "worker-train",
+    compose("run", "--rm", "--no-deps", "-v", f"{ROOT / 'examples'}:/app/examples:ro", "-e", "PYTHONPATH=/app",
+            "worker-train",
             "python", "examples/train_notebook_model.py", uris["train.csv"], uris["data_config.yaml"], capture=True)
     train = api.finish(api.submit("/train", {"model": "titanic", "dataset": uris["train.csv"],
                                              "data_config": uris["data_config.yaml"],
