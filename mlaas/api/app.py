@@ -33,6 +33,7 @@ from mlaas.errors import (
 )
 from mlaas.inference.server import Server
 from mlaas.logs import configure_logging
+from mlaas.monitoring.specs import WEBHOOK_URL_PATTERN
 from mlaas.process import configure_process
 from mlaas.settings import Settings
 from mlaas.uris import MAX_KEY_BYTES
@@ -71,12 +72,16 @@ class MlaasOpenAPI(OpenAPI):
 
     allowed_buckets: tuple[str, ...] = ()
     uri_schemes: tuple[str, ...] = ("s3",)
+    webhook_hosts: tuple[str, ...] = ()
 
     def generate_spec_json(self) -> None:
         super().generate_spec_json()
         if self.allowed_buckets:  # state which buckets this deployment reads: others are refused
             schemes = self.uri_schemes[0] if len(self.uri_schemes) == 1 else f"(?:{'|'.join(self.uri_schemes)})"
             _bucket_uris(self.spec_json, schemes, self.allowed_buckets)
+        if self.webhook_hosts:  # state which host:port a webhook may call: others are refused
+            hosts = "|".join(re.escape(h) for h in self.webhook_hosts)
+            _webhook_urls(self.spec_json, rf"^https?://(?:{hosts})(?:[/?#][\x21-\x7e]*)?$")
         for path, item in self.spec_json["paths"].items():
             for operation in item.values():
                 responses = operation.setdefault("responses", {})
@@ -91,6 +96,18 @@ class MlaasOpenAPI(OpenAPI):
                 for status, response in responses.items():
                     if int(status) >= 400:
                         response["content"] = {"application/problem+json": {"schema": _ERROR_REF}}
+
+
+def _webhook_urls(node: object, pattern: str) -> None:
+    """Replace the generic webhook URL pattern of a JSON document with ``pattern``, in place."""
+    if isinstance(node, dict):
+        if node.get("pattern") == WEBHOOK_URL_PATTERN:
+            node["pattern"] = pattern
+        for value in node.values():
+            _webhook_urls(value, pattern)
+    elif isinstance(node, list):
+        for value in node:
+            _webhook_urls(value, pattern)
 
 
 def _bucket_uris(node: object, schemes: str, buckets: tuple[str, ...]) -> None:
@@ -132,6 +149,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     )
     app.allowed_buckets = settings.buckets
     app.uri_schemes = settings.storage_schemes
+    app.webhook_hosts = settings.webhook_allowlist
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["MLAAS_SETTINGS"] = settings
     app.config["MLAAS_CONTEXT"] = context or Context(settings)

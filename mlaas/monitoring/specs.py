@@ -10,6 +10,7 @@ from mlaas.drift.specs import Correction, DriftOverride
 from mlaas.quality.specs import QualityCondition
 from mlaas.specs import Doc, Spec, VersionRef, model_name, s3_uri
 
+WEBHOOK_URL_PATTERN = r"^https?://[^\s/?#@]+(?:[/?#][\x21-\x7e]*)?$"  # the live document: the allowlist
 MONITOR_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"  # checked by monitors._settled, whose message names it
 
 
@@ -28,7 +29,8 @@ class MonitorSchedule(Spec):
 
 
 class WebhookAction(Spec):
-    url: str = Field(max_length=2000, examples=["https://hooks.example.com/mlaas"])
+    url: str = Field(max_length=2000, examples=["https://hooks.example.com/mlaas"],
+                     json_schema_extra={"pattern": WEBHOOK_URL_PATTERN})  # checked by adapters.webhooks.check_url
     secret: str = Field(default="", max_length=256, description="HMAC-SHA256 key; the body's signature is sent "
                                                                   "as X-Mlaas-Signature: sha256=<hex>")
 
