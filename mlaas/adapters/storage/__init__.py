@@ -57,6 +57,15 @@ def too_large(uri: BlobUri, size: int, max_bytes: int | None) -> None:
         raise TooLarge(f"{uri} is larger than {max_bytes} bytes")
 
 
+def exists_by_stat(store: BlobStore, uri: BlobUri) -> bool:
+    """Whether an object exists, as every backend answers it: its stat succeeds (NotFound: it does not)."""
+    try:
+        store.stat(uri)
+    except NotFound:
+        return False
+    return True
+
+
 def missing(uri: BlobUri) -> NotFound:
     """The error for an object or bucket that does not exist."""
     return NotFound(f"{uri} does not exist")

@@ -24,7 +24,16 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
-from mlaas.adapters.storage import ObjectInfo, denied, missing, rejected, taken, too_large, unreachable
+from mlaas.adapters.storage import (
+    ObjectInfo,
+    denied,
+    exists_by_stat,
+    missing,
+    rejected,
+    taken,
+    too_large,
+    unreachable,
+)
 from mlaas.errors import NotFound
 from mlaas.settings import Settings
 from mlaas.uris import BlobUri
@@ -123,11 +132,7 @@ class AzureBlobStore:
 
     def exists(self, uri: BlobUri) -> bool:
         """Whether the blob exists."""
-        try:
-            self.stat(uri)
-        except NotFound:
-            return False
-        return True
+        return exists_by_stat(self, uri)
 
     def delete(self, uri: BlobUri) -> None:
         """Remove a blob (no error when it is already gone)."""

@@ -12,8 +12,16 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
-from mlaas.adapters.storage import ObjectInfo, denied, missing, rejected, taken, too_large, unreachable
-from mlaas.errors import NotFound
+from mlaas.adapters.storage import (
+    ObjectInfo,
+    denied,
+    exists_by_stat,
+    missing,
+    rejected,
+    taken,
+    too_large,
+    unreachable,
+)
 from mlaas.settings import Settings
 from mlaas.uris import BlobUri
 
@@ -93,11 +101,7 @@ class MinioBlobStore:
 
     def exists(self, uri: BlobUri) -> bool:
         """Whether the object exists."""
-        try:
-            self.stat(uri)
-        except NotFound:
-            return False
-        return True
+        return exists_by_stat(self, uri)
 
     def delete(self, uri: BlobUri) -> None:
         """Remove an object (no error when it is already gone)."""
