@@ -24,7 +24,7 @@ from mlaas.errors import InvalidInput
 
 SIGNATURE_HEADER = "X-Mlaas-Signature"
 TIMESTAMP_HEADER = "X-Mlaas-Timestamp"
-MIN_SECRET_BYTES = 32
+MIN_SECRET_LENGTH = 32  # characters (so at least as many UTF-8 bytes)
 REPLAY_WINDOW_SECONDS = 300
 
 
@@ -70,9 +70,9 @@ def check_url(url: str, allowlist: tuple[str, ...]) -> Target:
 
 
 def check_secret(secret: str | None) -> None:
-    """A signing secret is required and must hold at least MIN_SECRET_BYTES bytes."""
-    if not secret or len(secret.encode()) < MIN_SECRET_BYTES:
-        raise InvalidInput(f"webhook.secret: required, at least {MIN_SECRET_BYTES} bytes "
+    """A signing secret is required and must hold at least MIN_SECRET_LENGTH characters."""
+    if not secret or len(secret) < MIN_SECRET_LENGTH:
+        raise InvalidInput(f"webhook.secret: required, at least {MIN_SECRET_LENGTH} characters "
                            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
 
 

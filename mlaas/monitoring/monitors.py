@@ -128,7 +128,7 @@ def _settled(spec: MonitorSpec, monitor_id: str, *, ctx: Context,
         id=monitor_id, model=spec.model, version=spec.version, schedule=schedule, window_seconds=spec.window_seconds,
         min_rows=spec.min_rows or ctx.settings.drift_min_rows, overrides=spec.overrides or {},
         drift_share=0.5 if spec.drift_share is None else spec.drift_share, correction=spec.correction,
-        prediction_drift=bool(spec.prediction_drift), on_drift=on_drift, enabled=spec.enabled is not False,
+        prediction_drift=bool(spec.prediction_drift), on_drift=on_drift.model_dump(), enabled=spec.enabled is not False,
         quality=spec.quality,
         created_at=current.created_at if current else utcnow().isoformat(),
     )

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
+from mlaas.adapters.webhooks import MIN_SECRET_LENGTH
 from mlaas.drift.specs import Correction, DriftOverride
 from mlaas.quality.specs import QualityCondition
 from mlaas.specs import Doc, Spec, VersionRef, model_name, s3_uri
@@ -31,8 +32,8 @@ class MonitorSchedule(Spec):
 class WebhookAction(Spec):
     url: str = Field(max_length=2000, examples=["https://hooks.example.com/mlaas"],
                      json_schema_extra={"pattern": WEBHOOK_URL_PATTERN})  # checked by adapters.webhooks.check_url
-    secret: str = Field(default="", max_length=256, description="HMAC-SHA256 key; the body's signature is sent "
-                                                                  "as X-Mlaas-Signature: sha256=<hex>")
+    secret: str = Field(min_length=MIN_SECRET_LENGTH, max_length=256,
+                        description="HMAC-SHA256 key; the body's signature is sent as X-Mlaas-Signature: sha256=<hex>")
 
 
 class RetrainAction(Spec):
@@ -44,6 +45,22 @@ class RetrainAction(Spec):
 
 class OnDrift(Spec):
     webhook: WebhookAction | None = None
+    retrain: RetrainAction | None = None
+
+
+class StoredWebhook(BaseModel):
+    """A webhook as stored: monitors made before secrets were required keep an empty one and still load."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    url: str
+    secret: str = ""
+
+
+class StoredOnDrift(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    webhook: StoredWebhook | None = None
     retrain: RetrainAction | None = None
 
 
@@ -114,7 +131,7 @@ class MonitorRecord(BaseModel):
     drift_share: float = 0.5
     correction: Correction | None = None
     prediction_drift: bool = False
-    on_drift: OnDrift = OnDrift()
+    on_drift: StoredOnDrift = StoredOnDrift()
     enabled: bool = True
     quality: QualityCondition | None = None
     created_at: str

@@ -147,7 +147,7 @@ SSRF_URLS = [
 
 @pytest.mark.parametrize("url, fragment", SSRF_URLS, ids=[u for u, _ in SSRF_URLS])
 def test_webhook_urls_outside_the_allowlist_are_refused(api, model, url, fragment):
-    body = {"model": model, "on_drift": {"webhook": {"url": url}}}
+    body = {"model": model, "on_drift": {"webhook": {"url": url, "secret": "s" * 32}}}
     problem(api.post("/monitors", json=body), 400, fragment)
 
 

@@ -58,8 +58,11 @@ def test_monitor_crud_and_validation(api, settings, titanic, unique):
     for bad, status, fragment in [
         ({"model": "nobody-at-all"}, 404, "nobody-at-all"),
         ({"model": unique, "schedule": {"cron": "every day"}}, 400, "five fields"),
-        ({"model": unique, "on_drift": {"webhook": {"url": "http://10.1.2.3/x"}}}, 400, "ALLOWLIST"),
-        ({"model": unique, "on_drift": {"webhook": {"url": "http://169.254.169.254/latest"}}}, 400, "ALLOWLIST"),
+        ({"model": unique, "on_drift": {"webhook": {"url": "http://10.1.2.3/x", "secret": SECRET}}}, 400, "ALLOWLIST"),
+        ({"model": unique, "on_drift": {"webhook": {"url": "http://169.254.169.254/latest", "secret": SECRET}}},
+         400, "ALLOWLIST"),
+        ({"model": unique, "on_drift": {"webhook": {"url": f"http://127.0.0.1:{WEBHOOK_PORT}/x"}}}, 400,
+         "on_drift.webhook.secret"),
         ({"model": unique, "on_drift": {"retrain": {"dataset": "s3://elsewhere/x.csv",
                                                     "data_config": titanic["data_config"]}}}, 400, "elsewhere"),
     ]:

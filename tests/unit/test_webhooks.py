@@ -38,8 +38,8 @@ def test_allowlisted_literal_ip_and_port():
 
 
 @pytest.mark.parametrize("secret", [None, "", "short", "x" * 31])
-def test_a_secret_of_fewer_than_32_bytes_is_refused(secret):
-    with pytest.raises(InvalidInput, match="webhook.secret: required, at least 32 bytes"):
+def test_a_secret_of_fewer_than_32_characters_is_refused(secret):
+    with pytest.raises(InvalidInput, match="webhook.secret: required, at least 32 characters"):
         check_secret(secret)
 
 
@@ -108,3 +108,20 @@ def test_dns_rebinding_cannot_move_the_request_to_loopback(listener, monkeypatch
     assert outcome["delivered"] is False
     assert connected and set(connected) == {"93.184.216.34"}, connected
     assert listener.received == []
+
+
+def test_the_request_schema_requires_a_secret_of_32_characters_and_stored_monitors_without_one_still_load():
+    from pydantic import ValidationError
+
+    from mlaas.monitoring.specs import MonitorRecord, MonitorSpec
+
+    hook = {"url": "http://127.0.0.1:9000/hook"}
+    for given in ({}, {"secret": ""}, {"secret": "x" * 31}):
+        with pytest.raises(ValidationError, match="secret"):
+            MonitorSpec.model_validate({"model": "m", "on_drift": {"webhook": {**hook, **given}}})
+    assert MonitorSpec.model_validate({"model": "m", "on_drift": {"webhook": {**hook, "secret": "x" * 32}}})
+    schema = MonitorSpec.model_json_schema()["$defs"]["WebhookAction"]
+    assert schema["properties"]["secret"]["minLength"] == 32 and "secret" in schema["required"]
+    legacy = MonitorRecord.model_validate({"id": "old", "model": "m", "schedule": {"every_seconds": 60}, "min_rows": 1,
+                                           "created_at": "2026-01-01T00:00:00", "on_drift": {"webhook": hook}})
+    assert legacy.on_drift.webhook.url == hook["url"] and legacy.on_drift.webhook.secret == ""
