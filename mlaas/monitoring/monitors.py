@@ -32,6 +32,7 @@ from mlaas.monitoring.specs import (
     OnDrift,
     RetrainAction,
     Schedule,
+    StoredOnDrift,
 )
 from mlaas.quality import condition
 from mlaas.queues import MONITOR_CHECK
@@ -128,8 +129,8 @@ def _settled(spec: MonitorSpec, monitor_id: str, *, ctx: Context,
         id=monitor_id, model=spec.model, version=spec.version, schedule=schedule, window_seconds=spec.window_seconds,
         min_rows=spec.min_rows or ctx.settings.drift_min_rows, overrides=spec.overrides or {},
         drift_share=0.5 if spec.drift_share is None else spec.drift_share, correction=spec.correction,
-        prediction_drift=bool(spec.prediction_drift), on_drift=on_drift.model_dump(), enabled=spec.enabled is not False,
-        quality=spec.quality,
+        prediction_drift=bool(spec.prediction_drift), enabled=spec.enabled is not False, quality=spec.quality,
+        on_drift=StoredOnDrift.model_validate(on_drift.model_dump()),
         created_at=current.created_at if current else utcnow().isoformat(),
     )
     if current is None:
