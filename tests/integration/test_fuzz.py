@@ -66,7 +66,7 @@ def test_every_operation_answers_as_documented(api_schema, api, mode):
 
 
 # Every check schemathesis has, stateful runs included, but negative_data_rejection, which runs in the test above (in
-# the NEGATIVE mode). schemathesis.toml beside this file names the two couplings a document cannot state.
+# the NEGATIVE mode). schemathesis.toml beside this file names the couplings a document cannot state.
 EXCLUDED_CHECKS = "negative_data_rejection"
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
