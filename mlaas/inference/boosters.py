@@ -77,6 +77,12 @@ class NativeModel:
         raw = np.asarray(self.model.predict(self.frame(X)), dtype=float)
         return np.stack([1 - raw, raw], axis=1) if raw.ndim == 1 else raw
 
+    def categories(self) -> dict[int, list[Any]]:
+        """The categories the model knows, by input position, for the categorical inputs that record them."""
+        if self._categorical is None:
+            self._categorical = self._categorical_inputs()
+        return {i: list(dtype.categories) for i, dtype in self._categorical if dtype is not None}
+
     def frame(self, X: Any) -> Any:
         """``X`` with the columns the model takes as categorical turned into pandas categories.
 

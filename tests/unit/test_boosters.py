@@ -22,6 +22,8 @@ from sklearn.preprocessing import OneHotEncoder
 from mlaas.adapters.model_files import ModelLoader
 from mlaas.errors import InvalidInput
 from mlaas.inference.boosters import HYPERPARAMETERS_ATTR, NativeModel, parse_param
+from mlaas.inference.predict import model_outputs
+from mlaas.inference.probes import labels_follow_proba
 from mlaas.settings import Settings
 
 NUMERIC = ["age", "fare"]
@@ -218,3 +220,27 @@ def test_pickled_lightgbm_estimator_loads_only_when_pickle_is_allowed(data, mode
     path = save("lightgbm", model, tmp_path / "pkl", serialization_format="cloudpickle")
     loaded = loader(allow_pickle_models=True).load(path, label="m")
     np.testing.assert_array_equal(loaded.estimator.predict(probe(frame)), own_prediction(model, probe(frame))[0])
+
+
+@pytest.mark.parametrize("kind", ["xgb-classifier", "xgb-booster", "lgb-classifier", "lgb-booster"])
+def test_native_classifiers_are_served_in_one_pass_with_the_models_own_labels(kind: str, data, models,
+                                                                              tmp_path: Path) -> None:
+    frame, _ = data
+    flavor, model = models[kind]
+    estimator = loader().load(save(flavor, model, tmp_path / kind), label=kind).estimator
+    assert labels_follow_proba(estimator, list(frame.columns), None)  # the load-time check, without examples
+    calls = []
+    original = estimator.predict
+    estimator.predict = lambda X: calls.append(X) or original(X)  # type: ignore[method-assign]
+    rows = probe(frame)
+    labels, proba = model_outputs(estimator, rows, classifier=True, one_pass=True)
+    assert calls == []  # one library call: the labels follow from the probabilities
+    own_labels, own_proba = own_prediction(model, rows)
+    np.testing.assert_array_equal(labels, own_labels)
+    np.testing.assert_allclose(proba, own_proba, rtol=1e-6)
+
+
+def test_native_categories_are_those_the_model_was_trained_on(models, tmp_path: Path) -> None:
+    for kind in ("xgb-classifier", "lgb-classifier", "lgb-booster"):
+        estimator = loader().load(save(*models[kind], tmp_path / kind), label=kind).estimator
+        assert estimator.categories() == {2: ["f", "m"], 3: ["C", "Q", "S"]}, kind
