@@ -24,11 +24,15 @@ _LGB_CLASSIFIERS = {"binary", "multiclass", "softmax", "multiclassova", "multicl
 class NativeModel:
     """A gradient-boosting model with ``predict``/``predict_proba``/``classes_``, fitted or not."""
 
-    def __init__(self, model: Any, library: str, *, rounds: int | None = None, params: dict[str, Any] | None = None):
+    def __init__(self, model: Any, library: str, *, rounds: int | None = None, params: dict[str, Any] | None = None,
+                 threads: int | None = None):
         self.model = model  # XGBModel / LGBMModel (fitted or not) or lightgbm.Booster (None: unfitted booster)
         self.library = library  # "xgboost" or "lightgbm"
         self.rounds = rounds  # lightgbm.Booster only: boosting rounds to train
         self.params = dict(params or {})  # lightgbm.Booster only: its training parameters
+        self.threads = threads  # native threads per predict (None: the library's default)
+        if threads and library == "xgboost" and model is not None:
+            model.get_booster().set_param({"nthread": threads})  # the booster's, not a hyperparameter to retrain with
         self._categorical: list[tuple[int, pd.CategoricalDtype | None]] | None = None  # categorical inputs, found once
 
     # -- what the service reads ---------------------------------------------------------------------
@@ -66,16 +70,20 @@ class NativeModel:
         """Labels (classifiers) or values, from the library's own predict."""
         if self.is_booster and self.task == "classification":
             return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
-        return np.asarray(self.model.predict(self.frame(X)))
+        return np.asarray(self.model.predict(self.frame(X), **self._predict_kwargs()))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, one column per class in the order of ``classes_`` (classifiers only)."""
         if self.task != "classification":
             raise AttributeError("a regressor has no predict_proba")
         if not self.is_booster:
-            return np.asarray(self.model.predict_proba(self.frame(X)), dtype=float)
-        raw = np.asarray(self.model.predict(self.frame(X)), dtype=float)
+            return np.asarray(self.model.predict_proba(self.frame(X), **self._predict_kwargs()), dtype=float)
+        raw = np.asarray(self.model.predict(self.frame(X), **self._predict_kwargs()), dtype=float)
         return np.stack([1 - raw, raw], axis=1) if raw.ndim == 1 else raw
+
+    def _predict_kwargs(self) -> dict[str, Any]:
+        # LightGBM's scikit-learn wrapper uses every physical core unless told (it ignores the OpenMP limit)
+        return {"num_threads": self.threads} if self.threads and self.library == "lightgbm" else {}
 
     def categories(self) -> dict[int, list[Any]]:
         """The categories the model knows, by input position, for the categorical inputs that record them."""

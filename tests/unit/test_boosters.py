@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,12 +19,14 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
+from threadpoolctl import threadpool_limits
 
 from mlaas.adapters.model_files import ModelLoader
 from mlaas.errors import InvalidInput
 from mlaas.inference.boosters import HYPERPARAMETERS_ATTR, NativeModel, parse_param
 from mlaas.inference.predict import model_outputs
 from mlaas.inference.probes import labels_follow_proba
+from mlaas.process import process_threads
 from mlaas.settings import Settings
 
 NUMERIC = ["age", "fare"]
@@ -244,3 +247,20 @@ def test_native_categories_are_those_the_model_was_trained_on(models, tmp_path: 
     for kind in ("xgb-classifier", "lgb-classifier", "lgb-booster"):
         estimator = loader().load(save(*models[kind], tmp_path / kind), label=kind).estimator
         assert estimator.categories() == {2: ["f", "m"], 3: ["C", "Q", "S"]}, kind
+
+
+def test_native_models_predict_with_the_process_thread_count(data, models, tmp_path: Path) -> None:
+    frame, _ = data
+    xgb_model = loader(native_threads=3).load(save(*models["xgb-classifier"], tmp_path / "x"), label="x").estimator
+    config = json.loads(xgb_model.model.get_booster().save_config())
+    assert config["learner"]["generic_param"]["nthread"] == "3"
+    for kind in ("lgb-classifier", "lgb-booster"):
+        lgb_model = loader(native_threads=3).load(save(*models[kind], tmp_path / kind), label=kind).estimator
+        booster = lgb_model.model if lgb_model.is_booster else lgb_model.model.booster_
+        seen: list[Any] = []
+        booster.predict = lambda X, s=seen, f=booster.predict, **kw: s.append(kw.get("num_threads")) or f(X, **kw)
+        lgb_model.predict_proba(probe(frame))
+        assert seen == [3], kind  # LightGBM's scikit-learn wrapper would take every physical core
+    with threadpool_limits(limits=1, user_api="openmp"):  # as limit_native_threads leaves a served process
+        assert process_threads(Settings()) == 1
+    assert process_threads(Settings(native_threads=2)) == 2
