@@ -70,14 +70,14 @@ class NativeModel:
         """Labels (classifiers) or values, from the library's own predict."""
         if self.is_booster and self.task == "classification":
             return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
-        return np.asarray(self.model.predict(self.frame(X), **self._predict_kwargs()))
+        return np.asarray(self.model.predict(self._inputs(X), **self._predict_kwargs()))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, one column per class in the order of ``classes_`` (classifiers only)."""
         if self.task != "classification":
             raise AttributeError("a regressor has no predict_proba")
         if not self.is_booster:
-            return np.asarray(self.model.predict_proba(self.frame(X), **self._predict_kwargs()), dtype=float)
+            return np.asarray(self.model.predict_proba(self._inputs(X), **self._predict_kwargs()), dtype=float)
         raw = np.asarray(self.model.predict(self.frame(X), **self._predict_kwargs()), dtype=float)
         return np.stack([1 - raw, raw], axis=1) if raw.ndim == 1 else raw
 
@@ -90,6 +90,32 @@ class NativeModel:
         if self._categorical is None:
             self._categorical = self._categorical_inputs()
         return {i: list(dtype.categories) for i, dtype in self._categorical if dtype is not None}
+
+    def _inputs(self, X: Any) -> Any:
+        """What the library predicts on: for XGBoost, when every input is numeric or a category with known
+        categories, a float matrix with the categories' codes (its in-place predict on numpy takes half the time of
+        its pandas path, same answers); otherwise ``frame(X)``, whose errors the library words."""
+        if self.library != "xgboost" or not isinstance(X, pd.DataFrame) or not X.columns.is_unique:
+            return self.frame(X)
+        if self._categorical is None:
+            self._categorical = self._categorical_inputs()
+        position = {str(c): i for i, c in enumerate(X.columns)}
+        names = [str(c) for c in self.feature_names_in_]
+        dtypes = dict(self._categorical)
+        if not all(n in position for n in names) or any(d is None for d in dtypes.values()):
+            return self.frame(X)
+        matrix = np.empty((len(X), len(names)), dtype=np.float64)
+        for i, name in enumerate(names):
+            column = X.iloc[:, position[name]]
+            dtype = dtypes.get(i)
+            if dtype is not None:
+                codes = dtype.categories.get_indexer(np.asarray(column, dtype=object))
+                matrix[:, i] = np.where(codes < 0, np.nan, codes)  # unseen or missing: missing
+            elif isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
+                matrix[:, i] = column.to_numpy(dtype=np.float64)
+            else:
+                return self.frame(X)
+        return matrix
 
     def frame(self, X: Any) -> Any:
         """``X`` with the columns the model takes as categorical turned into pandas categories.

@@ -264,3 +264,18 @@ def test_native_models_predict_with_the_process_thread_count(data, models, tmp_p
     with threadpool_limits(limits=1, user_api="openmp"):  # as limit_native_threads leaves a served process
         assert process_threads(Settings()) == 1
     assert process_threads(Settings(native_threads=2)) == 2
+
+
+@pytest.mark.parametrize("kind", ["xgb-classifier", "xgb-regressor", "xgb-booster"])
+def test_xgboost_predicts_on_a_code_matrix_with_the_answers_of_its_pandas_path(kind: str, data, models,
+                                                                             tmp_path: Path) -> None:
+    frame, _ = data
+    estimator = loader().load(save(*models[kind], tmp_path / kind), label=kind).estimator
+    rows = probe(frame)[list(reversed(frame.columns))]  # unseen categories, missing values, another column order
+    assert isinstance(estimator._inputs(rows), np.ndarray)
+    method = "predict_proba" if estimator.task == "classification" else "predict"
+    pandas_answer = getattr(estimator.model, method)(estimator.frame(rows))
+    np.testing.assert_array_equal(getattr(estimator, method)(rows), pandas_answer)
+    text_in_a_number = rows.astype({"fare": object})
+    text_in_a_number.loc[text_in_a_number.index[3], "fare"] = "cheap"
+    assert not isinstance(estimator._inputs(text_in_a_number), np.ndarray)  # the library words the error
