@@ -56,6 +56,17 @@ def native_threads(settings: Settings, processes: int) -> int:
     return max(1, usable_cores() // max(1, processes))
 
 
+def process_threads(settings: Settings) -> int:
+    """The native threads this process predicts with: ``MLAAS_NATIVE_THREADS``, else its OpenMP limit as
+    ``limit_native_threads`` left it (libraries that ignore that limit, as LightGBM's scikit-learn API, are told)."""
+    if settings.native_threads > 0:
+        return settings.native_threads
+    from threadpoolctl import threadpool_info
+
+    limits = [int(pool["num_threads"]) for pool in threadpool_info() if pool.get("user_api") == "openmp"]
+    return min(limits) if limits else usable_cores()
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity), not the machine's."""
     try:

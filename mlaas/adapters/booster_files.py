@@ -21,7 +21,7 @@ _XGB_CLASSES = ("XGBClassifier", "XGBRegressor", "XGBRFClassifier", "XGBRFRegres
 _LGB_CLASSES = ("LGBMClassifier", "LGBMRegressor")
 
 
-def load_xgboost(model_file: str, conf: dict[str, Any], label: str) -> NativeModel:
+def load_xgboost(model_file: str, conf: dict[str, Any], label: str, *, threads: int | None = None) -> NativeModel:
     """An XGBoost flavour's model from its JSON/UBJ file, as a scikit-learn estimator."""
     fmt = str(conf.get("model_format") or model_file.rsplit(".", 1)[-1])
     if fmt not in XGBOOST_FORMATS:
@@ -46,11 +46,11 @@ def load_xgboost(model_file: str, conf: dict[str, Any], label: str) -> NativeMod
         raise
     except Exception as exc:  # XGBoostError, a truncated or foreign file
         raise InvalidInput(f"model {label} is not a readable XGBoost {fmt} file: {_first_line(exc)}") from None
-    return NativeModel(estimator, "xgboost")
+    return NativeModel(estimator, "xgboost", threads=threads)
 
 
 def load_lightgbm(model_file: str, conf: dict[str, Any], label: str,
-                  load_sklearn: Callable[[str, str, str], Any]) -> NativeModel:
+                  load_sklearn: Callable[[str, str, str], Any], *, threads: int | None = None) -> NativeModel:
     """A LightGBM flavour's model: a Booster from LightGBM's text, or a scikit-learn estimator via skops."""
     lightgbm = _library("lightgbm", label)
     model_class = str(conf.get("model_class") or "lightgbm.basic.Booster")
@@ -59,7 +59,8 @@ def load_lightgbm(model_file: str, conf: dict[str, Any], label: str,
             booster = lightgbm.Booster(model_file=model_file)
         except Exception as exc:  # LightGBMError: not a LightGBM text model
             raise InvalidInput(f"model {label} is not a readable LightGBM model file: {_first_line(exc)}") from None
-        return NativeModel(booster, "lightgbm", rounds=booster.current_iteration(), params=dict(booster.params))
+        return NativeModel(booster, "lightgbm", rounds=booster.current_iteration(), params=dict(booster.params),
+                           threads=threads)
     module, _, name = model_class.rpartition(".")
     if module != "lightgbm.sklearn" or name not in _LGB_CLASSES:
         raise InvalidInput(f"model {label} is a LightGBM model of class {model_class!r}, which this service does "
@@ -67,7 +68,7 @@ def load_lightgbm(model_file: str, conf: dict[str, Any], label: str,
     estimator = load_sklearn(model_file, str(conf.get("serialization_format") or "cloudpickle"), label)
     if not isinstance(estimator, lightgbm.LGBMModel):
         raise InvalidInput(f"model {label} says it is a {name} but its file holds a {type(estimator).__name__}")
-    return NativeModel(estimator, "lightgbm")
+    return NativeModel(estimator, "lightgbm", threads=threads)
 
 
 def _library(name: str, label: str) -> Any:

@@ -21,6 +21,7 @@ import sklearn
 import yaml
 
 from mlaas.errors import InvalidInput
+from mlaas.process import process_threads
 from mlaas.settings import Settings
 
 # Types that scikit-learn pipelines of the usual kinds hold beyond skops's own defaults.
@@ -67,6 +68,7 @@ class ModelLoader:
         self.trusted = (*DEFAULT_TRUSTED_TYPES, *settings.skops_trusted_types)
         self.allow_pickle = settings.allow_pickle_models
         self.allow_version_mismatch = settings.allow_sklearn_version_mismatch
+        self.settings = settings
 
     def load(self, path: str, *, label: str) -> LoadedModel:
         """Load the model in ``path`` or raise InvalidInput naming why it cannot be served here."""
@@ -103,9 +105,10 @@ class ModelLoader:
         if not conf.get("data"):
             raise InvalidInput(f"model {label}: its MLmodel file names no flavors.{flavor}.data file")
         model_file = inside(path, str(conf["data"]), label, f"flavors.{flavor}.data")
+        threads = process_threads(self.settings)
         if flavor == "xgboost":
-            return booster_files.load_xgboost(model_file, conf, label)
-        return booster_files.load_lightgbm(model_file, conf, label, self._load_sklearn)
+            return booster_files.load_xgboost(model_file, conf, label, threads=threads)
+        return booster_files.load_lightgbm(model_file, conf, label, self._load_sklearn, threads=threads)
 
     def _check_version(self, recorded: str | None, label: str) -> None:
         if recorded is None or self.allow_version_mismatch:

@@ -39,7 +39,7 @@ class ServedModel:
     source: ModelVersion
     extra: dict[str, Any] = field(default_factory=dict)
     predictor: compiled.FastPredictor | None = None  # compiled and checked; None: plain scikit-learn
-    one_pass: bool = False  # labels are the classes of highest probability (checked at load): one sklearn pass
+    one_pass: bool = False  # labels are the classes of highest probability (checked at load): one model pass
 
 
 @dataclass
@@ -153,7 +153,8 @@ class ModelCache:
         if self.ctx.settings.fast_path and loaded.flavor == "sklearn":
             predictor, fast_path = compiled.build(estimator, columns, loaded.input_example)
             log.info("model %s v%s: fast path %s", version.name, version.version, fast_path)
-        one_pass = loaded.flavor == "sklearn" and probes.labels_follow_proba(estimator, columns, loaded.input_example)
+        one_pass = loaded.flavor in ("sklearn", "xgboost", "lightgbm") and probes.labels_follow_proba(
+            estimator, columns, loaded.input_example)
         return ServedModel(
             name=version.name, version=version.version, estimator=estimator, columns=columns, column_types=types,
             id_column=config.index_columns[0] if config and config.index_columns else None, classes=classes,

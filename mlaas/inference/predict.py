@@ -202,20 +202,23 @@ def _sklearn_predict(model: ServedModel, features: pd.DataFrame, rows: Rows) -> 
     The API has checked the values (no infinities, no nested values): scikit-learn skips its finiteness scan
     when no value is missing, and its parameter validation.
     """
-    estimator = model.estimator
-    finite = not features.isna().to_numpy().any()
     try:
-        with sklearn.config_context(assume_finite=finite, skip_parameter_validation=True):
-            proba = None
-            if model.classes is not None and hasattr(estimator, "predict_proba"):
-                proba = np.asarray(estimator.predict_proba(features), dtype=float)
-            if proba is not None and model.one_pass:
-                labels = np.asarray(estimator.classes_).take(np.argmax(proba, axis=1))
-            else:
-                labels = np.asarray(estimator.predict(features))
+        return model_outputs(model.estimator, features, classifier=model.classes is not None, one_pass=model.one_pass)
     except ValueError as exc:
         raise _explain(exc, features, rows) from None
-    return labels, proba
+
+
+def model_outputs(estimator: Any, features: pd.DataFrame, *, classifier: bool, one_pass: bool
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels and (classifiers) probabilities of a loaded model; with ``one_pass``, labels from the probabilities."""
+    finite = not features.isna().to_numpy().any()
+    with sklearn.config_context(assume_finite=finite, skip_parameter_validation=True):
+        proba = None
+        if classifier and hasattr(estimator, "predict_proba"):
+            proba = np.asarray(estimator.predict_proba(features), dtype=float)
+        if proba is not None and one_pass:
+            return np.asarray(estimator.classes_).take(np.argmax(proba, axis=1)), proba
+        return np.asarray(estimator.predict(features)), proba
 
 
 def feature_names(features: pd.DataFrame | Columns) -> list[str]:

@@ -15,6 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from mlaas.inference import trees
+from mlaas.inference.boosters import NativeModel
 from mlaas.inference.steps import is_nan
 
 UNSEEN = "\x00unseen category"  # a category no model was fitted on
@@ -88,7 +89,12 @@ def _value_pools(estimator: Any, inputs: list[str]) -> dict[str, list[Any]]:
                 s = float(scale[i]) if scale is not None else 1.0
                 add(name, [c, c + s, c - 2 * s, c + 3.7 * s, 0.0])
 
-    visit(estimator, inputs)
+    if isinstance(estimator, NativeModel):  # XGBoost and LightGBM: the categories they were trained on
+        for i, levels in estimator.categories().items():
+            if i < len(inputs):
+                add(inputs[i], [*levels, np.nan, UNSEEN])
+    else:
+        visit(estimator, inputs)
     return pools
 
 
@@ -101,6 +107,7 @@ ARGMAX_FAMILIES = ("sklearn.ensemble.", "sklearn.tree.", "sklearn.linear_model."
 def labels_follow_proba(estimator: Any, inputs: list[str] | None, examples: pd.DataFrame | None) -> bool:
     """Whether ``classes_[argmax(predict_proba(X))]`` is ``predict(X)`` on probe rows: then one pass gives both."""
     final = estimator.steps[-1][1] if type(estimator) is Pipeline else estimator
+    final = final.model if isinstance(final, NativeModel) else final  # the library's own estimator or Booster
     classes = getattr(estimator, "classes_", None)
     if classes is None or not hasattr(estimator, "predict_proba") or np.ndim(classes) != 1:
         return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,10 +19,14 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
+from threadpoolctl import threadpool_limits
 
 from mlaas.adapters.model_files import ModelLoader
 from mlaas.errors import InvalidInput
 from mlaas.inference.boosters import HYPERPARAMETERS_ATTR, NativeModel, parse_param
+from mlaas.inference.predict import model_outputs
+from mlaas.inference.probes import labels_follow_proba
+from mlaas.process import process_threads
 from mlaas.settings import Settings
 
 NUMERIC = ["age", "fare"]
@@ -218,3 +223,59 @@ def test_pickled_lightgbm_estimator_loads_only_when_pickle_is_allowed(data, mode
     path = save("lightgbm", model, tmp_path / "pkl", serialization_format="cloudpickle")
     loaded = loader(allow_pickle_models=True).load(path, label="m")
     np.testing.assert_array_equal(loaded.estimator.predict(probe(frame)), own_prediction(model, probe(frame))[0])
+
+
+@pytest.mark.parametrize("kind", ["xgb-classifier", "xgb-booster", "lgb-classifier", "lgb-booster"])
+def test_native_classifiers_are_served_in_one_pass_with_the_models_own_labels(kind: str, data, models,
+                                                                              tmp_path: Path) -> None:
+    frame, _ = data
+    flavor, model = models[kind]
+    estimator = loader().load(save(flavor, model, tmp_path / kind), label=kind).estimator
+    assert labels_follow_proba(estimator, list(frame.columns), None)  # the load-time check, without examples
+    calls = []
+    original = estimator.predict
+    estimator.predict = lambda X: calls.append(X) or original(X)  # type: ignore[method-assign]
+    rows = probe(frame)
+    labels, proba = model_outputs(estimator, rows, classifier=True, one_pass=True)
+    assert calls == []  # one library call: the labels follow from the probabilities
+    own_labels, own_proba = own_prediction(model, rows)
+    np.testing.assert_array_equal(labels, own_labels)
+    np.testing.assert_allclose(proba, own_proba, rtol=1e-6)
+
+
+def test_native_categories_are_those_the_model_was_trained_on(models, tmp_path: Path) -> None:
+    for kind in ("xgb-classifier", "lgb-classifier", "lgb-booster"):
+        estimator = loader().load(save(*models[kind], tmp_path / kind), label=kind).estimator
+        assert estimator.categories() == {2: ["f", "m"], 3: ["C", "Q", "S"]}, kind
+
+
+def test_native_models_predict_with_the_process_thread_count(data, models, tmp_path: Path) -> None:
+    frame, _ = data
+    xgb_model = loader(native_threads=3).load(save(*models["xgb-classifier"], tmp_path / "x"), label="x").estimator
+    config = json.loads(xgb_model.model.get_booster().save_config())
+    assert config["learner"]["generic_param"]["nthread"] == "3"
+    for kind in ("lgb-classifier", "lgb-booster"):
+        lgb_model = loader(native_threads=3).load(save(*models[kind], tmp_path / kind), label=kind).estimator
+        booster = lgb_model.model if lgb_model.is_booster else lgb_model.model.booster_
+        seen: list[Any] = []
+        booster.predict = lambda X, s=seen, f=booster.predict, **kw: s.append(kw.get("num_threads")) or f(X, **kw)
+        lgb_model.predict_proba(probe(frame))
+        assert seen == [3], kind  # LightGBM's scikit-learn wrapper would take every physical core
+    with threadpool_limits(limits=1, user_api="openmp"):  # as limit_native_threads leaves a served process
+        assert process_threads(Settings()) == 1
+    assert process_threads(Settings(native_threads=2)) == 2
+
+
+@pytest.mark.parametrize("kind", ["xgb-classifier", "xgb-regressor", "xgb-booster"])
+def test_xgboost_predicts_on_a_code_matrix_with_the_answers_of_its_pandas_path(kind: str, data, models,
+                                                                             tmp_path: Path) -> None:
+    frame, _ = data
+    estimator = loader().load(save(*models[kind], tmp_path / kind), label=kind).estimator
+    rows = probe(frame)[list(reversed(frame.columns))]  # unseen categories, missing values, another column order
+    assert isinstance(estimator._inputs(rows), np.ndarray)
+    method = "predict_proba" if estimator.task == "classification" else "predict"
+    pandas_answer = getattr(estimator.model, method)(estimator.frame(rows))
+    np.testing.assert_array_equal(getattr(estimator, method)(rows), pandas_answer)
+    text_in_a_number = rows.astype({"fare": object})
+    text_in_a_number.loc[text_in_a_number.index[3], "fare"] = "cheap"
+    assert not isinstance(estimator._inputs(text_in_a_number), np.ndarray)  # the library words the error
