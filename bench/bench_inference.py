@@ -439,7 +439,8 @@ def run_family(family: Family, stack: Any, apis: list[dict[str, Any]], data: dic
     for peer, why_out in peers_left_out.items():
         tables.append(f"{family.name}: {peer} left out: {why_out}")
         print(tables[-1])
-    return {"model": family.describe, "fast_path": why, "answers_equal": answers, "peers_left_out": peers_left_out, "runs": runs, "floors": floors,
+    return {"model": family.describe, "fast_path": why, "answers_equal": answers, "peers_left_out": peers_left_out,
+            "runs": runs, "floors": floors,
             "summary": summary, "paths": counted, "fallback_share": fell_back, "targets": checks, "tables": tables}
 
 
@@ -478,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         mlserver, mlserver_why = mlserver_peer.ensure()
         if mlserver is None:
             print(f"MLServer peer NOT available: {mlserver_why}", flush=True)
-        data = {"mlserver": mlserver, "mlserver_why": mlserver_why, "settings": Settings.from_env(stack.env()), "train": train, "features": features, "sizes": sizes,
+        data = {"mlserver": mlserver, "mlserver_why": mlserver_why, "settings": Settings.from_env(stack.env()),
+                "train": train, "features": features, "sizes": sizes,
                 "levels": [int(x) for x in args.concurrency.split(",")], "bodies": bodies, "files": files}
         variants = [("mlaas", {"MLAAS_CAPTURE_ENABLED": "true"}), ("mlaas-sklearn", {"MLAAS_FAST_PATH": "false"})]
         if any(f.extra_variants for f in chosen):
@@ -505,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
                  f"{r['fallback_share'] * 100:.2f}%"]
                 for name, r in results.items() for key, e in r["summary"].items()]
     table = common.print_table("All families: mlaas req/s over the peer's (median of the rounds)",
-                               ["family", "model", "rows / conc.", "/ mlflow close", "/ mlflow as shipped", "/ MLServer",
+                               ["family", "model", "rows / conc.", "/ mlflow close", "/ mlflow as shipped",
+                                "/ MLServer",
                                 "generic path / mlflow close", "fell back"], overview)
     loads = [r["load"] for res in results.values() for r in res["runs"]]
     print(f"\nload average during the runs: median {common.median(loads):.2f}, max {max(loads):.2f}")

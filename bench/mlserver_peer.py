@@ -7,6 +7,7 @@ venv's mlflow, scikit-learn, XGBoost and LightGBM so both servers load the same 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -26,10 +27,8 @@ def _main_versions() -> list[str]:
 
     out = []
     for name in SAME_AS_MAIN:
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out.append(f"{name}=={version(name)}")
-        except PackageNotFoundError:
-            pass
     return out
 
 
