@@ -8,7 +8,6 @@ venv's mlflow, scikit-learn, XGBoost and LightGBM so both servers load the same 
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import json
 import os
 import subprocess
