@@ -1,17 +1,21 @@
-"""POST /inference against `mlflow models serve`, per model family: same registered model, workers, payloads, load.
+"""POST /inference against `mlflow models serve` and MLServer, per model family: same registered model, workers,
+payloads, load.
 
-For each family of ``bench/families.py`` (linear pipeline, random forest, HistGradientBoosting; more can be
-added there), both servers run 2 workers on 127.0.0.1 and get the same body (MLflow's ``dataframe_records``)
+For each family of ``bench/families.py`` (linear pipeline, random forest, HistGradientBoosting, XGBoost,
+LightGBM), every server runs 2 workers on 127.0.0.1 and get the same body (MLflow's ``dataframe_records``)
 from ``wrk`` with bench/wrk_post.lua, at concurrency 1 and 8, for 1 and 100 rows. Each round runs every
 variant once, the order reversed every other round (A B, B A, ...), so each ratio is taken pair by pair
-within one round. The peer runs as shipped (keep-alive) and with ``Connection: close``. mlaas also runs with
+within one round. `mlflow models serve` runs as shipped (keep-alive) and with ``Connection: close``; MLServer
+1.7.1 with its MLflow runtime (``parallel_workers: 2``, bench/mlserver_peer.py, in bench/.venv-mlserver) is
+sent the same body on its ``/invocations``. A peer that cannot be installed, started or answer the model's own
+labels is left out of that family with the reason printed and saved, never silently. mlaas also runs with
 its fast path off (plain scikit-learn: the generic path), and for the linear family with inference capture
 off and written on each request, to show what each costs. Server CPU per request is the CPU time of the
 server's process tree over the run. Before timing, every server's labels must equal the registered model's
 own ``predict`` (and mlaas's probabilities its ``predict_proba``, within 1e-6 relative), or the run fails;
 afterwards the API's ``mlaas_inference_path_total`` gives the share of requests that left the compiled path.
 
-Run: python bench/bench_inference.py [--seconds 5] [--rounds 3] [--families linear,forest,hgb]
+Run: python bench/bench_inference.py [--seconds 5] [--rounds 3] [--families linear,forest,hgb,xgboost,lightgbm]
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import common
+import mlserver_peer
 import numpy as np
 import pandas as pd
 from families import FAMILIES, Family
@@ -148,7 +153,10 @@ def check_answers(servers: list[dict[str, Any]], body: dict[str, Any], model: An
     for server in servers:
         headers = {"Authorization": server["auth"]} if server["auth"] else {}
         answer = requests.post(server["url"], json=body, headers=headers, timeout=60)
-        answer.raise_for_status()
+        if not answer.ok:
+            print(f"  {server['name']} answered HTTP {answer.status_code}: {answer.text[:1500]}", flush=True)
+            out[server["name"]] = False
+            continue
         data = answer.json()
         same = data["predictions"] == expected
         if server["mlaas"]:
@@ -207,7 +215,7 @@ def summarise(runs: list[dict[str, Any]], floors: dict[int, dict[str, float]]) -
         by_round: dict[int, dict[str, dict[str, Any]]] = {}
         for r in here:
             by_round.setdefault(r["round"], {})[r["variant"]] = r
-        for mine_name, peer in (("mlaas", "mlflow"), ("mlaas", "mlflow-close"), ("mlaas-sklearn", "mlflow-close")):
+        for mine_name, peer in PAIRS:
             pairs = [(v[mine_name], v[peer]) for v in by_round.values() if mine_name in v and peer in v]
             entry[f"vs_{peer}" if mine_name == "mlaas" else f"{mine_name}_vs_{peer}"] = {
                 "rps_ratio_per_round": [a["rps"] / b["rps"] for a, b in pairs],
@@ -226,11 +234,13 @@ def summarise(runs: list[dict[str, Any]], floors: dict[int, dict[str, float]]) -
     return summary
 
 
+PAIRS = (("mlaas", "mlflow"), ("mlaas", "mlflow-close"), ("mlaas", "mlserver"), ("mlaas-sklearn", "mlflow-close"))
 VARIANTS = {
     "mlaas": "mlaas /inference (capture on, written every 0.1 s; fast path on)",
     "mlaas-sklearn": "mlaas, MLAAS_FAST_PATH=false (plain scikit-learn: the generic path)",
     "mlflow": "mlflow models serve, as shipped (keep-alive)",
     "mlflow-close": "mlflow models serve, Connection: close",
+    "mlserver": "MLServer 1.7.1, mlserver_mlflow.MLflowRuntime, parallel_workers 2 (keep-alive)",
     "mlaas-nocapture": "mlaas, MLAAS_CAPTURE_ENABLED=false",
     "mlaas-sync": "mlaas, capture written on each request (MLAAS_CAPTURE_BATCH_SECONDS=0)",
 }
@@ -261,7 +271,7 @@ def report(summary: dict[str, Any], family: str) -> tuple[list[str], dict[str, b
     ratio_rows = []
     for key, entry in summary.items():
         rows, conc = key.split("x")
-        for label, peer in (("mlaas", "mlflow"), ("mlaas", "mlflow-close"), ("mlaas-sklearn", "mlflow-close")):
+        for label, peer in PAIRS:
             r = entry[f"vs_{peer}" if label == "mlaas" else f"{label}_vs_{peer}"]
             if not r["rps_ratio_per_round"]:
                 continue
@@ -288,10 +298,14 @@ def report(summary: dict[str, Any], family: str) -> tuple[list[str], dict[str, b
     for key, entry in summary.items():
         rows, conc = key.split("x")
         close, shipped = entry["vs_mlflow-close"]["rps_ratio_per_round"], entry["vs_mlflow"]["rps_ratio_per_round"]
+        mlserver = entry["vs_mlserver"]["rps_ratio_per_round"]
         if conc == "8":
-            checks[f"{rows} row(s), conc. 8: req/s >= 2x mlflow with Connection: close"] = min(close) >= 2
-        if conc == "1":
-            checks[f"{rows} row(s), conc. 1: req/s >= 1x every mlflow variant"] = min(close + shipped) >= 1
+            if close:
+                checks[f"{rows} row(s), conc. 8: req/s >= 2x mlflow with Connection: close"] = min(close) >= 2
+            if mlserver:
+                checks[f"{rows} row(s), conc. 8: req/s >= 1.5x MLServer"] = min(mlserver) >= 1.5
+        if conc == "1" and close + shipped + mlserver:
+            checks[f"{rows} row(s), conc. 1: req/s >= 1x every peer"] = min(close + shipped + mlserver) >= 1
         share = capture_share(entry)
         if share is not None:
             checks[f"{rows} row(s): capture (default) <= 5% of server CPU per request (measured in-process)"] = \
@@ -339,26 +353,45 @@ def run_family(family: Family, stack: Any, apis: list[dict[str, Any]], data: dic
     features, sizes, levels = data["features"], data["sizes"], data["levels"]
     name = f"bench-{family.name}-{int(time.time())}"
     version, model = family.register(data["settings"], name, data["train"][features], data["train"]["Survived"])
-    predictor, why = compiled.build(model, features, data["train"][features].head())
+    predictor, why = (compiled.build(model, features, data["train"][features].head()) if family.compiled
+                      else (None, "not compiled: served by its own library (native booster)"))
     if family.compiled and predictor is None:
         raise SystemExit(f"{family.name}: the model does not take the fast path: {why}")
     query = f"/inference?model={name}&version={version}"
     servers = [{**api, "url": api["base"] + query} for api in apis
                if family.extra_variants or api["name"] in ("mlaas", "mlaas-sklearn")]
+    peers_left_out: dict[str, str] = {}
     process, url = start_mlflow_serve(stack, f"models:/{name}/{version}", args.workers)
+    mlserver = None
     try:
         for variant, close in (("mlflow", False), ("mlflow-close", True)):
             servers.append({"name": variant, "pid": process.pid, "url": url + "/invocations", "auth": "",
                             "close": close, "mlaas": False})
-        by_name = {s["name"]: s for s in servers}
+        if data["mlserver"] is None:
+            peers_left_out["mlserver"] = f"not installed: {data['mlserver_why']}"
+        else:
+            try:
+                mlserver, mlserver_url = mlserver_peer.start(stack, data["mlserver"], name,
+                                                             f"models:/{name}/{version}", args.workers)
+                servers.append({"name": "mlserver", "pid": mlserver.pid, "url": mlserver_url + "/invocations",
+                                "auth": "", "close": False, "mlaas": False})
+            except Exception as exc:  # noqa: BLE001 (the reason goes into the output)
+                peers_left_out["mlserver"] = f"did not start: {exc}"
         bodies, files = data["bodies"], data["files"]
         frames = {n: pd.DataFrame.from_records(b) for n, b in bodies.items()}
         answers = check_answers([s for s in servers if s["name"] != "mlflow-close"],
                                 {"dataframe_records": bodies[100]}, model, frames[100])
         print(f"{family.name}: answers equal to the registered model's own: {answers}", flush=True)
-        if not all(answers.values()):
-            raise SystemExit(f"{family.name}: a server answered other labels or probabilities than the model: "
+        if not all(v for k, v in answers.items() if k.startswith("mlaas")):
+            raise SystemExit(f"{family.name}: mlaas answered other labels or probabilities than the model: "
                              f"{answers}")
+        for peer in [k for k, v in answers.items() if not v and not k.startswith("mlaas")]:
+            peers_left_out.update({p: "answered an error or other labels than the model's own predict"
+                                   for p in (("mlflow", "mlflow-close") if peer == "mlflow" else (peer,))})
+        servers = [s for s in servers if s["name"] not in peers_left_out]
+        for peer, why_out in peers_left_out.items():
+            print(f"{family.name}: {peer} LEFT OUT: {why_out}", flush=True)
+        by_name = {s["name"]: s for s in servers}
         for server in servers:  # load the model in every worker before timing
             run_wrk(server["url"], files[1], connections=4, seconds=2, auth=server["auth"], close=server["close"])
         before = paths_counted(by_name["mlaas"]["base"], by_name["mlaas"]["auth"], name)
@@ -373,7 +406,8 @@ def run_family(family: Family, stack: Any, apis: list[dict[str, Any]], data: dic
             print(f"{family.name} round {round_no + 1}/{args.rounds}: load {load:.2f}", flush=True)
             for rows in sizes:
                 for conc in levels:
-                    names = ["mlaas", "mlaas-sklearn", "mlflow", "mlflow-close"]
+                    names = [n for n in ("mlaas", "mlaas-sklearn", "mlflow", "mlflow-close", "mlserver")
+                             if n in by_name]
                     if family.extra_variants and (rows, conc) in EXTRA_AT:
                         names += ["mlaas-sync", "mlaas-nocapture"]
                     if round_no % 2:
@@ -388,6 +422,8 @@ def run_family(family: Family, stack: Any, apis: list[dict[str, Any]], data: dic
         after = paths_counted(by_name["mlaas"]["base"], by_name["mlaas"]["auth"], name)
     finally:
         process.stop()
+        if mlserver is not None:
+            mlserver.stop()
     counted = {path: after.get(path, 0.0) - before.get(path, 0.0) for path in ("compiled", "fallback", "sklearn")}
     total = sum(counted.values())
     fell_back = (counted["fallback"] + counted["sklearn"]) / total if total else math.nan
@@ -398,8 +434,13 @@ def run_family(family: Family, stack: Any, apis: list[dict[str, Any]], data: dic
                                        "share fallen back"],
                                       [[int(counted["compiled"]), int(counted["fallback"]), int(counted["sklearn"]),
                                         f"{fell_back * 100:.2f}%"]]))
-    checks["labels equal to the model's own (every server), probabilities within 1e-6 (mlaas)"] = all(answers.values())
-    return {"model": family.describe, "fast_path": why, "answers_equal": answers, "runs": runs, "floors": floors,
+    checks["labels equal to the model's own (every server timed), probabilities within 1e-6 (mlaas)"] = all(
+        v for k, v in answers.items() if k not in peers_left_out)
+    for peer, why_out in peers_left_out.items():
+        tables.append(f"{family.name}: {peer} left out: {why_out}")
+        print(tables[-1])
+    return {"model": family.describe, "fast_path": why, "answers_equal": answers, "peers_left_out": peers_left_out,
+            "runs": runs, "floors": floors,
             "summary": summary, "paths": counted, "fallback_share": fell_back, "targets": checks, "tables": tables}
 
 
@@ -435,7 +476,11 @@ def main(argv: list[str] | None = None) -> int:
         for n, body in bodies.items():
             files[n] = stack.config.path(f"body-{n}.json")
             files[n].write_text(json.dumps({"dataframe_records": body}))
-        data = {"settings": Settings.from_env(stack.env()), "train": train, "features": features, "sizes": sizes,
+        mlserver, mlserver_why = mlserver_peer.ensure()
+        if mlserver is None:
+            print(f"MLServer peer NOT available: {mlserver_why}", flush=True)
+        data = {"mlserver": mlserver, "mlserver_why": mlserver_why, "settings": Settings.from_env(stack.env()),
+                "train": train, "features": features, "sizes": sizes,
                 "levels": [int(x) for x in args.concurrency.split(",")], "bodies": bodies, "files": files}
         variants = [("mlaas", {"MLAAS_CAPTURE_ENABLED": "true"}), ("mlaas-sklearn", {"MLAAS_FAST_PATH": "false"})]
         if any(f.extra_variants for f in chosen):
@@ -457,11 +502,13 @@ def main(argv: list[str] | None = None) -> int:
     overview = [[name, r["model"], key.replace("x", " / "),
                  common.fmt(common.median(e["vs_mlflow-close"]["rps_ratio_per_round"])),
                  common.fmt(common.median(e["vs_mlflow"]["rps_ratio_per_round"])),
+                 common.fmt(common.median(e["vs_mlserver"]["rps_ratio_per_round"])),
                  common.fmt(common.median(e["mlaas-sklearn_vs_mlflow-close"]["rps_ratio_per_round"])),
                  f"{r['fallback_share'] * 100:.2f}%"]
                 for name, r in results.items() for key, e in r["summary"].items()]
     table = common.print_table("All families: mlaas req/s over the peer's (median of the rounds)",
                                ["family", "model", "rows / conc.", "/ mlflow close", "/ mlflow as shipped",
+                                "/ MLServer",
                                 "generic path / mlflow close", "fell back"], overview)
     loads = [r["load"] for res in results.values() for r in res["runs"]]
     print(f"\nload average during the runs: median {common.median(loads):.2f}, max {max(loads):.2f}")

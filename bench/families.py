@@ -1,8 +1,8 @@
 """The model families the inference benchmark serves: each one a titanic model registered as a notebook user would.
 
-To add a family (XGBoost, LightGBM), add a ``Family`` to ``FAMILIES`` whose ``register`` logs the model the
-way its users do (``mlflow.xgboost.log_model`` …) and returns the fitted model whose own ``predict`` and
-``predict_proba`` the answers must equal; ``compiled`` says whether mlaas is expected to compile it.
+To add a family, add a ``Family`` to ``FAMILIES`` whose ``register`` logs the model the way its users do
+(``mlflow.sklearn.log_model``, ``mlflow.xgboost.log_model`` …) and returns the fitted model whose own ``predict``
+and ``predict_proba`` the answers must equal; ``compiled`` says whether mlaas is expected to compile it.
 """
 
 from __future__ import annotations
@@ -57,9 +57,56 @@ def _hgb() -> Any:
     return HistGradientBoostingClassifier(max_iter=100, random_state=0)
 
 
+class _OwnAnswer:
+    """A booster as its notebook calls it: the request's text columns as the categories it was trained on."""
+
+    def __init__(self, model: Any, X: pd.DataFrame) -> None:
+        from tests.integration.models import as_categories
+
+        self.model, self.classes_ = model, model.classes_
+        self.categories = {c: list(v.cat.categories) for c, v in as_categories(X).items() if v.dtype == "category"}
+
+    def frame(self, X: pd.DataFrame) -> pd.DataFrame:
+        return X.assign(**{c: pd.Categorical(X[c], categories=k) for c, k in self.categories.items()})
+
+    def predict(self, X: pd.DataFrame) -> Any:
+        return self.model.predict(self.frame(X))
+
+    def predict_proba(self, X: pd.DataFrame) -> Any:
+        return self.model.predict_proba(self.frame(X))
+
+
+def _native(flavor: str, make: Callable[[], Any]) -> Callable[[Any, str, pd.DataFrame, pd.Series], tuple[int, Any]]:
+    """An XGBoost or LightGBM classifier logged with its own MLflow flavour, as tests/integration does it."""
+
+    def register_it(settings: Any, name: str, X: pd.DataFrame, y: pd.Series) -> tuple[int, Any]:
+        from tests.integration.models import register_native
+
+        model = make()
+        version = register_native(settings, name, model, X, y, flavor=flavor)
+        return version, _OwnAnswer(model, X)
+
+    return register_it
+
+
+def _xgboost() -> Any:
+    import xgboost as xgb
+
+    return xgb.XGBClassifier(n_estimators=100, max_depth=6, enable_categorical=True)
+
+
+def _lightgbm() -> Any:
+    import lightgbm as lgb
+
+    return lgb.LGBMClassifier(n_estimators=100, num_leaves=31, verbose=-1)
+
+
 FAMILIES: dict[str, Family] = {
     "linear": Family("linear", "LogisticRegression", _sklearn(_logistic), extra_variants=True),
     "forest": Family("forest", "RandomForestClassifier(100 trees, depth 8)", _sklearn(_forest)),
     "hgb": Family("hgb", "HistGradientBoostingClassifier(100 iterations)", _sklearn(_hgb)),
-    # "xgboost", "lightgbm": added with their native flavours.
+    "xgboost": Family("xgboost", "XGBClassifier(100 trees, depth 6), mlflow.xgboost", _native("xgboost", _xgboost),
+                      compiled=False),
+    "lightgbm": Family("lightgbm", "LGBMClassifier(100 trees, 31 leaves), mlflow.lightgbm",
+                       _native("lightgbm", _lightgbm), compiled=False),
 }
