@@ -31,6 +31,7 @@ KEY_PATTERN = rf"{SEGMENT}(?:/{SEGMENT})*"
 BUCKET_PATTERN = r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]"
 S3_URI_PATTERN = rf"^s3://{BUCKET_PATTERN}/{KEY_PATTERN}$"
 PREFIX_PATTERN = rf"^(?:{KEY_PATTERN}/?)?$"
+PREFIX_URI_PATTERN = rf"^s3://{BUCKET_PATTERN}/{KEY_PATTERN}/?$"  # a folder: the live document sets its schemes
 SCHEME_PATTERN = r"^(?:s3://|az://)"  # let through to uris.parse_uri, which knows the configured ones
 MAX_URI_LENGTH = 1100  # s3://, a bucket of up to 63 and a key of up to 1024 bytes fit
 

@@ -121,6 +121,8 @@ def _bucket_uris(node: object, schemes: str, buckets: tuple[str, ...]) -> None:
                             for b, n in lengths.items()]
             node["maxLength"] = max(lengths.values())
             node.setdefault("allOf", []).append({"anyOf": alternatives})  # beside any anyOf (string or null)
+        elif node.get("pattern") == specs.PREFIX_URI_PATTERN:
+            node["pattern"] = f"^{schemes}://" + specs.PREFIX_URI_PATTERN.removeprefix("^s3://")
         for value in node.values():
             _bucket_uris(value, schemes, buckets)
     elif isinstance(node, list):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mlaas.specs import BUCKET_PATTERN, KEY_PATTERN, MAX_URI_LENGTH, Spec, VersionRef, model_name, s3_uri
+from mlaas.specs import MAX_URI_LENGTH, PREFIX_URI_PATTERN, SCHEME_PATTERN, Spec, VersionRef, model_name, s3_uri
 
 OnError = Literal["fail", "skip"]
 MAX_CHUNK_ROWS = 1_000_000
@@ -22,8 +22,8 @@ class BatchSpec(Spec):
     """The rows to score (CSV or Parquet), streamed: it need not fit in memory"""
     data_config: str | None = s3_uri(default=None)
     """Its index column gives each prediction's id; default: the version's data config, else the row number"""
-    output: str | None = Field(default=None, min_length=6, max_length=MAX_URI_LENGTH, pattern=r"^s3://",
-                               json_schema_extra={"pattern": rf"^s3://{BUCKET_PATTERN}/{KEY_PATTERN}/?$"},
+    output: str | None = Field(default=None, min_length=6, max_length=MAX_URI_LENGTH, pattern=SCHEME_PATTERN,
+                               json_schema_extra={"pattern": PREFIX_URI_PATTERN},
                                examples=["s3://drift/predictions/titanic-2026-12/"])
     """Where the Parquet parts go (a prefix in an allowed bucket); default s3://<drift bucket>/predictions/<job_id>/"""
     on_error: OnError = "fail"

@@ -103,7 +103,7 @@ def run(model: str, *, ctx: Context, force: bool = False, batch: str | None = No
         keep = set(written) | set((last or {}).get("files", []))
         for key in (last or {}).get("previous_files", []):
             if key not in keep:
-                store.write(ctx, S3Uri(ctx.settings.drift_bucket, key), pd.DataFrame())
+                store.write(ctx, S3Uri(ctx.settings.drift_bucket, key, ctx.settings.storage_scheme), pd.DataFrame())
         versions = sorted(int(v) for v in rows["_version"].unique()) if not rows.empty else []
         report.update(model=model, versions=versions, joined_at=utcnow().isoformat(), fingerprint=stamp,
                       join_id=join_id, files=written, previous_files=(last or {}).get("files", []))

@@ -30,7 +30,7 @@ def refresh(model: str, *, ctx: Context) -> dict[str, Any]:
 
 def models_with_outcomes(ctx: Context) -> list[str]:
     """Every model that has received outcomes (a folder under feedback/)."""
-    root = S3Uri(ctx.settings.drift_bucket, "feedback")
+    root = S3Uri(ctx.settings.drift_bucket, "feedback", ctx.settings.storage_scheme)
     names = {o.uri.key.split("/")[1] for o in ctx.storage.list(root.bucket, root.key + "/")
              if "/outcomes/" in o.uri.key}
     return sorted(unquote(name) for name in names)

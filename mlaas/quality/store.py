@@ -32,7 +32,7 @@ OUTPUT_COLUMNS = ("_entry", "_id", "_ts", "_prediction")
 
 
 def base(ctx: Context, model: str) -> S3Uri:
-    return S3Uri(ctx.settings.drift_bucket, f"feedback/{quote(model, safe='')}")
+    return S3Uri(ctx.settings.drift_bucket, f"feedback/{quote(model, safe='')}", ctx.settings.storage_scheme)
 
 
 def outcomes_uri(ctx: Context, model: str, batch: str, received: datetime) -> S3Uri:
@@ -50,12 +50,12 @@ def listing(ctx: Context, folder: S3Uri) -> list[tuple[str, str]]:
 
 
 def read_parquet(ctx: Context, bucket: str, key: str) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(ctx.storage.get_bytes(S3Uri(bucket, key))))
+    return pd.read_parquet(io.BytesIO(ctx.storage.get_bytes(S3Uri(bucket, key, ctx.settings.storage_scheme))))
 
 
 def outputs(ctx: Context, bucket: str, key: str) -> pd.DataFrame:
     """Only the ids, times and outputs of a captured file (its feature columns are not decoded)."""
-    data = io.BytesIO(ctx.storage.get_bytes(S3Uri(bucket, key)))
+    data = io.BytesIO(ctx.storage.get_bytes(S3Uri(bucket, key, ctx.settings.storage_scheme)))
     names = pq.ParquetFile(data).schema_arrow.names
     data.seek(0)
     return pd.read_parquet(data, columns=[c for c in names if c in OUTPUT_COLUMNS or c.startswith("_proba_")])
@@ -64,7 +64,7 @@ def outputs(ctx: Context, bucket: str, key: str) -> pd.DataFrame:
 def served(ctx: Context, model: str, version: int, since: datetime | None = None,
            until: datetime | None = None) -> pd.DataFrame:
     """The outputs of a version's captured rows between two times (each optional), for estimates."""
-    folder = capture.folder(ctx.settings.drift_bucket, model, version)
+    folder = capture.folder(ctx.settings.drift_bucket, model, version, ctx.settings.storage_scheme)
     frames = []
     for key, _ in listing(ctx, folder):
         day = key.split("date=")[-1][:10]
@@ -99,8 +99,8 @@ def outcomes(ctx: Context, model: str) -> tuple[pd.DataFrame, list[tuple[str, st
 
 def predictions(ctx: Context, model: str) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """What every captured row of every version of a model was answered: ids, times, labels, probabilities."""
-    folder = capture.folder(ctx.settings.drift_bucket, model, 0)
-    root = S3Uri(folder.bucket, folder.key.rsplit("/", 1)[0])
+    folder = capture.folder(ctx.settings.drift_bucket, model, 0, ctx.settings.storage_scheme)
+    root = S3Uri(folder.bucket, folder.key.rsplit("/", 1)[0], folder.scheme)
     files = listing(ctx, root)
     frames = []
     for key, _ in files:

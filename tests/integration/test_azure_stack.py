@@ -1,5 +1,6 @@
 """The whole stack on Azure Blob Storage (Azurite, MLAAS_STACK_STORAGE=azure): datasets, MLflow's artifacts
-(wasbs://), training, inference capture flushed by beat, and a drift job, all through az:// URIs.
+(wasbs://), training, inference capture flushed by beat, a drift job, outcomes joined to served rows and a batch
+job, all through az:// URIs.
 
 A second stack costs a start (~30 s), so this file keeps to one training and one drift job."""
 
@@ -94,3 +95,28 @@ def test_train_serve_capture_and_drift_on_azure_blob(az_stack, az_ctx, az_api, u
     assert report.status_code == 200 and b"Age" in report.content
     assert MlflowClient(settings.mlflow_tracking_uri).get_run(job["result"]["run_id"]).info.status == "FINISHED"
 
+
+    # outcomes of served rows joined on Azure, and a batch job writing its parts there (mlaas's own scheme)
+    labelled = TEST.iloc[:60]
+    body = [{"id": f"az-{i}", **{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}}
+            for i, r in zip(labelled.index, labelled[NUMERIC + CATEGORICAL].to_dict(orient="records"), strict=True)]
+    answered = az_api.post("/inference", json={"model": unique, "version": version, "data": body})
+    assert answered.status_code == 200, answered.text
+    wait_for(lambda: count_captured(az_ctx, unique, version) >= 180, 90, "the labelled rows captured")
+    outcomes = [{"id": f"az-{i}", "actual": int(s)} for i, s in labelled["Survived"].items()]
+    accepted = az_api.post("/feedback", json={"model": unique, "data": outcomes})
+    assert accepted.status_code == 202, accepted.text
+    shown = wait_for(lambda: (lambda b: b if b.get("feedback", {}).get("matched") == 60 else None)(
+        az_api.get(f"/models/{unique}/performance", params={"version": version}).json()), 90,
+        "the outcomes joined on Azure")
+    assert shown["overall"]["n"] == 60 and "accuracy" in shown["overall"]["metrics"]
+    assert all(o.uri.scheme == "az" for o in az_ctx.storage.list(settings.drift_bucket, "feedback/"))
+
+    response = az_api.post("/batch-inference", json={"model": unique, "version": version, "dataset": train})
+    assert response.status_code == 202, response.text
+    batch = az_api.wait_job(response.json()["job_id"])
+    assert batch["state"] == "succeeded", batch
+    assert batch["result"]["output"].startswith(f"az://{settings.drift_bucket}/predictions/"), batch["result"]
+    assert batch["result"]["rows"] == len(TRAIN)
+    refused = az_api.post("/batch-inference", json={"model": unique, "dataset": train, "output": "s3://drift/x/"})
+    assert refused.status_code == 400 and refused.json()["message"].startswith("output: only az://"), refused.text
