@@ -16,6 +16,7 @@ from pydantic.dataclasses import dataclass
 from pydantic_core import core_schema
 
 from mlaas.errors import InvalidInput
+from mlaas.uris import BlobUri
 
 PREFIX = "MLAAS_"
 # MLAAS_* variables that are not settings of the services: the client's, the local stack's, the tests'.
@@ -170,6 +171,10 @@ class Settings:
         if self.storage_backend == "azure":
             other = ("s3",) if self.s3_access_key else ()
         return (self.storage_scheme, *other)
+
+    def drift_uri(self, key: str) -> BlobUri:
+        """The URI of ``key`` in mlaas's drift bucket, on mlaas's own backend."""
+        return BlobUri(self.drift_bucket, key, self.storage_scheme)
 
     @property
     def buckets(self) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ class Written:
 def output_prefix(output: str | None, job_id: str, *, settings: Settings) -> S3Uri:
     """Where a job's parts go: ``output`` (a prefix in an allowed bucket) or the drift bucket's predictions/<job>."""
     if output is None:
-        return S3Uri(settings.drift_bucket, f"predictions/{job_id}", settings.storage_scheme)
+        return settings.drift_uri(f"predictions/{job_id}")
     return parse_uri(output.rstrip("/"), allowed_buckets=settings.buckets, field="output",
                      schemes=settings.storage_schemes)
 

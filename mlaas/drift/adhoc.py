@@ -111,7 +111,7 @@ def report_html(job_id: str, *, ctx: Context, owner: str | None = None) -> bytes
 
 def report_of(ctx: Context, job_id: str) -> S3Uri:
     """Where a drift job's HTML report is stored."""
-    return S3Uri(ctx.settings.drift_bucket, f"reports/{job_id}/drift_report.html", ctx.settings.storage_scheme)
+    return ctx.settings.drift_uri(f"reports/{job_id}/drift_report.html")
 
 
 def _model_of(job: DriftSpec) -> str | None:

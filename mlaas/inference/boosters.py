@@ -87,9 +87,13 @@ class NativeModel:
 
     def categories(self) -> dict[int, list[Any]]:
         """The categories the model knows, by input position, for the categorical inputs that record them."""
+        return {i: list(dtype.categories) for i, dtype in self._categoricals() if dtype is not None}
+
+    def _categoricals(self) -> list[tuple[int, pd.CategoricalDtype | None]]:
+        """The categorical inputs, found once per fitted model (``fit`` forgets them)."""
         if self._categorical is None:
             self._categorical = self._categorical_inputs()
-        return {i: list(dtype.categories) for i, dtype in self._categorical if dtype is not None}
+        return self._categorical
 
     def _inputs(self, X: Any) -> Any:
         """What the library predicts on: for XGBoost, when every input is numeric or a category with known
@@ -97,11 +101,9 @@ class NativeModel:
         its pandas path, same answers); otherwise ``frame(X)``, whose errors the library words."""
         if self.library != "xgboost" or not isinstance(X, pd.DataFrame) or not X.columns.is_unique:
             return self.frame(X)
-        if self._categorical is None:
-            self._categorical = self._categorical_inputs()
         position = {str(c): i for i, c in enumerate(X.columns)}
         names = [str(c) for c in self.feature_names_in_]
-        dtypes = dict(self._categorical)
+        dtypes = dict(self._categoricals())
         if not all(n in position for n in names) or any(d is None for d in dtypes.values()):
             return self.frame(X)
         matrix = np.empty((len(X), len(names)), dtype=np.float64)
@@ -127,12 +129,11 @@ class NativeModel:
         names = [str(c) for c in self.feature_names_in_]
         if [str(c) for c in X.columns] != names and set(names) <= {str(c) for c in X.columns}:
             X = X[names]  # LightGBM reads columns by position, XGBoost refuses another order: give its own
-        if self._categorical is None:
-            self._categorical = self._categorical_inputs()
-        if not self._categorical:
+        categorical = self._categoricals()
+        if not categorical:
             return X
         changed = {}
-        for i, dtype in self._categorical:
+        for i, dtype in categorical:
             if i >= X.shape[1]:
                 continue
             column = X.iloc[:, i]

@@ -17,7 +17,6 @@ import pandas as pd
 from mlaas.adapters.monitorstore import utcnow
 from mlaas.context import Context
 from mlaas.quality import store
-from mlaas.uris import S3Uri
 
 log = logging.getLogger(__name__)
 JOIN_LOCK_SECONDS = 600
@@ -103,7 +102,7 @@ def run(model: str, *, ctx: Context, force: bool = False, batch: str | None = No
         keep = set(written) | set((last or {}).get("files", []))
         for key in (last or {}).get("previous_files", []):
             if key not in keep:
-                store.write(ctx, S3Uri(ctx.settings.drift_bucket, key, ctx.settings.storage_scheme), pd.DataFrame())
+                store.write(ctx, ctx.settings.drift_uri(key), pd.DataFrame())
         versions = sorted(int(v) for v in rows["_version"].unique()) if not rows.empty else []
         report.update(model=model, versions=versions, joined_at=utcnow().isoformat(), fingerprint=stamp,
                       join_id=join_id, files=written, previous_files=(last or {}).get("files", []))

@@ -9,7 +9,6 @@ from urllib.parse import unquote
 from mlaas.context import Context
 from mlaas.errors import MlaasError, Unavailable
 from mlaas.quality import calibration, join, performance
-from mlaas.uris import S3Uri
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +29,7 @@ def refresh(model: str, *, ctx: Context) -> dict[str, Any]:
 
 def models_with_outcomes(ctx: Context) -> list[str]:
     """Every model that has received outcomes (a folder under feedback/)."""
-    root = S3Uri(ctx.settings.drift_bucket, "feedback", ctx.settings.storage_scheme)
-    names = {o.uri.key.split("/")[1] for o in ctx.storage.list(root.bucket, root.key + "/")
+    names = {o.uri.key.split("/")[1] for o in ctx.storage.list(ctx.settings.drift_bucket, "feedback/")
              if "/outcomes/" in o.uri.key}
     return sorted(unquote(name) for name in names)
 

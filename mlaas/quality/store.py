@@ -32,7 +32,7 @@ OUTPUT_COLUMNS = ("_entry", "_id", "_ts", "_prediction")
 
 
 def base(ctx: Context, model: str) -> S3Uri:
-    return S3Uri(ctx.settings.drift_bucket, f"feedback/{quote(model, safe='')}", ctx.settings.storage_scheme)
+    return ctx.settings.drift_uri(f"feedback/{quote(model, safe='')}")
 
 
 def outcomes_uri(ctx: Context, model: str, batch: str, received: datetime) -> S3Uri:
@@ -49,13 +49,14 @@ def listing(ctx: Context, folder: S3Uri) -> list[tuple[str, str]]:
                   if o.uri.key.endswith(".parquet"))
 
 
-def read_parquet(ctx: Context, bucket: str, key: str) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(ctx.storage.get_bytes(S3Uri(bucket, key, ctx.settings.storage_scheme))))
+def read_parquet(ctx: Context, key: str) -> pd.DataFrame:
+    """A Parquet file of the drift bucket."""
+    return pd.read_parquet(io.BytesIO(ctx.storage.get_bytes(ctx.settings.drift_uri(key))))
 
 
-def outputs(ctx: Context, bucket: str, key: str) -> pd.DataFrame:
+def outputs(ctx: Context, key: str) -> pd.DataFrame:
     """Only the ids, times and outputs of a captured file (its feature columns are not decoded)."""
-    data = io.BytesIO(ctx.storage.get_bytes(S3Uri(bucket, key, ctx.settings.storage_scheme)))
+    data = io.BytesIO(ctx.storage.get_bytes(ctx.settings.drift_uri(key)))
     names = pq.ParquetFile(data).schema_arrow.names
     data.seek(0)
     return pd.read_parquet(data, columns=[c for c in names if c in OUTPUT_COLUMNS or c.startswith("_proba_")])
@@ -70,7 +71,7 @@ def served(ctx: Context, model: str, version: int, since: datetime | None = None
         day = key.split("date=")[-1][:10]
         if (since and day < f"{since:%Y-%m-%d}") or (until and day > f"{until:%Y-%m-%d}"):
             continue
-        frames.append(outputs(ctx, folder.bucket, key))
+        frames.append(outputs(ctx, key))
     return between(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), since, until)
 
 
@@ -93,21 +94,21 @@ def write_json(ctx: Context, uri: S3Uri, value: dict[str, Any]) -> None:
 def outcomes(ctx: Context, model: str) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Every outcome received for a model, and the files they came from."""
     files = listing(ctx, base(ctx, model).child("outcomes"))
-    frames = [read_parquet(ctx, ctx.settings.drift_bucket, key) for key, _ in files]
+    frames = [read_parquet(ctx, key) for key, _ in files]
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), files
 
 
 def predictions(ctx: Context, model: str) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """What every captured row of every version of a model was answered: ids, times, labels, probabilities."""
     folder = capture.folder(ctx.settings.drift_bucket, model, 0, ctx.settings.storage_scheme)
-    root = S3Uri(folder.bucket, folder.key.rsplit("/", 1)[0], folder.scheme)
+    root = ctx.settings.drift_uri(folder.key.rsplit("/", 1)[0])
     files = listing(ctx, root)
     frames = []
     for key, _ in files:
         version = key[len(root.key) + 1:].split("/", 1)[0]
         if not version.isdigit():
             continue
-        frames.append(outputs(ctx, root.bucket, key).assign(_version=int(version)))
+        frames.append(outputs(ctx, key).assign(_version=int(version)))
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), files
 
 
@@ -123,7 +124,7 @@ def joined(ctx: Context, model: str, version: int, report: dict[str, Any] | None
         day = key.split("date=")[-1][:10]
         if (since and day < f"{since:%Y-%m-%d}") or (until and day > f"{until:%Y-%m-%d}"):
             continue
-        frame = read_parquet(ctx, ctx.settings.drift_bucket, key)
+        frame = read_parquet(ctx, key)
         if not frame.empty:  # an emptied partition: its rows moved to another one
             frames.append(frame)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -119,7 +119,7 @@ def load_inputs(job: TrainJob, *, ctx: Context) -> Inputs:
 def save_parts(train_df: pd.DataFrame, baseline_df: pd.DataFrame, holdout_df: pd.DataFrame, inputs: Inputs,
                job: TrainJob, *, ctx: Context, job_id: str) -> Parts:
     """Store the drift baseline with its data config (and the holdout when it is the test set)."""
-    folder = S3Uri(ctx.settings.drift_bucket, f"{job.model}/{job_id}", ctx.settings.storage_scheme)
+    folder = ctx.settings.drift_uri(f"{job.model}/{job_id}")
     baseline_uri = folder.child("baseline.parquet")
     write_frame(ctx.storage, baseline_uri, baseline_df)
     write_config(ctx.storage, folder.child("data_config.yaml"), inputs.config.model_dump(exclude_none=True))

@@ -58,6 +58,8 @@ def test_settings_choose_the_schemes() -> None:
     assert both.storage_schemes == ("s3", "az") and both.storage_scheme == "s3"
     azure = Settings.from_env({"MLAAS_STORAGE_BACKEND": "azure", "MLAAS_AZURE_ACCOUNT_URL": "https://acct.blob.core.windows.net"})
     assert azure.storage_schemes == ("az",) and azure.storage_scheme == "az"
+    assert str(azure.drift_uri("feedback/m")) == f"az://{azure.drift_bucket}/feedback/m"
+    assert str(both.drift_uri("reports/x.html")) == f"s3://{both.drift_bucket}/reports/x.html"
     assert Settings(storage_backend="azure", azure_account_url="https://a.blob.core.windows.net",
                     s3_access_key="k").storage_schemes == ("az", "s3")
     with pytest.raises(InvalidInput, match="MLAAS_STORAGE_BACKEND: azure needs MLAAS_AZURE_CONNECTION_STRING"):
