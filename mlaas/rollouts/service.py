@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
@@ -25,9 +24,7 @@ def _record(ctx: Context, name: str, event: str, state: dict[str, Any], by: str,
     entry = {"at": _now(), "event": event, "candidate": state["version"],
              "production": state["production_version"], "mode": state["mode"], "weight": state["weight"],
              "rollout_id": state["id"], "by": by, "reason": reason, **extra}
-    history = promotion.promotion_history(ctx, name)
-    history.append(entry)
-    ctx.registry.set_model_tag(name, promotion.HISTORY_TAG, json.dumps(history[-promotion.HISTORY_KEEP:]))
+    promotion.append_history(ctx, name, entry)
 
 
 def start(name: str, spec: RolloutSpec, *, ctx: Context, actor: str) -> dict[str, Any]:

@@ -147,10 +147,31 @@ def promote(ctx: Context, name: str, version: int, *, actor: str, reason: str) -
         "by": actor,
         "reason": reason,
     }
+    append_history(ctx, name, entry)
+    return entry
+
+
+def append_history(ctx: Context, name: str, entry: dict[str, Any]) -> None:
+    """Add a promotion or rollout event to the model's history tag, kept to ``HISTORY_KEEP`` entries."""
     history = promotion_history(ctx, name)
     history.append(entry)
-    ctx.registry.set_model_tag(name, HISTORY_TAG, json.dumps(history[-HISTORY_KEEP:]))
-    return entry
+    ctx.registry.set_model_tag(name, HISTORY_TAG, json.dumps(trimmed(history, HISTORY_KEEP)))
+
+
+def _is_move(entry: Mapping[str, Any]) -> bool:
+    return "event" not in entry and "to" in entry
+
+
+def trimmed(history: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
+    """The newest ``keep`` entries, and the newest production move whatever its age: rollback reads it, and
+    rollout events (which share the history) must not push it out."""
+    if len(history) <= keep:
+        return history
+    newest = history[-keep:]
+    if any(_is_move(e) for e in newest):
+        return newest
+    moves = [e for e in history[:-keep] if _is_move(e)]
+    return ([moves[-1]] + history[-(keep - 1):]) if moves else newest
 
 
 def promotion_history(ctx: Context, name: str) -> list[dict[str, Any]]:
