@@ -189,6 +189,11 @@ class MlflowRegistry:
             for key, value in tags.items():
                 self.client.set_model_version_tag(name, str(version), key, str(value))
 
+    def delete_version(self, name: str, version: int) -> None:
+        """Delete a model version from the registry (its run and artifacts stay)."""
+        with translate_errors(f"model {name!r} version {version}"):
+            self.client.delete_model_version(name, str(version))
+
     def set_model_tag(self, name: str, key: str, value: str) -> None:
         with translate_errors(f"model {name!r}"):
             self.client.set_registered_model_tag(name, key, value)

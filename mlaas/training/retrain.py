@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,11 +17,13 @@ from mlaas.adapters.registry import STAGE_TAG, ModelVersion
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
 from mlaas.datasets.frames import LoadedFrame, checked_uri, read_config, read_dataset, write_config, write_frame
-from mlaas.errors import InvalidInput
+from mlaas.errors import Cancelled, InvalidInput, MlaasError
 from mlaas.inference.boosters import NativeModel
 from mlaas.training import promotion, scoring
 from mlaas.training.specs import TrainJob, TrainSpec
 from mlaas.uris import S3Uri
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int], None]
 
@@ -95,8 +99,14 @@ def run(job: TrainJob, *, ctx: Context, job_id: str, progress: Progress) -> dict
     new_version, run_id, run_name = register(job, estimator, inputs, parts, scores, ctx=ctx, job_id=job_id,
                                              fence=lambda: progress("register", 90))
     decision: dict[str, Any] = {"requested": job.promote, "promoted": False}
+    try:  # a cancel that arrived while the version was being created withdraws it
+        progress("registered", 92)
+        if job.promote:
+            progress("promote", 95)
+    except Cancelled:
+        withdraw(job.model, new_version, job_id, ctx=ctx)
+        raise
     if job.promote:
-        progress("promote", 95)
         decision = promote_if_better(job.model, new_version.version, scores, X=X_test, y=y_test, task=inputs.task,
                                      candidate=estimator, ctx=ctx, actor=f"job:{job_id}")
     return {
@@ -169,6 +179,19 @@ def register(job: TrainJob, estimator: Any, inputs: Inputs, parts: Parts, scores
     tags.update({STAGE_TAG: existing.tags.get(STAGE_TAG, "staging"), "run_name": run_name})
     ctx.registry.set_tags(job.model, existing.version, tags)  # a redelivery may have stopped before them
     return existing, existing.run_id, run_name
+
+
+def withdraw(model: str, version: ModelVersion, job_id: str, *, ctx: Context) -> None:
+    """Delete the version a cancelled job created (never served: no alias points at it yet); the run stays."""
+    try:
+        ctx.registry.delete_version(model, version.version)
+    except MlaasError as exc:  # the job still ends cancelled; the version stays, tagged as such
+        log.warning("job %s cancelled; its version %s v%s not deleted: %s", job_id, model, version.version,
+                    exc.message)
+        with contextlib.suppress(MlaasError):
+            ctx.registry.set_tags(model, version.version, {STAGE_TAG: "cancelled"})
+    else:
+        log.info("job %s cancelled; its version %s v%s deleted", job_id, model, version.version)
 
 
 def promote_if_better(model: str, number: int, scores: dict[str, float], *, X: pd.DataFrame, y: pd.Series,

@@ -7,9 +7,11 @@ import time
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from sklearn.ensemble import RandomForestClassifier
 
 from mlaas import jobs
 from mlaas.adapters.jobstore import JobStore
+from mlaas.adapters.model_files import DEFAULT_TRUSTED_TYPES
 from mlaas.context import Context
 from mlaas.drift.specs import DriftColumns, DriftSpec
 from mlaas.errors import Unavailable
@@ -138,6 +140,24 @@ def test_cancel_a_running_training(api, stack, settings, titanic, unique):
     runs = client.search_runs([experiment.experiment_id]) if experiment else []
     assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
     assert api.delete(f"/jobs/{job_id}").status_code == 409
+
+
+def test_a_cancel_while_the_version_is_created_leaves_no_version(api, stack, settings, titanic, unique):
+    frame = pd.read_csv("examples/data/titanic/titanic.csv")
+    X, y = frame[NUMERIC + CATEGORICAL], frame["Survived"]
+    big = titanic_pipeline()  # hundreds of deep trees: logging and registering the retrained version takes a while
+    big.set_params(clf=RandomForestClassifier(n_estimators=600, random_state=0))
+    register(settings, unique, big, X, y, trusted=list(DEFAULT_TRUSTED_TYPES))
+    job_id = api.post("/train", json=train_body(unique, titanic)).json()["job_id"]
+    # 90% of "register" is reported right before the version is created
+    wait_for(lambda: api.get(f"/jobs/{job_id}").json()["progress"] == {"step": "register", "percent": 90}, 240,
+             f"job {job_id} creating its version", interval=0.02)
+    cancelled = api.delete(f"/jobs/{job_id}")
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled", cancelled.text
+    wait_for(lambda: worker_log_has(stack, f"job {job_id} cancelled"), 180, "the worker stopping the job")
+    job = api.get(f"/jobs/{job_id}").json()
+    assert job["state"] == "cancelled" and job["result"] is None, job
+    assert versions_of(settings, unique) == [1]  # the version created meanwhile is withdrawn
 
 
 def test_list_jobs_filters_and_pages(api, prod_model, titanic):
