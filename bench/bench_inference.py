@@ -1,9 +1,10 @@
 """POST /inference against `mlflow models serve` and MLServer, per model family: same registered model, workers,
 payloads, load.
 
-For each family of ``bench/families.py`` (linear pipeline, random forest, HistGradientBoosting, XGBoost,
-LightGBM), every server runs 2 workers on 127.0.0.1 and get the same body (MLflow's ``dataframe_records``)
-from ``wrk`` with bench/wrk_post.lua, at concurrency 1 and 8, for 1 and 100 rows. Each round runs every
+For each family of ``bench/families.py`` (linear pipeline, random forest, HistGradientBoosting, XGBoost and
+LightGBM at the end of the same pipeline, and both boosters alone with their own MLflow flavours), every server
+runs 2 workers on 127.0.0.1 and get the same body (MLflow's ``dataframe_records``) from ``wrk`` with
+bench/wrk_post.lua, at concurrency 1 and 8, for 1 and 100 rows. Each round runs every
 variant once, the order reversed every other round (A B, B A, ...), so each ratio is taken pair by pair
 within one round. `mlflow models serve` runs as shipped (keep-alive) and with ``Connection: close``; MLServer
 1.7.1 with its MLflow runtime (``parallel_workers: 2``, bench/mlserver_peer.py, in bench/.venv-mlserver) is
@@ -15,7 +16,8 @@ server's process tree over the run. Before timing, every server's labels must eq
 own ``predict`` (and mlaas's probabilities its ``predict_proba``, within 1e-6 relative), or the run fails;
 afterwards the API's ``mlaas_inference_path_total`` gives the share of requests that left the compiled path.
 
-Run: python bench/bench_inference.py [--seconds 5] [--rounds 3] [--families linear,forest,hgb,xgboost,lightgbm]
+Run: python bench/bench_inference.py [--seconds 5] [--rounds 3]
+         [--families linear,forest,hgb,xgboost,lightgbm,xgboost-native,lightgbm-native]
 """
 
 from __future__ import annotations
@@ -143,27 +145,46 @@ def capture_cost(settings: Any, model: Any, features: list[str], bodies: dict[in
 
 
 def check_answers(servers: list[dict[str, Any]], body: dict[str, Any], model: Any, frame: pd.DataFrame
-                  ) -> dict[str, bool]:
-    """Every server's labels equal the registered model's own; mlaas's probabilities within 1e-6 relative."""
+                  ) -> tuple[dict[str, bool], dict[str, str]]:
+    """Every server's labels equal the registered model's own; mlaas's probabilities within 1e-6 relative.
+
+    Returns (server -> equal, server -> why not, for those that are not)."""
     import requests
 
     expected = model.predict(frame).tolist()
     proba = model.predict_proba(frame)
-    out = {}
+    out, why = {}, {}
     for server in servers:
         headers = {"Authorization": server["auth"]} if server["auth"] else {}
         answer = requests.post(server["url"], json=body, headers=headers, timeout=60)
         if not answer.ok:
-            print(f"  {server['name']} answered HTTP {answer.status_code}: {answer.text[:1500]}", flush=True)
+            why[server["name"]] = f"HTTP {answer.status_code}: {error_cause(answer.text)}"
+            print(f"  {server['name']} answered {why[server['name']]}", flush=True)
             out[server["name"]] = False
             continue
         data = answer.json()
         same = data["predictions"] == expected
+        if not same:
+            why[server["name"]] = "answered other labels than the model's own predict"
         if server["mlaas"]:
             got = np.array([[p[str(c)] for c in model.classes_] for p in data["probabilities"]])
             same = same and bool(np.allclose(got, proba, rtol=1e-6, atol=0))
         out[server["name"]] = same
-    return out
+    return out, why
+
+
+def error_cause(text: str) -> str:
+    """An error answer's message and, where it sends its stack trace (MLflow's scoring server), the trace's last
+    line: the exception that refused the request."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:300]
+    if not isinstance(data, dict):
+        return text[:300]
+    message = str(data.get("message") or data.get("error") or data.get("detail") or text)[:300]
+    trace = [line for line in str(data.get("stack_trace") or "").splitlines() if line.strip()]
+    return f"{message} ({trace[-1].strip()[:300]})" if trace else message
 
 
 def paths_counted(url: str, auth: str, model: str) -> dict[str, float]:
@@ -379,14 +400,14 @@ def run_family(family: Family, stack: Any, apis: list[dict[str, Any]], data: dic
                 peers_left_out["mlserver"] = f"did not start: {exc}"
         bodies, files = data["bodies"], data["files"]
         frames = {n: pd.DataFrame.from_records(b) for n, b in bodies.items()}
-        answers = check_answers([s for s in servers if s["name"] != "mlflow-close"],
-                                {"dataframe_records": bodies[100]}, model, frames[100])
+        answers, wrong = check_answers([s for s in servers if s["name"] != "mlflow-close"],
+                                       {"dataframe_records": bodies[100]}, model, frames[100])
         print(f"{family.name}: answers equal to the registered model's own: {answers}", flush=True)
         if not all(v for k, v in answers.items() if k.startswith("mlaas")):
             raise SystemExit(f"{family.name}: mlaas answered other labels or probabilities than the model: "
-                             f"{answers}")
+                             f"{answers} {wrong}")
         for peer in [k for k, v in answers.items() if not v and not k.startswith("mlaas")]:
-            peers_left_out.update({p: "answered an error or other labels than the model's own predict"
+            peers_left_out.update({p: wrong.get(peer, "answered other labels than the model's own predict")
                                    for p in (("mlflow", "mlflow-close") if peer == "mlflow" else (peer,))})
         servers = [s for s in servers if s["name"] not in peers_left_out]
         for peer, why_out in peers_left_out.items():

@@ -61,6 +61,11 @@ def process_threads(settings: Settings) -> int:
     ``limit_native_threads`` left it (libraries that ignore that limit, as LightGBM's scikit-learn API, are told)."""
     if settings.native_threads > 0:
         return settings.native_threads
+    return openmp_threads()
+
+
+def openmp_threads() -> int:
+    """This process's OpenMP limit (``limit_native_threads`` sets it from the settings), else its cores."""
     from threadpoolctl import threadpool_info
 
     limits = [int(pool["num_threads"]) for pool in threadpool_info() if pool.get("user_api") == "openmp"]

@@ -18,6 +18,8 @@ import pandas as pd
 
 HYPERPARAMETERS_ATTR = "mlaas_params"  # XGBoost model attribute: the hyperparameters mlaas trained with
 _LGB_DATA_PARAMS = {"categorical_feature", "categorical_column", "cat_feature", "cat_column"}  # from the frame
+# Words of LightGBM's prediction parameters and their aliases (predict_raw_score, pred_early_stop, is_predict_contrib …)
+_LGB_PREDICT_WORDS = ("pred", "raw_score", "rawscore", "leaf_index", "contrib", "output_result")
 _LGB_CLASSIFIERS = {"binary", "multiclass", "softmax", "multiclassova", "multiclass_ova", "ova", "ovr"}
 
 
@@ -34,6 +36,7 @@ class NativeModel:
         if threads and library == "xgboost" and model is not None:
             model.get_booster().set_param({"nthread": threads})  # the booster's, not a hyperparameter to retrain with
         self._categorical: list[tuple[int, pd.CategoricalDtype | None]] | None = None  # categorical inputs, found once
+        self._lightgbm_own_params: bool | None = None  # LightGBM: whether it sets prediction parameters, found once
 
     # -- what the service reads ---------------------------------------------------------------------
     @property
@@ -68,18 +71,37 @@ class NativeModel:
     # -- predicting ---------------------------------------------------------------------------------
     def predict(self, X: Any) -> np.ndarray:
         """Labels (classifiers) or values, from the library's own predict."""
-        if self.is_booster and self.task == "classification":
+        if self.library == "lightgbm" and self.task == "classification":  # LightGBM's labels: argmax of proba
             return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
+        if self.library == "lightgbm" and (matrix := self._lightgbm_matrix(X)) is not None:
+            return np.asarray(self._booster().predict(matrix, **self._predict_kwargs()))
         return np.asarray(self.model.predict(self._inputs(X), **self._predict_kwargs()))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, one column per class in the order of ``classes_`` (classifiers only)."""
         if self.task != "classification":
             raise AttributeError("a regressor has no predict_proba")
-        if not self.is_booster:
+        if self.library == "lightgbm" and (matrix := self._lightgbm_matrix(X)) is not None:
+            raw = np.asarray(self._booster().predict(matrix, **self._predict_kwargs()), dtype=float)
+        elif not self.is_booster:
             return np.asarray(self.model.predict_proba(self._inputs(X), **self._predict_kwargs()), dtype=float)
-        raw = np.asarray(self.model.predict(self.frame(X), **self._predict_kwargs()), dtype=float)
+        else:
+            raw = np.asarray(self.model.predict(self.frame(X), **self._predict_kwargs()), dtype=float)
         return np.stack([1 - raw, raw], axis=1) if raw.ndim == 1 else raw
+
+    def _booster(self) -> Any:
+        return self.model if self.is_booster else self.model.booster_
+
+    def _lightgbm_matrix(self, X: Any) -> np.ndarray | None:
+        """For LightGBM, the matrix of ``_matrix`` where its ``Booster.predict`` answers on it as the scikit-learn
+        wrapper would on the frame: LightGBM recodes a pandas category to its training codes, missing and unseen as
+        NaN, exactly as ``_matrix`` does, and skipping its pandas handling is most of a 100-row call. The
+        booster is called directly (the wrapper would warn that a matrix has no feature names); an estimator
+        with prediction parameters of its own keeps the wrapper, which passes them on."""
+        if self._lightgbm_own_params is None:
+            params = self.params if self.is_booster else self.model.get_params()
+            self._lightgbm_own_params = bool(lightgbm_prediction_params(params))
+        return None if self._lightgbm_own_params else self._matrix(X)
 
     def _predict_kwargs(self) -> dict[str, Any]:
         # LightGBM's scikit-learn wrapper uses every physical core unless told (it ignores the OpenMP limit)
@@ -96,16 +118,23 @@ class NativeModel:
         return self._categorical
 
     def _inputs(self, X: Any) -> Any:
-        """What the library predicts on: for XGBoost, when every input is numeric or a category with known
-        categories, a float matrix with the categories' codes (its in-place predict on numpy takes half the time of
-        its pandas path, same answers); otherwise ``frame(X)``, whose errors the library words."""
-        if self.library != "xgboost" or not isinstance(X, pd.DataFrame) or not X.columns.is_unique:
-            return self.frame(X)
+        """What the library predicts on: for XGBoost, the matrix of ``_matrix`` where there is one (its in-place
+        predict on numpy takes half the time of its pandas path, same answers); otherwise ``frame(X)``, whose errors
+        the library words."""
+        if self.library == "xgboost" and (matrix := self._matrix(X)) is not None:
+            return matrix
+        return self.frame(X)
+
+    def _matrix(self, X: Any) -> np.ndarray | None:
+        """When every input of ``X`` is numeric or a category with known categories, a float matrix in the model's
+        column order with the categories' codes (unseen or missing: NaN); else None."""
+        if not isinstance(X, pd.DataFrame) or not X.columns.is_unique:
+            return None
         position = {str(c): i for i, c in enumerate(X.columns)}
         names = [str(c) for c in self.feature_names_in_]
         dtypes = dict(self._categoricals())
         if not all(n in position for n in names) or any(d is None for d in dtypes.values()):
-            return self.frame(X)
+            return None
         matrix = np.empty((len(X), len(names)), dtype=np.float64)
         for i, name in enumerate(names):
             column = X.iloc[:, position[name]]
@@ -116,7 +145,7 @@ class NativeModel:
             elif isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
                 matrix[:, i] = column.to_numpy(dtype=np.float64)
             else:
-                return self.frame(X)
+                return None
         return matrix
 
     def frame(self, X: Any) -> Any:
@@ -213,6 +242,11 @@ def xgboost_hyperparameters(model: Any, known: dict[str, Any]) -> dict[str, Any]
         out.update({k: v for k, v in json.loads(stored).items() if k in accepted})
     out["n_estimators"] = booster.num_boosted_rounds()
     return out
+
+
+def lightgbm_prediction_params(params: dict[str, Any]) -> list[str]:
+    """The LightGBM parameters (or aliases) set in ``params`` that change what its predict answers."""
+    return sorted(k for k, v in params.items() if v is not None and any(w in k for w in _LGB_PREDICT_WORDS))
 
 
 def parse_param(text: Any) -> Any:

@@ -11,7 +11,8 @@ Supported: ``Pipeline``, ``ColumnTransformer`` (any column selection, ``drop``/`
 weights), ``SimpleImputer`` (missing values NaN, no indicator), ``StandardScaler``, ``MinMaxScaler``,
 ``MaxAbsScaler``, ``RobustScaler``, ``OneHotEncoder`` (no infrequent categories), then a final step with a
 ``Head`` in ``HEADS``: ``LogisticRegression``, a linear classifier without ``predict_proba`` or a linear
-regressor (``linear``), a decision tree, forest or gradient boosting model (``trees``).
+regressor (``linear``), a decision tree, forest or gradient boosting model (``trees``), or an XGBoost or
+LightGBM scikit-learn estimator, scored by its own library (``booster_heads``).
 
 Inputs are one array per input column: float64 (NaN for missing) or object (str, number or bool, NaN for
 missing). Rows the compiled steps cannot treat exactly as scikit-learn would (an unknown category
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from mlaas.inference import linear, probes, trees
+from mlaas.inference import booster_heads, linear, probes, trees
 from mlaas.inference.steps import Step, Unsupported, as_float, kind, transformer
 
 RTOL = 1e-6  # outputs must agree with scikit-learn's within this relative tolerance
@@ -99,10 +100,10 @@ def compile_model(estimator: Any, columns: Sequence[str] | None) -> FastPredicto
         raise Unsupported("the model's input columns are not known")
     steps: list[Any] = [s for _, s in estimator.steps] if type(estimator) is Pipeline else [estimator]
     compiled = [transformer(s) for s in steps[:-1]]
-    final_type = type(steps[-1])
-    if final_type not in HEADS:
-        raise Unsupported(f"final step {final_type.__name__} is not compiled")
-    return FastPredictor(inputs, compiled, HEADS[final_type](steps[-1]))
+    compile_head = HEADS.get(type(steps[-1])) or booster_heads.head_for(steps[-1])
+    if compile_head is None:
+        raise Unsupported(f"final step {type(steps[-1]).__name__} is not compiled")
+    return FastPredictor(inputs, compiled, compile_head(steps[-1]))
 
 
 def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarray]:

@@ -1,4 +1,5 @@
-"""XGBoost and LightGBM models logged with their own MLflow flavours: served, evaluated and retrained."""
+"""XGBoost and LightGBM models logged with their own MLflow flavours: served, evaluated and retrained; pipelines
+ending in them (mlflow.sklearn) served on the compiled path."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import xgboost as xgb
 import yaml
 from sklearn import metrics as skm
 
+from mlaas.adapters.model_files import DEFAULT_TRUSTED_TYPES
 from mlaas.uris import parse_uri
-from tests.integration.models import CATEGORICAL, NUMERIC, as_categories, register_native
+from tests.integration.models import CATEGORICAL, NUMERIC, as_categories, register, register_native, titanic_pipeline
+from tests.integration.test_serving_trees import paths_counted
 
 pytestmark = pytest.mark.integration
 TRAIN = pd.read_csv("examples/data/titanic/titanic.csv")
@@ -103,3 +106,23 @@ def test_native_flavour_is_served_evaluated_and_retrained(flavor, api, settings,
         params = retrained.get_params()
         assert (params["n_estimators"], params["num_leaves"], params["learning_rate"]) == (20, 7, 0.2)
     check_served(api, settings, flavor, unique, 2)
+
+
+@pytest.mark.parametrize("flavor", ["xgboost", "lightgbm"])
+def test_a_pipeline_ending_in_a_booster_is_served_compiled_with_its_own_answers(flavor, api, settings, unique):
+    final = {"xgboost": lambda: xgb.XGBClassifier(n_estimators=30, max_depth=4),
+             "lightgbm": lambda: lgb.LGBMClassifier(n_estimators=30, num_leaves=15, verbose=-1)}[flavor]()
+    pipeline = titanic_pipeline().set_params(clf=final)
+    register(settings, unique, pipeline, TRAIN[FEATURES], TRAIN["Survived"], trusted=list(DEFAULT_TRUSTED_TYPES))
+    rows = TEST.head(30).copy()
+    rows.loc[rows.index[0], "Embarked"] = "Z"  # a port the model never saw
+    rows.loc[rows.index[1], "Age"] = np.nan
+    for batch in (rows, rows.head(1), rows.iloc[1:2]):
+        response = api.post("/inference", json={"model": unique, "version": 1, "data": records(batch)})
+        assert response.status_code == 200, response.text
+        served = response.json()["predictions"]
+        assert [p["prediction"] for p in served] == pipeline.predict(batch[FEATURES]).tolist()
+        np.testing.assert_allclose([[p["probabilities"]["0"], p["probabilities"]["1"]] for p in served],
+                                   pipeline.predict_proba(batch[FEATURES]), rtol=1e-6, atol=0)
+    counted = paths_counted(api, unique)
+    assert counted.get("compiled") == 3 and not counted.get("fallback") and not counted.get("sklearn"), counted

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +280,47 @@ def test_xgboost_predicts_on_a_code_matrix_with_the_answers_of_its_pandas_path(k
     text_in_a_number = rows.astype({"fare": object})
     text_in_a_number.loc[text_in_a_number.index[3], "fare"] = "cheap"
     assert not isinstance(estimator._inputs(text_in_a_number), np.ndarray)  # the library words the error
+
+
+@pytest.mark.parametrize("kind", ["lgb-classifier", "lgb-regressor", "lgb-booster"])
+def test_lightgbm_predicts_on_a_code_matrix_with_the_answers_of_its_pandas_path(kind: str, data, models,
+                                                                              tmp_path: Path) -> None:
+    frame, _ = data
+    estimator = loader().load(save(*models[kind], tmp_path / kind), label=kind).estimator
+    own_labels, own_proba = own_prediction(models[kind][1], probe(frame))  # LightGBM reads columns by position
+    rows = probe(frame)[list(reversed(frame.columns))]  # unseen categories, missing values, another column order
+    seen = spy_on_booster(estimator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X does not have valid feature names" from the wrapper
+        labels = estimator.predict(rows)
+        proba = estimator.predict_proba(rows) if own_proba is not None else None
+    assert set(seen) == {np.ndarray}  # LightGBM's own pandas handling skipped
+    if own_proba is None:
+        np.testing.assert_allclose(labels, own_labels, rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(labels, own_labels)
+        np.testing.assert_allclose(proba, own_proba, rtol=1e-6, atol=0)
+    seen.clear()
+    text_in_a_number = rows.astype({"fare": object})
+    text_in_a_number.loc[text_in_a_number.index[3], "fare"] = "cheap"
+    with pytest.raises(ValueError):
+        estimator.predict(text_in_a_number)
+    assert np.ndarray not in seen  # the frame went to the library, which words the error
+
+
+def spy_on_booster(estimator: NativeModel) -> list[type]:
+    """The types of what the LightGBM booster's predict is given from now on."""
+    booster = estimator.model if estimator.is_booster else estimator.model.booster_
+    seen: list[type] = []
+    booster.predict = lambda X, s=seen, f=booster.predict, **kw: s.append(type(X)) or f(X, **kw)
+    return seen
+
+
+def test_lightgbm_with_prediction_parameters_of_its_own_keeps_its_wrapper(data, tmp_path: Path) -> None:
+    frame, y = data
+    model = lgb.LGBMClassifier(n_estimators=10, verbose=-1, pred_early_stop=True).fit(categories(frame), y)
+    estimator = loader().load(save("lightgbm", model, tmp_path / "m"), label="m").estimator
+    rows = probe(frame)
+    seen = spy_on_booster(estimator)
+    np.testing.assert_allclose(estimator.predict_proba(rows), own_prediction(model, rows)[1], rtol=1e-6)
+    assert seen == [pd.DataFrame]  # the wrapper passes pred_early_stop on
