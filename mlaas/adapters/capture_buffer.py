@@ -187,9 +187,15 @@ class CaptureBuffer:
         self._flusher: threading.Thread | None = None
         self.failures = 0
         self.dropped_local = 0
+        self._keys: dict[tuple[str, int], str] = {}
 
     def stream_key(self, model: str, version: int) -> str:
-        return f"{self.prefix}:s:{quote(model, safe='')}:{version}"
+        key = self._keys.get((model, version))
+        if key is None:  # quoted once per model version, not on every request
+            if len(self._keys) >= 10_000:
+                self._keys.clear()
+            key = self._keys[(model, version)] = f"{self.prefix}:s:{quote(model, safe='')}:{version}"
+        return key
 
     @staticmethod
     def parse_stream_key(key: str) -> tuple[str, int]:

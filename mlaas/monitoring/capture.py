@@ -8,7 +8,6 @@ expire, and the range is then redone as it was, so it rewrites the same files an
 
 from __future__ import annotations
 
-import base64
 import binascii
 import contextlib
 import itertools
@@ -40,17 +39,31 @@ def record(buffer: CaptureBuffer, model: str, version: int, result: Prediction, 
     are not kept, so they cost neither Redis memory nor storage.
     """
     n = len(result.ids)
-    entry = json.dumps({
-        "ts": time.time(), "rid": request_id, "columns": feature_names(result.features),
-        "cols": [_pack(values) for values in _arrays(result.features)],
-        "ids": {"n": n} if result.ids == list(range(n)) else result.ids, "pred": result.labels,
-        **({"proba": {"classes": list(result.probabilities[0]), "f8": _b64(result.proba, np.float64)}}
-           if result.proba is not None and result.probabilities else {}),
-    }, default=str)
+    entry = "".join(_entry_parts(result, request_id, n))
     refused = buffer.append(model, version, entry, n)
     if refused:
-        telemetry.capture_dropped(model, refused, len(result.ids))
+        telemetry.capture_dropped(model, refused, n)
     return refused is None
+
+
+# Entries hold no cycles (fresh lists of plain values), so the encoder skips the check; values JSON cannot
+# encode are written as their text.
+_JSON = json.JSONEncoder(default=str, check_circular=False).encode
+
+
+def _entry_parts(result: Prediction, request_id: str, n: int) -> list[str]:
+    """An entry's JSON text in pieces: exactly ``json.dumps`` of {"ts", "rid", "columns", "cols", "ids", "pred",
+    "proba"} with ``default=str``, put together by hand so that the packed numbers (base64, which needs no
+    escaping) are not scanned by the encoder: most of an entry's text, on the request path."""
+    parts = [_JSON({"ts": time.time(), "rid": request_id, "columns": feature_names(result.features)})[:-1],
+             ', "cols": [', ", ".join([_pack(values) for values in _arrays(result.features)]),
+             '], "ids": ', f'{{"n": {n}}}' if result.ids == list(range(n)) else _JSON(result.ids),
+             ', "pred": ', _JSON(result.labels)]
+    if result.proba is not None and result.probabilities:
+        parts += [', "proba": {"classes": ', _JSON(list(result.probabilities[0])), ', "f8": "',
+                  _b64(result.proba, np.float64), '"}']
+    parts.append("}")
+    return parts
 
 
 def _arrays(features: pd.DataFrame | Columns) -> list[np.ndarray]:
@@ -59,32 +72,26 @@ def _arrays(features: pd.DataFrame | Columns) -> list[np.ndarray]:
     return [features[column].to_numpy() for column in features.columns]
 
 
-def _pack(values: np.ndarray) -> dict[str, Any]:
-    """One column of model inputs: numbers as packed float64/int64, anything else as JSON values (None: missing)."""
+def _pack(values: np.ndarray) -> str:
+    """One column of model inputs as JSON: numbers as packed float64/int64, anything else as JSON values (null:
+    missing)."""
     kind = values.dtype.kind
     if kind == "f":
-        return {"f8": _b64(values, np.float64)}
+        return '{"f8": "' + _b64(values, np.float64) + '"}'
     if kind in "iub":
-        return {"i8": _b64(values, np.int64)}
+        return '{"i8": "' + _b64(values, np.int64) + '"}'
     if kind in "mM":
-        return {"v": values.astype(str).tolist()}
+        return '{"v": ' + _JSON(values.astype(str).tolist()) + "}"
     listed = values.tolist()
     try:
-        return {"v": [None if v != v else v for v in listed]}  # NaN (missing) is the value unequal to itself
+        listed = [None if v != v else v for v in listed]  # NaN (missing) is the value unequal to itself
     except TypeError:  # pd.NA has no truth value
-        return {"v": [None if pd.api.types.is_scalar(v) and pd.isna(v) else v for v in listed]}
+        listed = [None if pd.api.types.is_scalar(v) and pd.isna(v) else v for v in listed]
+    return '{"v": ' + _JSON(listed) + "}"
 
 
 def _b64(values: Any, dtype: Any) -> str:
-    return base64.b64encode(np.ascontiguousarray(values, dtype=dtype).tobytes()).decode("ascii")
-
-
-def _unpack(column: dict[str, Any]) -> Any:
-    if "i8" in column:
-        return np.frombuffer(base64.b64decode(column["i8"]), np.int64)
-    if "f8" in column:
-        return np.frombuffer(base64.b64decode(column["f8"]), np.float64)
-    return column["v"]
+    return binascii.b2a_base64(np.ascontiguousarray(values, dtype=dtype).data, newline=False).decode("ascii")
 
 
 def folder(drift_bucket: str, model: str, version: int, scheme: str = "s3") -> S3Uri:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import decimal
 import json
 from types import SimpleNamespace
 from typing import Any
@@ -104,6 +105,68 @@ def test_the_fast_path_columns_are_captured_with_missing_text_as_missing():
     frame = capture.entries_frame(buffer.entries())
     assert frame["_id"].tolist() == ["a", "b"] and frame["n"].tolist() == [3.0, 4.0]
     assert frame["t"].isna().tolist() == [False, True] and frame["x"].isna().tolist() == [False, True]
+
+
+def entry_as_dumped(result: predict.Prediction, request_id: str, ts: float) -> str:
+    """The entry as it was built before it was put together by hand: ``json.dumps`` of the whole object."""
+    def pack(values: np.ndarray) -> dict[str, Any]:
+        kind = values.dtype.kind
+        if kind in "fiub":
+            dtype = np.float64 if kind == "f" else np.int64
+            packed = base64.b64encode(np.ascontiguousarray(values, dtype).tobytes()).decode()
+            return {"f8" if kind == "f" else "i8": packed}
+        if kind in "mM":
+            return {"v": values.astype(str).tolist()}
+        listed = values.tolist()
+        try:
+            return {"v": [None if v != v else v for v in listed]}
+        except TypeError:
+            return {"v": [None if pd.api.types.is_scalar(v) and pd.isna(v) else v for v in listed]}
+
+    features = result.features
+    arrays = ([features.arrays[c] for c in features.names] if isinstance(features, predict.Columns)
+              else [features[c].to_numpy() for c in features.columns])
+    n = len(result.ids)
+    return json.dumps({
+        "ts": ts, "rid": request_id, "columns": predict.feature_names(features), "cols": [pack(a) for a in arrays],
+        "ids": {"n": n} if result.ids == list(range(n)) else result.ids, "pred": result.labels,
+        **({"proba": {"classes": list(result.probabilities[0]),
+                      "f8": base64.b64encode(np.ascontiguousarray(result.proba, np.float64).tobytes()).decode()}}
+           if result.proba is not None and result.probabilities else {}),
+    }, default=str)
+
+
+def results_of_every_kind() -> dict[str, predict.Prediction]:
+    """Answers whose entries exercise every packing: both feature forms, every dtype, missing values of each
+    kind, text that JSON escapes, values JSON cannot encode, explicit and positional ids, with and without
+    probabilities."""
+    out = {style: answer(body) for style, (body, _) in payloads().items()}
+    out["fast path, 2 classes"] = predict.Prediction(
+        [0, 1], ["no", "yes"], [{"no": 0.75, "yes": 0.25}] * 2, [],
+        predict.Columns(["x", "t"], {"x": np.array([1.5, np.nan]), "t": np.array(["é \u2028 \"q\"", np.nan], object)}),
+        np.array([[0.75, 0.25], [0.5, 0.5]]))
+    frame = pd.DataFrame({
+        "i": np.array([1, -(2**62)], np.int64), "u": np.array([3, 4], np.uint8), "b": [True, False],
+        "when": pd.to_datetime(["2026-01-02", None]), "na": pd.array([1, None], dtype="Int64"),
+        "text": pd.array(["a", None], dtype="string"), "odd": [decimal.Decimal("1.5"), pd.Timestamp("2026-01-01")],
+        "none": [None, None], "f32": np.array([0.1, np.inf], np.float32)})
+    out["frame of every dtype, regression"] = predict.Prediction(["r1", "r2"], [1.5, float("nan")], None, [], frame)
+    out["no rows"] = predict.Prediction([], [], [], [], predict.Columns(["x"], {"x": np.array([])}), np.empty((0, 2)))
+    out["many rows, three classes"] = predict.Prediction(
+        list(range(300)), [f"c{i % 3}" for i in range(300)], [{"c0": 0.2, "c1": 0.3, "c2": 0.5}], [],
+        predict.Columns(["x", "t"], {"x": np.arange(300.0), "t": np.array(["u", "v", np.nan] * 100, object)}),
+        np.tile([0.2, 0.3, 0.5], (300, 1)))
+    return out
+
+
+@pytest.mark.parametrize("kind", list(results_of_every_kind()))
+def test_an_entry_is_the_same_text_as_the_whole_object_dumped(kind, monkeypatch):
+    result = results_of_every_kind()[kind]
+    monkeypatch.setattr(capture.time, "time", lambda: 1796289299.1084068)
+    buffer = FakeBuffer()
+    capture.record(buffer, "m", 1, result, "req-\u00e9")  # type: ignore[arg-type]
+    assert buffer.texts == [entry_as_dumped(result, "req-\u00e9", 1796289299.1084068)]
+    assert len(capture.entries_frame(buffer.entries())) == len(result.ids)
 
 
 def test_entries_buffered_by_earlier_releases_still_read_back():
