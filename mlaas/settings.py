@@ -133,6 +133,7 @@ class Settings:
     rollout_batch_seconds: Seconds = 0.2
     rollout_queue_max: Count = 10_000  # per rollout, requests waiting to be scored; beyond, dropped and counted
     rollout_queue_max_bytes: Count = 64 * 1024 * 1024  # per rollout, the waiting requests' size; likewise
+    rollout_quality_rows: Count = 100_000  # per rollout, compared rows with ids kept for live quality; beyond, counted
     # The console at /ui (mlaas/api/ui/).
     mlflow_ui_url: str = ""  # the MLflow UI as a browser reaches it, for links to runs (empty: no links)
     console_runs: Annotated[int, Ge(1), Le(500)] = 60  # drift and quality runs a model page reads, newest first

@@ -1,4 +1,5 @@
-"""Rollouts kept in Redis, shared by every API replica and worker: the state, its counters, its scoring queue."""
+"""Rollouts kept in Redis, shared by every API replica and worker: the state, its counters, its scoring queue
+and its live quality summary."""
 
 from __future__ import annotations
 
@@ -68,6 +69,30 @@ class RolloutStore:
                 pipe.hincrbyfloat(f"{self.prefix}:stats:{rollout_id}", field, value)
             pipe.execute()
 
+    def reserve(self, rollout_id: str, rows: int, limit: int) -> int:
+        """Of ``rows`` more rows to keep, how many fit under ``limit`` kept per rollout (atomic across workers)."""
+        if rows <= 0:
+            return 0
+        with redis_errors():
+            total = int(self.redis.hincrby(f"{self.prefix}:stats:{rollout_id}", "quality.reserved", rows))
+        return max(0, min(rows, limit - (total - rows)))
+
+    def release(self, rollout_id: str, rows: int) -> None:
+        """Give back reserved rows that were not kept after all."""
+        if rows > 0:
+            with redis_errors():
+                self.redis.hincrby(f"{self.prefix}:stats:{rollout_id}", "quality.reserved", -rows)
+
+    def quality(self, rollout_id: str) -> dict[str, Any] | None:
+        """The live quality last computed for a rollout (None before the first)."""
+        with redis_errors():
+            raw = self.redis.get(f"{self.prefix}:quality:{rollout_id}")
+        return dict(json.loads(raw)) if raw else None
+
+    def set_quality(self, rollout_id: str, summary: dict[str, Any]) -> None:
+        with redis_errors():
+            self.redis.set(f"{self.prefix}:quality:{rollout_id}", json.dumps(summary, allow_nan=False))
+
     def push(self, rollout_id: str, entries: list[str]) -> int:
         """Queue requests for scoring while the queue holds fewer than MLAAS_ROLLOUT_QUEUE_MAX of them and
         MLAAS_ROLLOUT_QUEUE_MAX_BYTES of text; returns how many (the last ones) did not fit."""
@@ -103,7 +128,7 @@ class RolloutStore:
         """Delete a replaced rollout's counters and queue (its history entries keep the final comparison)."""
         with redis_errors():
             self.redis.delete(*(f"{self.prefix}:{part}:{rollout_id}" for part in ("stats", "queue", "bytes",
-                                                                                  "scheduled")))
+                                                                                  "scheduled", "quality")))
 
     def queued(self, rollout_id: str) -> int:
         with redis_errors():

@@ -27,13 +27,15 @@ def _seconds(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]").astype("int64") / 1e9
 
 
-def join(outcomes: pd.DataFrame, predictions: pd.DataFrame, batch: str | None = None
-         ) -> tuple[pd.DataFrame, dict[str, Any]]:
+def join(outcomes: pd.DataFrame, predictions: pd.DataFrame, batch: str | None = None, *,
+         slack_seconds: float = 0.0) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The joined rows (one per answered prediction that has an outcome) and the counts of what was not joined.
 
     ``outcomes``: ``_id``, ``actual``, ``_received``, ``_batch``; ``predictions``: ``_version``, ``_entry``,
     ``_id``, ``_ts``, ``_prediction`` and ``_proba_<class>`` columns, as captured. Given a ``batch``, the report
     also counts that batch's own outcomes (``batch``: matched, unmatched, and duplicates of other outcomes).
+    ``slack_seconds``: predictions stamped up to this long after they were answered (a rollout's comparisons
+    carry the time a worker scored them) also join outcomes received before their stamp.
     """
     report: dict[str, Any] = {"outcomes": len(outcomes), "matched": 0, "unmatched": 0, "unmatched_ids": [],
                               "duplicates": 0, "duplicate_ids": [], "ids_answered_more_than_once": 0}
@@ -44,7 +46,7 @@ def join(outcomes: pd.DataFrame, predictions: pd.DataFrame, batch: str | None = 
     if predictions.empty:
         merged = left.assign(_version=pd.NA, _entry=None, _ts=pd.NaT, _prediction=None)
     else:
-        right = predictions.assign(_id=predictions["_id"].astype(str), _at=_seconds(predictions["_ts"]))
+        right = predictions.assign(_id=predictions["_id"].astype(str), _at=_seconds(predictions["_ts"]) - slack_seconds)
         right = right.sort_values("_at", kind="stable").reset_index(drop=True)
         counts = right.groupby("_id").size()
         report["ids_answered_more_than_once"] = int((counts[counts.index.isin(left["_id"])] > 1).sum())

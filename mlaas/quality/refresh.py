@@ -9,13 +9,18 @@ from urllib.parse import unquote
 from mlaas.context import Context
 from mlaas.errors import MlaasError, Unavailable
 from mlaas.quality import calibration, join, performance
+from mlaas.rollouts import quality as rollout_quality
 
 log = logging.getLogger(__name__)
 
 
 def refresh(model: str, *, ctx: Context) -> dict[str, Any]:
-    """Join a model's outcomes; when anything changed, log each changed window of each version joined."""
+    """Join a model's outcomes; when anything changed, log each changed window of each version joined. The
+    model's rollout, if any, has its live quality recomputed (when its outcomes or compared rows changed)."""
     outcome = join.run(model, ctx=ctx)
+    rollout = _rollout_quality(model, ctx=ctx)
+    if rollout is not None:
+        outcome["rollout_quality"] = rollout
     if not outcome["joined"]:
         return outcome
     logged: dict[str, list[str]] = {}
@@ -25,6 +30,16 @@ def refresh(model: str, *, ctx: Context) -> dict[str, Any]:
             calibration.ensure(ctx, model, version)
         logged[str(version)] = performance.log_windows(model, version, ctx=ctx)
     return {**outcome, "perf_runs": logged}
+
+
+def _rollout_quality(model: str, *, ctx: Context) -> dict[str, Any] | None:
+    try:
+        return rollout_quality.refresh(model, ctx=ctx)
+    except Unavailable:
+        raise
+    except MlaasError as exc:  # the join's own results still stand
+        log.warning("live quality of the rollout of %s not computed: %s", model, exc.message)
+        return {"refreshed": False, "error": exc.to_dict()}
 
 
 def models_with_outcomes(ctx: Context) -> list[str]:

@@ -1,7 +1,7 @@
 """Candidate against production on the same rows: counters, and the summary and guard verdict read from them.
 
 Pure functions and a small accumulator, no I/O: the worker adds a batch's counts to Redis, the status and the
-guard read them back through ``summarize``.
+guard read them back through ``summarize`` (with the live quality ``mlaas.rollouts.quality`` keeps).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlaas.rollouts.specs import GuardSpec
+from mlaas.training import scoring
 
 ARMS = ("production", "candidate")
 PATHS = ("served", "background")  # answered the request / scored the same rows off the request path
@@ -110,8 +111,19 @@ def _arm(stats: Mapping[str, float], arm: str) -> dict[str, Any]:
     return out
 
 
-def summarize(stats: Mapping[str, float], task: str) -> dict[str, Any]:
-    """The comparison a status shows: per-arm traffic, errors and latency, then agreement or mean |difference|."""
+def live(stats: Mapping[str, float], quality: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Live quality as a status shows it: the rows kept for it (and not), then each arm's figures from feedback."""
+    figures = {k: v for k, v in (quality or {}).items() if k != "fingerprint"}
+    return {"rows_kept": int(stats.get("quality.rows_kept", 0)),
+            "rows_without_id": int(stats.get("quality.rows_without_id", 0)),
+            "rows_not_kept": int(stats.get("quality.rows_not_kept", 0) + stats.get("quality.rows_not_stored", 0)),
+            "joined": 0, "production": None, "candidate": None, "difference": None, "refreshed_at": None,
+            **figures}
+
+
+def summarize(stats: Mapping[str, float], task: str, quality: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The comparison a status shows: per-arm traffic, errors and latency, agreement or mean |difference|, and
+    live quality (``quality``: the figures last computed from feedback on the compared ids)."""
     rows = stats.get("compared_rows", 0)
     comparison: dict[str, Any] = {"requests": int(stats.get("compared_requests", 0)), "rows": int(rows)}
     if task == "regression":
@@ -120,16 +132,17 @@ def summarize(stats: Mapping[str, float], task: str) -> dict[str, Any]:
         comparison["agreement"] = _ratio(stats.get("agreed_rows", 0), rows)
     return {"production": _arm(stats, "production"), "candidate": _arm(stats, "candidate"),
             "comparison": comparison, "dropped": int(stats.get("dropped", 0)),
-            "live_quality": None}  # filled from feedback on the compared ids once that feature exists
+            "live_quality": live(stats, quality)}
 
 
 def guard_verdict(summary: Mapping[str, Any], guard: GuardSpec) -> str | None:
-    """Why the rollout should end now (None: keep it): worse agreement, difference or error rate than allowed."""
+    """Why the rollout should end now (None: keep it): worse agreement, difference, error rate or live quality
+    than allowed."""
     candidate, production = summary["candidate"], summary["production"]
     attempts = candidate["requests"] + candidate["latency"].get("background", {}).get("requests", 0)
     attempts += candidate["errors"]
     if attempts < guard.min_requests:
-        return None
+        return quality_verdict(summary.get("live_quality"), guard)
     cand_rate, prod_rate = candidate["error_rate"] or 0.0, production["error_rate"] or 0.0
     if cand_rate > prod_rate + guard.max_extra_error_rate:
         return (f"the candidate's error rate {cand_rate:.3f} exceeds production's {prod_rate:.3f} by more than "
@@ -140,4 +153,22 @@ def guard_verdict(summary: Mapping[str, Any], guard: GuardSpec) -> str | None:
     mad = summary["comparison"].get("mean_abs_diff")
     if guard.max_mean_abs_diff is not None and mad is not None and mad > guard.max_mean_abs_diff:
         return f"mean absolute difference {mad:.4g} from production is above {guard.max_mean_abs_diff}"
-    return None
+    return quality_verdict(summary.get("live_quality"), guard)
+
+
+def quality_verdict(live_quality: Mapping[str, Any] | None, guard: GuardSpec) -> str | None:
+    """Why the rollout should end on live quality: the candidate's metric is worse than production's by more
+    than ``max_quality_drop`` on at least ``min_quality_rows`` rows with feedback (None: keep it)."""
+    if guard.max_quality_drop is None or not live_quality or not live_quality.get("candidate"):
+        return None
+    if live_quality.get("joined", 0) < guard.min_quality_rows or not live_quality.get("production"):
+        return None
+    prod, cand = live_quality["production"]["metrics"], live_quality["candidate"]["metrics"]
+    metric = guard.quality_metric or ("accuracy" if "accuracy" in prod else "rmse")
+    if metric not in prod or metric not in cand:
+        return None
+    worse = prod[metric] - cand[metric] if scoring.GREATER_IS_BETTER[metric] else cand[metric] - prod[metric]
+    if worse <= guard.max_quality_drop:
+        return None
+    return (f"live {metric} {cand[metric]:.4g} is worse than production's {prod[metric]:.4g} by more than "
+            f"{guard.max_quality_drop} on {live_quality['joined']} rows with feedback")

@@ -12,8 +12,9 @@ from mlaas.context import Context
 from mlaas.errors import MlaasError
 from mlaas.inference import payload, predict
 from mlaas.inference.cache import ModelCache, ServedModel
-from mlaas.rollouts import service
+from mlaas.rollouts import quality, service
 from mlaas.rollouts.compare import Tally
+from mlaas.rollouts.quality import Kept
 
 log = logging.getLogger(__name__)
 BATCH = 200  # requests popped and counted at a time
@@ -34,21 +35,26 @@ def drain(model: str, rollout_id: str, *, ctx: Context, cache: ModelCache) -> di
         batch = store.pop(rollout_id, BATCH)
         if not batch:
             break
-        tally = Tally()
-        score_batch([json.loads(text) for text in batch], model, tally, ctx=ctx, cache=cache)
+        tally, kept = Tally(), Kept()
+        score_batch([json.loads(text) for text in batch], model, tally, ctx=ctx, cache=cache, kept=kept)
+        quality.keep(model, rollout_id, kept, tally, ctx=ctx, ids_of=lambda body: _ids(body, ctx))
         store.add(rollout_id, dict(tally.counts))
         scored += len(batch)
         if state.get("state") == "active" and ended is None:
             ended = service.guard_check(model, state, ctx=ctx)
+    if scored and store.stats(rollout_id).get("quality.parts", 0) >= quality.COMPACT_PARTS:
+        quality.compact(model, rollout_id, ctx=ctx)
     if store.queued(rollout_id) and store.schedule(rollout_id):
         ctx.queue.send(queues.ROLLOUT_SCORE, [model, rollout_id])
     return {"model": model, "rollout": rollout_id, "scored": scored, "ended": ended}
 
 
 def score_batch(entries: list[dict[str, Any]], model: str, tally: Tally, *, ctx: Context,
-                cache: ModelCache) -> None:
+                cache: ModelCache, kept: Kept | None = None) -> None:
     """Count each answered request and score the rows with the other version: record payloads in one vectorised
-    predict per version (each request gets its share of the time), anything else, or a batch that fails, one by one."""
+    predict per version (each request gets its share of the time), anything else, or a batch that fails, one by one.
+    Each compared request goes to ``kept`` with both answers."""
+    kept = kept if kept is not None else Kept()
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for entry in entries:
         if entry.get("error"):
@@ -66,9 +72,9 @@ def score_batch(entries: list[dict[str, Any]], model: str, tally: Tally, *, ctx:
                 tally.error(other)
             continue
         for chunk in _chunks(group, ctx.settings.max_inference_rows):
-            if not _score_together(chunk, loaded, other, tally, ctx=ctx):
+            if not _score_together(chunk, loaded, other, tally, kept, ctx=ctx):
                 for entry in chunk:
-                    _score_one(entry, loaded, other, tally, ctx=ctx)
+                    _score_one(entry, loaded, other, tally, kept, ctx=ctx)
 
 
 def _message(exc: Exception) -> str:
@@ -88,13 +94,19 @@ def _chunks(group: list[dict[str, Any]], max_rows: int) -> list[list[dict[str, A
     return chunks
 
 
-def _predict(body: dict[str, Any], loaded: ServedModel, ctx: Context) -> list[Any]:
+def _predict(body: dict[str, Any], loaded: ServedModel, ctx: Context) -> predict.Prediction:
     rows = payload.parse_rows(body, max_rows=ctx.settings.max_inference_rows)
     features, ignored = predict.prepare_features(rows, loaded)
-    return predict.predict(loaded, features, rows, ignored).labels
+    return predict.predict(loaded, features, rows, ignored)
 
 
-def _score_together(chunk: list[dict[str, Any]], loaded: ServedModel, other: str, tally: Tally, *,
+def _ids(body: dict[str, Any], ctx: Context) -> tuple[list[Any], list[bool]]:
+    """A request's row ids and which of them it gave itself (the others are positions: feedback cannot name them)."""
+    rows = payload.parse_rows(body, max_rows=ctx.settings.max_inference_rows)
+    return rows.ids, rows.explicit_ids
+
+
+def _score_together(chunk: list[dict[str, Any]], loaded: ServedModel, other: str, tally: Tally, kept: Kept, *,
                     ctx: Context) -> bool:
     """Score record payloads as one request (ids left out: they may repeat across requests); False: not done."""
     if len(chunk) < 2 or not all(isinstance(e["body"].get("data"), list) for e in chunk):
@@ -106,14 +118,15 @@ def _score_together(chunk: list[dict[str, Any]], loaded: ServedModel, other: str
                for entry in chunk for r in entry["body"]["data"]]
     started = time.perf_counter()
     try:
-        labels = _predict({"data": records}, loaded, ctx)
+        answer = _predict({"data": records}, loaded, ctx)
     except Exception:  # one bad request fails the batch: score them one by one to find it
         return False
     ms = (time.perf_counter() - started) * 1000
     at = 0
     for entry in chunk:
         n = len(entry["labels"])
-        _compared(entry, labels[at:at + n], ms * n / len(records), loaded, other, tally)
+        proba = None if answer.proba is None else answer.proba[at:at + n]
+        _compared(entry, answer.labels[at:at + n], proba, ms * n / len(records), loaded, other, tally, kept)
         at += n
     return True
 
@@ -127,20 +140,24 @@ def _covers(records: list[Any], columns: list[str]) -> bool:
     return set(columns) <= present
 
 
-def _score_one(entry: dict[str, Any], loaded: ServedModel, other: str, tally: Tally, *, ctx: Context) -> None:
+def _score_one(entry: dict[str, Any], loaded: ServedModel, other: str, tally: Tally, kept: Kept, *,
+               ctx: Context) -> None:
     started = time.perf_counter()
     try:
-        labels = _predict(entry["body"], loaded, ctx)
+        answer = _predict(entry["body"], loaded, ctx)
     except Exception as exc:  # any failure of the other version is its error, never the end of the batch
         log.info("rollout of %s: %s v%s failed on a request: %s", loaded.name, other, loaded.version, _message(exc))
         tally.error(other)
         return
-    _compared(entry, labels, (time.perf_counter() - started) * 1000, loaded, other, tally)
+    _compared(entry, answer.labels, answer.proba, (time.perf_counter() - started) * 1000, loaded, other, tally, kept)
 
 
-def _compared(entry: dict[str, Any], labels: list[Any], ms: float, loaded: ServedModel, other: str,
-              tally: Tally) -> None:
+def _compared(entry: dict[str, Any], labels: list[Any], proba: Any, ms: float, loaded: ServedModel, other: str,
+              tally: Tally, kept: Kept) -> None:
     tally.scored(other, "background", ms, len(labels))
-    if loaded.task == "regression":
+    regression = loaded.task == "regression"
+    if regression:
         tally.counts["regression_rows"] += len(labels)
     tally.compared(entry["labels"], labels)
+    classes = [str(c) for c in loaded.classes or range(proba.shape[1])] if proba is not None else []
+    kept.add(entry, other, labels, proba, classes, regression)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
 
 from mlaas import models
 from mlaas.context import Context
-from mlaas.errors import Conflict, NotFound
-from mlaas.rollouts import compare
+from mlaas.errors import Conflict, MlaasError, NotFound
+from mlaas.rollouts import compare, quality
 from mlaas.rollouts.specs import GuardSpec, RolloutPromoteSpec, RolloutSpec
 from mlaas.training import promotion
+
+log = logging.getLogger(__name__)
 
 
 def _now() -> str:
@@ -55,18 +58,24 @@ def start(name: str, spec: RolloutSpec, *, ctx: Context, actor: str) -> dict[str
         raise Conflict(f"another rollout of {name!r} started meanwhile: read it first")
     if current is not None:
         ctx.rollouts.forget(current["id"])
+        try:
+            quality.delete(ctx, name, current["id"])
+        except MlaasError as exc:  # the new rollout stands; the old rows stay until the next start
+            log.warning("rollout %s of %s: kept rows not deleted: %s", current["id"], name, exc.message)
     _record(ctx, name, "rollout_started", state, actor, "started by request")
     return status(name, ctx=ctx)
 
 
-def _task(stats: dict[str, float]) -> str:
+def task_of(stats: dict[str, float]) -> str:
+    """The task a rollout's comparison shows: regression once a regression model scored rows."""
     return "regression" if stats.get("regression_rows", 0) > 0 else "classification"
 
 
 def summary(ctx: Context, state: dict[str, Any]) -> dict[str, Any]:
     """The comparison of candidate and production so far."""
     stats = ctx.rollouts.stats(state["id"])
-    return {"task": _task(stats), **compare.summarize(stats, _task(stats))}
+    task = task_of(stats)
+    return {"task": task, **compare.summarize(stats, task, ctx.rollouts.quality(state["id"]))}
 
 
 def status(name: str, *, ctx: Context) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from mlaas.quality.specs import Metric
 from mlaas.specs import MAX_VERSION, Spec
 
 
@@ -20,6 +21,13 @@ class GuardSpec(Spec):
     """Regression: end when the mean absolute difference of the two answers rises above this"""
     max_extra_error_rate: float = Field(default=0.02, ge=0, le=1)
     """End when the candidate's error rate exceeds production's by more than this"""
+    max_quality_drop: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """End when the candidate's live quality (``quality_metric`` from feedback on the compared ids) is worse than
+    production's by more than this"""
+    quality_metric: Metric | None = None
+    """The metric ``max_quality_drop`` judges (omitted: accuracy for classification, rmse for regression)"""
+    min_quality_rows: int = Field(default=50, ge=1, le=10_000_000)
+    """Compared rows with feedback the quality guard needs before it judges"""
 
 
 class RolloutSpec(Spec):

@@ -1,5 +1,6 @@
 """Shadow and canary rollouts through the real API: the canary's share and stability, the shadow's comparison
-recomputed, the guard, promotion and the end recorded in the history, bad input and scopes."""
+recomputed, live quality from feedback on the compared ids, the guards, promotion and the end recorded in the
+history, bad input and scopes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 import pandas as pd
 import pytest
 from scipy.stats import binom
+from sklearn import metrics as skm
 from sklearn.dummy import DummyClassifier
 
 from mlaas.client.api import ApiError, Client
@@ -196,3 +198,64 @@ def test_promotion_from_a_rollout_goes_through_the_gate_and_is_recorded(api, set
     with pytest.raises(ApiError) as again:  # v2 is production now
         client.start_rollout(unique, 2, "shadow")
     assert again.value.status == 409
+
+
+def _live(api: Api, model: str, joined: int) -> dict:
+    """The status once its live quality has joined ``joined`` rows with feedback."""
+    return wait_for(lambda: (s := _status(api, model))["live_quality"]["joined"] >= joined and s, 120,
+                    f"the live quality of {model} joining {joined} rows")
+
+
+def _feedback(api: Api, model: str, truth: dict[str, int]) -> None:
+    response = api.post("/feedback", json={"model": model, "data": [{"id": k, "actual": v} for k, v in truth.items()]})
+    assert response.status_code == 202, response.text
+
+
+def test_shadow_live_quality_is_each_versions_own_answers_scored_against_the_feedback(api, settings, unique):
+    _register_versions(settings, unique)
+    _start(api, settings, unique, {"version": 2, "mode": "shadow"})
+    served = TEST.iloc[:100]
+    batches = [records(served.iloc[i:i + 5]) for i in range(0, len(served), 5)]
+    for rows in batches:
+        _infer(api, unique, rows)
+    for i in range(3):  # no ids: compared, but feedback cannot name them
+        _infer(api, unique, records(TEST.iloc[100 + 2 * i:102 + 2 * i], with_ids=False))
+    status = _scored(api, unique, len(batches) + 3)
+    live = status["live_quality"]
+    assert (live["rows_kept"], live["rows_without_id"], live["rows_not_kept"], live["joined"]) == (100, 6, 0, 0)
+    assert live["production"] is None
+
+    truth = {f"p-{r.PassengerId}": int(r.Survived) for r in served.iloc[:80].itertuples()}  # 20 without outcome
+    _feedback(api, unique, {**truth, "nobody-1": 1})
+    live = _live(api, unique, len(truth))["live_quality"]
+    assert live["joined"] == len(truth)
+    answers = {}
+    for version in (1, 2):  # each version's own answers to the same rows, asked by version (never routed)
+        answers[version] = {p["id"]: p for rows in batches for p in _infer(api, unique, rows, version)["predictions"]}
+    y = [truth[i] for i in truth]
+    for arm, version in (("production", 1), ("candidate", 2)):
+        labels = [answers[version][i]["prediction"] for i in truth]
+        figures = live[arm]
+        assert figures["version"] == version and figures["n"] == len(truth)
+        assert figures["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(y, labels))
+        assert figures["metrics"]["f1_macro"] == pytest.approx(skm.f1_score(y, labels, average="macro"))
+    auc = skm.roc_auc_score(y, [answers[2][i]["probabilities"]["1"] for i in truth])
+    assert live["candidate"]["metrics"]["roc_auc"] == pytest.approx(auc)  # scored off the request path
+    assert live["difference"]["accuracy"] == pytest.approx(
+        live["candidate"]["metrics"]["accuracy"] - live["production"]["metrics"]["accuracy"])
+    _end(api, unique)
+
+
+def test_the_quality_guard_ends_a_canary_whose_live_accuracy_is_worse(api, settings, unique):
+    _register_versions(settings, unique, constant=True)
+    guard = {"min_requests": 10_000, "max_quality_drop": 0.05, "min_quality_rows": 40}
+    _start(api, settings, unique, {"version": 3, "mode": "canary", "weight": 0.5, "guard": guard})
+    served = TEST.iloc[:120]
+    for rows in (records(served.iloc[i:i + 1]) for i in range(len(served))):
+        _infer(api, unique, rows)
+    _scored(api, unique, len(served))
+    _feedback(api, unique, {f"p-{r.PassengerId}": int(r.Survived) for r in served.itertuples()})
+    status = wait_for(lambda: (s := _status(api, unique))["state"] == "ended" and s, 120, "the quality guard")
+    assert status["ended_by"] == "rollout guard" and "live accuracy" in status["ended_reason"]
+    live = status["live_quality"]
+    assert live["production"]["metrics"]["accuracy"] - live["candidate"]["metrics"]["accuracy"] > 0.05

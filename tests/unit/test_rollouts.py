@@ -1,10 +1,16 @@
-"""Rollouts without services: the canary choice, the comparison counters, their summary and the guard."""
+"""Rollouts without services: the canary choice, the comparison counters, their summary, the guard, and live
+quality (both answers kept by id, joined with outcomes)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 from pydantic import ValidationError
 from scipy.stats import binom
@@ -190,3 +196,213 @@ def test_a_request_the_other_version_cannot_score_is_its_error_and_the_rest_stil
     assert tally.counts["compared_requests"] == 2 and tally.counts["agreed_rows"] == 8  # the same model agrees
     summary = compare.summarize(tally.counts, "classification")
     assert summary["candidate"]["error_rate"] == 0.5 and summary["comparison"]["agreement"] == 1.0
+
+
+# -- live quality: both answers kept by id, joined with feedback, judged by the guard ----------------------
+class _Rollouts:
+    """The RolloutStore calls keeping and refreshing live quality make, in memory."""
+
+    def __init__(self, state: dict | None = None) -> None:
+        self.state, self.counts, self.summaries = state, {}, {}
+
+    def get(self, model: str) -> dict | None:
+        return self.state
+
+    def stats(self, rollout_id: str) -> dict[str, float]:
+        return dict(self.counts)
+
+    def add(self, rollout_id: str, counts: dict[str, float]) -> None:
+        for k, v in counts.items():
+            self.counts[k] = self.counts.get(k, 0.0) + v
+
+    def reserve(self, rollout_id: str, rows: int, limit: int) -> int:
+        self.add(rollout_id, {"quality.reserved": rows})
+        return max(0, min(rows, limit - int(self.counts["quality.reserved"] - rows)))
+
+    def release(self, rollout_id: str, rows: int) -> None:
+        self.add(rollout_id, {"quality.reserved": -rows})
+
+    def quality(self, rollout_id: str) -> dict | None:
+        return self.summaries.get(rollout_id)
+
+    def set_quality(self, rollout_id: str, summary: dict) -> None:
+        self.summaries[rollout_id] = json.loads(json.dumps(summary, allow_nan=False))
+
+
+class _Locks:
+    def lock(self, name: str, ttl: int) -> Any:
+        return contextlib.nullcontext(True)
+
+
+def _quality_context(rollouts: _Rollouts, **settings: Any) -> Any:
+    from mlaas.context import Context
+    from mlaas.settings import Settings
+    from tests.fakes import MemoryBlobStore
+
+    return Context(Settings(**settings), {"storage": MemoryBlobStore(), "rollouts": rollouts, "monitors": _Locks()})
+
+
+def _kept_batch(n_requests: int = 6) -> tuple[list[dict], Any, Any]:
+    """Requests of 4 titanic rows answered by production (v1), the candidate (v2) scored in the batch; the last
+    request sends no ids, the one before only for two rows."""
+    from tests.unit.test_fastpath import TITANIC, TYPES, fitted, served, titanic_pipeline, titanic_records
+
+    production = served(fitted("titanic")[0], list(TYPES), TYPES, fast=True)
+    candidate = served(titanic_pipeline(C=0.01).fit(TITANIC[list(TYPES)], TITANIC["Survived"]), list(TYPES), TYPES,
+                       fast=True)
+    rows = [{k: v for k, v in r.items() if k != "PassengerId"} for r in titanic_records(4 * n_requests)]
+    requests = [[{**r, "id": f"q{4 * i + k}"} for k, r in enumerate(rows[4 * i:4 * i + 4])]
+                for i in range(n_requests)]
+    requests[-2] = [{**r, "id": r["id"]} if k < 2 else {x: v for x, v in r.items() if x != "id"}
+                    for k, r in enumerate(requests[-2])]
+    requests[-1] = rows[-4:]
+    return _entries(production, requests), production, candidate
+
+
+def test_the_worker_keeps_both_answers_by_the_requests_own_ids_and_counts_rows_without():
+    from mlaas.rollouts import quality, scoring
+    from tests.unit.test_fastpath import answer
+
+    entries, production, candidate = _kept_batch()
+    rollouts = _Rollouts()
+    ctx = _quality_context(rollouts)
+    tally, kept = Tally(), quality.Kept()
+    scoring.score_batch(entries, "m", tally, ctx=ctx, cache=_Cache({2: candidate}), kept=kept)
+    quality.keep("m", "r1", kept, tally, ctx=ctx, ids_of=lambda body: scoring._ids(body, ctx))
+    assert tally.counts["quality.rows_kept"] == 4 * 4 + 2 and tally.counts["quality.rows_without_id"] == 2 + 4
+    rows, files = quality.answers(ctx, "m", "r1")
+    assert len(files) == 1 and files[0][0].startswith("rollouts/m/r1/answers/")
+    with_ids = [r for e in entries for r in e["body"]["data"] if "id" in r]
+    assert rows["_id"].tolist() == [r["id"] for r in with_ids]
+    own = {p["id"]: p for p in answer(candidate, {"data": with_ids})[0]["predictions"]}
+    served = {p["id"]: p for p in answer(production, {"data": with_ids})[0]["predictions"]}
+    assert rows["production"].tolist() == [str(served[i]["prediction"]) for i in rows["_id"]]
+    assert rows["candidate"].tolist() == [str(own[i]["prediction"]) for i in rows["_id"]]
+    assert rows["candidate_proba_1"].tolist() == pytest.approx([own[i]["probabilities"]["1"] for i in rows["_id"]])
+    assert set(rows["_served"]) == {"production"}
+
+
+def test_kept_rows_stop_at_the_cap_and_the_rest_are_counted():
+    from mlaas.rollouts import quality, scoring
+
+    entries, _, candidate = _kept_batch()
+    rollouts = _Rollouts()
+    ctx = _quality_context(rollouts, rollout_quality_rows=25)
+    for _ in range(2):  # 18 rows with ids a batch
+        tally, kept = Tally(), quality.Kept()
+        scoring.score_batch(entries, "m", tally, ctx=ctx, cache=_Cache({2: candidate}), kept=kept)
+        quality.keep("m", "r1", kept, tally, ctx=ctx, ids_of=lambda body: scoring._ids(body, ctx))
+        rollouts.add("r1", dict(tally.counts))
+    assert len(quality.answers(ctx, "m", "r1")[0]) == 25
+    live = compare.summarize(rollouts.stats("r1"), "classification")["live_quality"]
+    assert (live["rows_kept"], live["rows_not_kept"], live["rows_without_id"]) == (25, 11, 12)
+    assert live["production"] is None and live["joined"] == 0
+
+
+def _outcomes(actual: dict[str, Any], seconds: float = 0.0) -> pd.DataFrame:
+    from mlaas.adapters.monitorstore import utcnow
+
+    return pd.DataFrame({"_id": list(actual), "actual": [str(v) for v in actual.values()],
+                         "_received": pd.Timestamp(utcnow()) + pd.Timedelta(seconds=seconds), "_batch": "b"})
+
+
+def test_live_quality_is_evaluations_metrics_of_each_arm_on_the_rows_with_feedback():
+    from sklearn import metrics as skm
+
+    from mlaas.rollouts import quality
+    from mlaas.rollouts.quality import Kept, frame
+
+    kept = Kept()
+    production = ["1", "0", "1", "1", "0", "0"]
+    candidate = ["1", "1", "1", "0", "0", "1"]
+    proba = np.array([[0.2, 0.8], [0.4, 0.6], [0.1, 0.9], [0.7, 0.3], [0.6, 0.4], [0.3, 0.7]])
+    body = {"data": [{"id": f"a{i}", "x": i} for i in range(6)]}
+    kept.add({"served": "production", "body": body, "labels": production}, "candidate", candidate, proba,
+             ["0", "1"], False)
+    rows, _ = frame(kept, lambda b: ([r["id"] for r in b["data"]], [True] * len(b["data"])))
+    truth = {"a0": 1, "a1": 0, "a2": 0, "a3": 1, "a5": 1, "nobody": 0}  # a4 has no outcome yet
+    # Received 60 s before the worker stamped the comparison: within the queue's delay, it still joins.
+    live = quality.live_quality(_outcomes(truth, seconds=-60), rows, "classification",
+                                {"production": 1, "candidate": 2})
+    ids = ["a0", "a1", "a2", "a3", "a5"]
+    y = [str(truth[i]) for i in ids]
+    at = [int(i[1:]) for i in ids]
+    assert live["joined"] == 5
+    assert live["production"]["version"] == 1 and live["candidate"]["version"] == 2
+    assert live["production"]["metrics"]["accuracy"] == skm.accuracy_score(y, [production[i] for i in at])
+    assert live["candidate"]["metrics"]["accuracy"] == skm.accuracy_score(y, [candidate[i] for i in at])
+    assert live["candidate"]["metrics"]["f1_macro"] == pytest.approx(
+        skm.f1_score(y, [candidate[i] for i in at], average="macro"))
+    assert live["candidate"]["metrics"]["roc_auc"] == pytest.approx(
+        skm.roc_auc_score([int(v) for v in y], proba[at, 1]))
+    assert "roc_auc" not in live["production"]["metrics"]  # the answering version gave labels only
+    assert "roc_auc" not in live["difference"]
+    assert live["difference"]["accuracy"] == pytest.approx(
+        live["candidate"]["metrics"]["accuracy"] - live["production"]["metrics"]["accuracy"])
+    too_early = quality.live_quality(_outcomes(truth, seconds=-quality.SCORED_AFTER_SECONDS - 60), rows,
+                                     "classification", {"production": 1, "candidate": 2})
+    assert too_early["joined"] == 0 and too_early["production"]["n"] == 0
+
+
+def test_regression_live_quality_is_mae_and_rmse_per_arm():
+    from mlaas.rollouts import quality
+    from mlaas.rollouts.quality import Kept, frame
+
+    kept = Kept()
+    body = {"data": [{"id": i, "x": i} for i in range(4)]}
+    kept.add({"served": "candidate", "body": body, "labels": [1.0, 2.0, 3.0, 4.0]}, "production",
+             [1.5, 2.5, 2.0, 4.0], None, [], True)
+    rows, _ = frame(kept, lambda b: ([r["id"] for r in b["data"]], [True] * len(b["data"])))
+    live = quality.live_quality(_outcomes({"0": 1.0, "1": 2.0, "2": 2.0, "3": 5.0}), rows, "regression",
+                                {"production": 1, "candidate": 2})
+    assert live["candidate"]["metrics"]["mae"] == pytest.approx((0 + 0 + 1 + 1) / 4)
+    assert live["production"]["metrics"]["mae"] == pytest.approx((0.5 + 0.5 + 0 + 1) / 4)
+    assert live["production"]["metrics"]["rmse"] == pytest.approx(math.sqrt((0.25 + 0.25 + 0 + 1) / 4))
+    assert live["difference"]["mae"] == pytest.approx(0.5 - 0.5)
+
+
+def test_refresh_keeps_the_figures_in_the_store_skips_unchanged_inputs_and_merges_many_parts(monkeypatch):
+    from mlaas.quality import store
+    from mlaas.rollouts import quality, scoring, service
+
+    state = {"id": "r1", "model": "m", "version": 2, "production_version": 1, "state": "ended"}
+    rollouts = _Rollouts(state)
+    ctx = _quality_context(rollouts)
+    entries, _, candidate = _kept_batch()
+    monkeypatch.setattr(quality, "COMPACT_PARTS", 3)
+    for _ in range(3):
+        tally, kept = Tally(), quality.Kept()
+        scoring.score_batch(entries, "m", tally, ctx=ctx, cache=_Cache({2: candidate}), kept=kept)
+        quality.keep("m", "r1", kept, tally, ctx=ctx, ids_of=lambda body: scoring._ids(body, ctx))
+        rollouts.add("r1", dict(tally.counts))
+    rows, _ = quality.answers(ctx, "m", "r1")  # merges the three parts, each compared row once per batch
+    assert len(store.listing(ctx, quality.folder(ctx, "m", "r1"))) == 1 and rollouts.counts["quality.parts"] == 1
+    truth = {f"q{i}": i % 2 for i in range(0, 18)}
+    store.write(ctx, store.outcomes_uri(ctx, "m", "b1", datetime.now(UTC)), _outcomes(truth))
+    assert quality.refresh("m", ctx=ctx)["refreshed"] is True
+    status = service.summary(ctx, state)["live_quality"]
+    assert status["joined"] == 18 and "fingerprint" not in status and status["refreshed_at"]
+    expected = quality.live_quality(_outcomes(truth), rows, "classification", {"production": 1, "candidate": 2})
+    assert status["production"]["metrics"] == pytest.approx(expected["production"]["metrics"])
+    assert quality.refresh("m", ctx=ctx)["reason"] == "nothing changed"
+
+
+def _with_quality(prod: dict[str, float], cand: dict[str, float], joined: int) -> dict[str, Any]:
+    summary = compare.summarize({}, "classification")
+    summary["live_quality"].update(joined=joined, production={"version": 1, "n": joined, "metrics": prod},
+                                   candidate={"version": 2, "n": joined, "metrics": cand})
+    return summary
+
+
+def test_the_quality_guard_ends_a_candidate_worse_than_production_by_more_than_the_margin():
+    guard = GuardSpec(max_quality_drop=0.05, min_quality_rows=20)
+    assert compare.guard_verdict(_with_quality({"accuracy": 0.8}, {"accuracy": 0.7}, 19), guard) is None
+    reason = compare.guard_verdict(_with_quality({"accuracy": 0.8}, {"accuracy": 0.7}, 20), guard)
+    assert reason is not None and "live accuracy 0.7" in reason and "20 rows" in reason
+    assert compare.guard_verdict(_with_quality({"accuracy": 0.8}, {"accuracy": 0.76}, 20), guard) is None
+    assert compare.guard_verdict(_with_quality({"accuracy": 0.8}, {"accuracy": 0.7}, 20), GuardSpec()) is None
+    rmse = GuardSpec(max_quality_drop=0.5, min_quality_rows=1, quality_metric="rmse")
+    assert compare.guard_verdict(_with_quality({"rmse": 2.0}, {"rmse": 2.4}, 5), rmse) is None
+    assert "live rmse 2.6" in (compare.guard_verdict(_with_quality({"rmse": 2.0}, {"rmse": 2.6}, 5), rmse) or "")
+    with pytest.raises(ValidationError, match="quality_metric"):
+        GuardSpec(quality_metric="speed")
