@@ -11,13 +11,15 @@ every engine), 1 and 100 rows, microseconds per call (best of 5 batches):
 - ONNX Runtime on the skl2onnx conversion (float32, as it converts by default), when importable.
 
 Parity: largest relative difference of the probabilities from scikit-learn's, and whether the labels agree.
-Run: python bench/bench_trees.py   (ONNX Runtime: pip install --target bench/.venv-onnx --no-deps
-onnxruntime==1.32.0 skl2onnx==1.20.0 onnx==1.23.2 protobuf==7.36.2 flatbuffers==25.12.19, then
-PYTHONPATH=bench/.venv-onnx python bench/bench_trees.py)
+Run: python bench/bench_trees.py. ONNX Runtime is no dependency of mlaas: the first run installs it with pip into
+bench/.venv-onnx (``pip install --target bench/.venv-onnx --no-deps`` of ONNX_PACKAGES below) and imports it from
+there; ``--no-onnx`` leaves it out (said in the table's title).
 """
 
 from __future__ import annotations
 
+import argparse
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,12 +42,23 @@ def per_call_us(fn: Callable[[], Any], calls: int) -> float:
     return best * 1e6
 
 
-def onnx_session(final: Any, width: int) -> Callable[[np.ndarray], np.ndarray] | None:
-    try:
-        import onnxruntime as ort
-        from skl2onnx import to_onnx
-    except ImportError:
-        return None
+ONNX_PACKAGES = ["onnxruntime==1.32.0", "skl2onnx==1.20.0", "onnx==1.23.2", "protobuf==7.36.2",
+                 "flatbuffers==25.12.19", "ml_dtypes==0.7.0"]
+ONNX_DIR = common.ROOT / "bench" / ".venv-onnx"
+
+
+def import_onnx() -> None:
+    """Make onnxruntime and skl2onnx importable from bench/.venv-onnx, installing them there on the first run."""
+    if not (ONNX_DIR / "skl2onnx").is_dir():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "--target", str(ONNX_DIR), "--no-deps", *ONNX_PACKAGES], check=True)
+    sys.path.insert(0, str(ONNX_DIR))
+
+
+def onnx_session(final: Any, width: int) -> Callable[[np.ndarray], np.ndarray]:
+    import onnxruntime as ort
+    from skl2onnx import to_onnx
+
     model = to_onnx(final, np.zeros((1, width), dtype=np.float32), options={id(final): {"zipmap": False}})
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -58,7 +71,12 @@ def onnx_session(final: Any, width: int) -> Callable[[np.ndarray], np.ndarray] |
     return run
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-onnx", action="store_true", help="leave ONNX Runtime out")
+    args = parser.parse_args(argv)
+    if not args.no_onnx:
+        import_onnx()
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
     from mlaas.inference import compiled
@@ -78,7 +96,12 @@ def main() -> int:
             predictor, why = compiled.build(pipeline, features)
             assert predictor is not None, why
             head = predictor.head
-            onnx = onnx_session(final, head.width)
+            onnx, onnx_failure = None, ""
+            if not args.no_onnx:
+                try:
+                    onnx = onnx_session(final, head.width)
+                except Exception as exc:  # the converter refuses this model: that is a result, shown in the table
+                    onnx_failure = f"conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
             for n in (1, 100):
                 frame = test[features].head(n)
                 X = np.asarray(pipeline[:-1].transform(frame), dtype=np.float64)
@@ -97,6 +120,8 @@ def main() -> int:
                     engines["Cython tree_.predict loop"] = loop
                 if onnx is not None:
                     engines["ONNX Runtime (float32)"] = lambda x=X, o=onnx: o(x)
+                elif onnx_failure:
+                    rows_out.append([label, n, "ONNX Runtime (float32)", onnx_failure, "-", "-"])
                 calls = 200 if n == 1 else 50
                 for engine, fn in engines.items():
                     got = fn()
@@ -106,7 +131,9 @@ def main() -> int:
                     rows_out.append([label, n, engine, common.fmt(per_call_us(fn, calls), 1), f"{rel:.1e}",
                                      "yes" if same else "NO"])
                     print(rows_out[-1], flush=True)
-    table = common.print_table("Tree engines, in-process, one thread: microseconds per call",
+    title = "Tree engines, in-process, one thread: microseconds per call" + (
+        " (ONNX Runtime left out: --no-onnx)" if args.no_onnx else "")
+    table = common.print_table(title,
                                ["model", "rows", "engine", "us/call", "max rel. diff of proba", "labels equal"],
                                rows_out)
     common.save("trees", {"machine": info, "rows": rows_out, "table": table})
