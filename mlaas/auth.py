@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from mlaas.errors import InvalidInput
@@ -48,6 +49,11 @@ class Caller:
     def owns(self, owner: str | None) -> bool:
         """Whether this caller may see and change something created by ``owner`` (None: by mlaas itself)."""
         return self.admin or (owner is not None and owner == self.name)
+
+
+# The key whose request is being handled, for what it may read (set by the API per request; None: no key, as in a
+# worker or with auth off, where nothing is refused for ownership).
+READER: ContextVar[Caller | None] = ContextVar("mlaas_reader", default=None)
 
 
 def hash_key(key: str) -> str:

@@ -6,7 +6,7 @@ from flask import Flask, Response, g, request
 
 from mlaas.adapters.ratelimit import RateLimiter
 from mlaas.api.errors import error_response
-from mlaas.auth import ApiKey, Caller, identify, parse_keys
+from mlaas.auth import READER, ApiKey, Caller, identify, parse_keys
 from mlaas.errors import Forbidden
 from mlaas.jobs import SUBMITTER
 from mlaas.settings import Settings
@@ -69,6 +69,7 @@ def install(app: Flask, settings: Settings) -> None:
         if endpoint is None or endpoint in OPEN_ENDPOINTS or endpoint.split(".", 1)[0] in OPEN_BLUEPRINTS:
             return None
         SUBMITTER.set("")
+        READER.set(None)
         if not settings.auth_enabled:
             g.actor, g.key_name, g.admin = "anonymous", "", True
             return None
@@ -85,6 +86,7 @@ def install(app: Flask, settings: Settings) -> None:
         g.actor, g.key_name, g.admin = f"key:{key.name}", key.name, "admin" in key.scopes
         g.api_key = key
         SUBMITTER.set(key.name)  # the jobs this request submits are this key's
+        READER.set(Caller(key.name, admin=key.is_admin))  # and what they read is checked against its uploads
         limit = key.per_minute if key.per_minute is not None else settings.rate_limit_per_minute
         retry_after = limiter.check(key.name, limit)
         if retry_after is not None:

@@ -10,8 +10,9 @@ from typing import IO, Any
 import yaml
 
 from mlaas.adapters.storage import ObjectInfo
-from mlaas.auth import Caller
+from mlaas.auth import READER, Caller
 from mlaas.context import Context
+from mlaas.datasets.frames import checked_uri
 from mlaas.errors import Conflict, Forbidden, InvalidInput, NotFound, UnsupportedMediaType
 from mlaas.uris import S3Uri, check_prefix, parse_uri
 
@@ -78,6 +79,23 @@ def upload(key: str, stream: IO[bytes], *, ctx: Context, caller: Caller, content
     ctx.storage.put_stream(uri, body, length=length if length is not None else -1,  # type: ignore[arg-type]
                            content_type=kind, metadata={OWNER_META: caller.name}, overwrite=existing is not None)
     return {"uri": str(uri), "size": body.size, "sha256": body.digest.hexdigest()}
+
+
+def readable_uri(text: str, *, ctx: Context, field: str) -> S3Uri:
+    """A URI a request names for a job to read: in an allowed bucket, and not an upload of another key.
+
+    Objects put there without the API (no owner recorded) are readable by every key with the route's scope;
+    an admin key reads everything. Checked at submission, where the request's key is known (``READER``).
+    """
+    uri = checked_uri(text, settings=ctx.settings, field=field)
+    caller = READER.get()
+    if caller is None or caller.admin:
+        return uri
+    info = _stat(ctx, uri)
+    owner = info.metadata.get(OWNER_META) if info is not None else None
+    if owner is not None and not caller.owns(owner):
+        raise Forbidden(f"{field}: {uri} belongs to another key; only it (or an admin key) may read it")
+    return uri
 
 
 def _stat(ctx: Context, uri: S3Uri) -> ObjectInfo | None:

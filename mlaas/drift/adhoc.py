@@ -12,6 +12,7 @@ from mlaas import jobs
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
 from mlaas.datasets.frames import checked_uri, read_config, read_dataset
+from mlaas.datasets.uploads import readable_uri
 from mlaas.drift import ColumnSpec, DriftReport, compare
 from mlaas.drift.html import render_html
 from mlaas.drift.specs import DriftSpec, ModelData, column_options
@@ -29,7 +30,7 @@ def prepare(spec: DriftSpec, *, ctx: Context) -> DriftSpec:
     for side in ("reference", "current"):
         value = getattr(spec, side)
         if isinstance(value, str):
-            checked_uri(value, settings=ctx.settings, field=side)
+            readable_uri(value, ctx=ctx, field=side)
             continue
         version = ctx.registry.resolve(value.model, value.version)
         if side == "reference":
@@ -39,7 +40,7 @@ def prepare(spec: DriftSpec, *, ctx: Context) -> DriftSpec:
             checked_uri(baseline, settings=ctx.settings, field="reference (drift-data tag)")
         sides[side] = value.model_copy(update={"model": version.name, "version": version.version})
     if spec.data_config:
-        checked_uri(spec.data_config, settings=ctx.settings, field="data_config")
+        readable_uri(spec.data_config, ctx=ctx, field="data_config")
     elif not spec.columns and isinstance(spec.reference, str):
         raise InvalidInput("data_config or columns: give one, to say which columns to compare and as what")
     return spec.model_copy(update=sides)

@@ -19,7 +19,7 @@ from mlaas.adapters.monitorstore import next_cron_time, utcnow
 from mlaas.adapters.webhooks import check_secret, check_url, deliver
 from mlaas.auth import Caller
 from mlaas.context import Context
-from mlaas.datasets.frames import checked_uri
+from mlaas.datasets.uploads import readable_uri
 from mlaas.errors import Conflict, InvalidInput, MlaasError, NotFound, Unavailable
 from mlaas.monitoring import traffic
 from mlaas.monitoring.specs import (
@@ -124,7 +124,7 @@ def _settled(spec: MonitorSpec, monitor_id: str, *, ctx: Context,
         check_secret(on_drift.webhook.secret)
     if on_drift.retrain:
         for field in ("dataset", "data_config"):
-            checked_uri(getattr(on_drift.retrain, field), settings=ctx.settings, field=f"on_drift.retrain.{field}")
+            readable_uri(getattr(on_drift.retrain, field), ctx=ctx, field=f"on_drift.retrain.{field}")
     settled = MonitorRecord(
         id=monitor_id, model=spec.model, version=spec.version, schedule=schedule, window_seconds=spec.window_seconds,
         min_rows=spec.min_rows or ctx.settings.drift_min_rows, overrides=spec.overrides or {},

@@ -15,6 +15,7 @@ from mlaas.adapters.registry import ModelVersion
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
 from mlaas.datasets.frames import LoadedFrame, checked_uri, frame_to_parquet, read_config, read_dataset
+from mlaas.datasets.uploads import readable_uri
 from mlaas.errors import InvalidInput
 from mlaas.training import plots, promotion, scoring
 from mlaas.training.retrain import promote_if_better
@@ -36,6 +37,8 @@ def prepare(spec: EvaluateSpec, *, ctx: Context) -> EvaluateJob:
                            f"{version.version} records none, and no default test set is configured)")
     for field, value in (("dataset", dataset), ("data_config", data_config)):
         checked_uri(value, settings=ctx.settings, field=field)
+        if value == getattr(spec, field):  # named by this request, not a recorded tag or the configured default
+            readable_uri(value, ctx=ctx, field=field)
     challenger = None
     if spec.compare_with is not None:
         challenger = ctx.registry.resolve(version.name, spec.compare_with).version

@@ -17,6 +17,7 @@ from mlaas.adapters.registry import STAGE_TAG, ModelVersion
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
 from mlaas.datasets.frames import LoadedFrame, checked_uri, read_config, read_dataset, write_config, write_frame
+from mlaas.datasets.uploads import readable_uri
 from mlaas.errors import Cancelled, InvalidInput, MlaasError
 from mlaas.inference.boosters import NativeModel
 from mlaas.training import promotion, scoring
@@ -42,6 +43,8 @@ def prepare(spec: TrainSpec, *, ctx: Context) -> TrainJob:
     for field, value in (("dataset", dataset), ("data_config", data_config), ("test_dataset", spec.test_dataset)):
         if value:
             checked_uri(value, settings=ctx.settings, field=field)
+            if value == getattr(spec, field):  # named by this request, not recorded by an earlier training
+                readable_uri(value, ctx=ctx, field=field)
     return TrainJob(model=version.name, version=version.version, dataset=dataset, data_config=data_config,
                     test_dataset=spec.test_dataset, drift_fraction=spec.drift_fraction,
                     test_fraction=spec.test_fraction, random_state=spec.random_state, promote=spec.promote)

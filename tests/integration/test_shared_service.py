@@ -4,6 +4,7 @@ what a job may read (allowed buckets, row limits), and bodies built to crash the
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -131,6 +132,31 @@ def test_a_dataset_is_replaced_and_listed_only_by_its_owner_and_admins(api, keys
     again = owner.request("PUT", f"/datasets/{key}", params={"overwrite": "true"}, data=b"a,b\n3,4\n",
                           headers={"Content-Type": "text/csv"})
     assert again.status_code == 201 and again.json()["sha256"] != put.json()["sha256"]
+
+
+def test_a_job_reads_another_keys_upload_only_through_an_admin_key(api, keys, model, titanic, unique):
+    owner, other = keys["jobs"], keys["other"]
+    train = (Path("examples/data/titanic/titanic.csv")).read_bytes()
+    put = owner.request("PUT", f"/datasets/{unique}/train.csv", data=train, headers={"Content-Type": "text/csv"})
+    assert put.status_code == 201, put.text
+    mine = put.json()["uri"]
+    requests = {
+        "/train": {"model": model, "dataset": mine, "data_config": titanic["data_config"]},
+        "/evaluate": {"model": model, "dataset": mine, "data_config": titanic["data_config"]},
+        "/data-drift": {"reference": titanic["train"], "current": mine, "data_config": titanic["data_config"]},
+    }
+    for path, body in requests.items():
+        field = "current" if path == "/data-drift" else "dataset"
+        refused(other.post(path, json=body), 403, f"{field}: {mine} belongs to another key")
+    monitor = {"model": model, "on_drift": {"retrain": {"dataset": mine, "data_config": titanic["data_config"]}}}
+    refused(other.post("/monitors", json=monitor), 403, f"on_drift.retrain.dataset: {mine} belongs to another key")
+    # the owner, an admin key, and anyone for an object put there without the API (the fixtures) may read them
+    for caller in (owner, api):
+        accepted = caller.post("/data-drift", json=requests["/data-drift"])
+        assert accepted.status_code == 202, accepted.text
+    assert other.post("/data-drift", json={**requests["/data-drift"], "current": titanic["test"]}).status_code == 202
+    job = owner.wait_job(owner.post("/evaluate", json=requests["/evaluate"]).json()["job_id"])
+    assert job["state"] == "succeeded", job
 
 
 # ---- bounded work, and URIs from tags ------------------------------------------------------------
