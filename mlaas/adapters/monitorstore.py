@@ -73,9 +73,10 @@ class MonitorStore:
         with redis_errors():
             self.redis.delete(f"{self.prefix}:monitor-claim:{monitor_id}:{due}")
 
-    def lock(self, monitor_id: str, ttl: int) -> AbstractContextManager[bool]:
-        """The lock that keeps two checks of a monitor apart (``with store.lock(...) as acquired``)."""
-        return redis_lock(self.redis, f"{self.prefix}:monitor-lock:{monitor_id}", ttl)
+    def lock(self, monitor_id: str, ttl: int, wait: float = 0.0) -> AbstractContextManager[bool]:
+        """The lock that keeps two checks of a monitor apart (``with store.lock(...) as acquired``); also
+        other read-modify-writes named by ``monitor_id`` (a model's promotion history)."""
+        return redis_lock(self.redis, f"{self.prefix}:monitor-lock:{monitor_id}", ttl, wait)
 
     def text(self, name: str) -> str | None:
         with redis_errors():

@@ -46,15 +46,21 @@ def redis_errors() -> Iterator[None]:
 
 
 @contextmanager
-def redis_lock(client: redis.Redis, name: str, ttl: float) -> Iterator[bool]:
-    """Hold the lock ``name`` for the block if no one holds it; yields whether it was acquired.
+def redis_lock(client: redis.Redis, name: str, ttl: float, wait: float = 0.0) -> Iterator[bool]:
+    """Hold the lock ``name`` for the block if no one holds it (or frees it within ``wait`` seconds); yields
+    whether it was acquired.
 
-    Acquiring never waits; a Redis that does not answer raises Unavailable('redis'). Releasing cannot fail
-    the block: a lock that expired meanwhile, or a Redis gone at the end, leaves it to expire after ``ttl``.
+    A Redis that does not answer raises Unavailable('redis'). Releasing cannot fail the block: a lock that
+    expired meanwhile, or a Redis gone at the end, leaves it to expire after ``ttl``.
     """
-    held = client.lock(name, timeout=ttl, blocking=False)
-    with redis_errors():
-        acquired = bool(held.acquire(blocking=False))
+    if wait > 0:
+        held = client.lock(name, timeout=ttl, blocking=True, blocking_timeout=wait)
+        with redis_errors():
+            acquired = bool(held.acquire())
+    else:
+        held = client.lock(name, timeout=ttl, blocking=False)
+        with redis_errors():
+            acquired = bool(held.acquire(blocking=False))
     try:
         yield acquired
     finally:

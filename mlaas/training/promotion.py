@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -21,6 +22,9 @@ from mlaas.training import scoring
 HISTORY_TAG = "mlaas.promotions"
 PRIMARY_METRIC_TAG = "primary_metric"
 HISTORY_KEEP = 50
+HISTORY_LOCK_SECONDS = 30  # a writer that dies holding the lock frees it after this
+HISTORY_LOCK_WAIT = 10.0
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -152,10 +156,17 @@ def promote(ctx: Context, name: str, version: int, *, actor: str, reason: str) -
 
 
 def append_history(ctx: Context, name: str, entry: dict[str, Any]) -> None:
-    """Add a promotion or rollout event to the model's history tag, kept to ``HISTORY_KEEP`` entries."""
-    history = promotion_history(ctx, name)
-    history.append(entry)
-    ctx.registry.set_model_tag(name, HISTORY_TAG, json.dumps(trimmed(history, HISTORY_KEEP)))
+    """Add a promotion or rollout event to the model's history tag, kept to ``HISTORY_KEEP`` entries.
+
+    The tag is read, extended and written under a lock per model, so that two events recorded at once (a
+    promotion and a rollout change, from two API processes) both stay. A lock not had within
+    HISTORY_LOCK_WAIT seconds (a writer stuck past it) does not lose the event: it is written anyway."""
+    with ctx.monitors.lock(f"promotion-history:{name}", HISTORY_LOCK_SECONDS, wait=HISTORY_LOCK_WAIT) as held:
+        if not held:
+            log.warning("promotion history of %s: lock not had within %s s; writing anyway", name, HISTORY_LOCK_WAIT)
+        history = promotion_history(ctx, name)
+        history.append(entry)
+        ctx.registry.set_model_tag(name, HISTORY_TAG, json.dumps(trimmed(history, HISTORY_KEEP)))
 
 
 def _is_move(entry: Mapping[str, Any]) -> bool:

@@ -209,3 +209,15 @@ def test_a_deeply_nested_config_upload_is_a_400(api, unique, suffix, content_typ
                            headers={"Content-Type": content_type})
     assert response.status_code == 400, response.text[:300]
     assert response.headers["Content-Type"].startswith("application/problem+json")
+
+
+def test_events_recorded_at_once_all_stay_in_the_promotion_history(ctx, model):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlaas.training import promotion
+
+    events = [{"event": "rollout_changed", "rollout_id": f"r{i}", "candidate": 2, "production": 1} for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:  # eight writers read, extend and write the same tag at once
+        list(pool.map(lambda e: promotion.append_history(ctx, model, e), events))
+    recorded = {e.get("rollout_id") for e in promotion.promotion_history(ctx, model)}
+    assert {e["rollout_id"] for e in events} <= recorded
