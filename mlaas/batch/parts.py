@@ -18,6 +18,7 @@ PART = "part-{:06d}.parquet"
 ERRORS = "errors-{:06d}.parquet"
 _NAME = re.compile(r"^(part|errors)-(\d{6,})\.parquet$")
 PARQUET = "application/vnd.apache.parquet"
+DICTIONARY_COLUMNS = ("prediction",)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,9 @@ def written(store: BlobStore, prefix: S3Uri, job_id: str) -> dict[int, Written]:
 def put_table(store: BlobStore, uri: S3Uri, table: pa.Table, *, metadata: dict[str, str]) -> None:
     """Write a table as one Parquet object carrying ``metadata`` (what resuming reads back)."""
     buffer = io.BytesIO()
-    pq.write_table(table, buffer)
+    # Dictionary-encode only the labels (few distinct values); ids and probabilities are mostly distinct, where
+    # building a dictionary costs time and saves nothing.
+    pq.write_table(table, buffer, use_dictionary=[c for c in DICTIONARY_COLUMNS if c in table.column_names])
     size = buffer.tell()
     buffer.seek(0)
     try:

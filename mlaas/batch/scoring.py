@@ -45,7 +45,10 @@ def row_ids(frame: pd.DataFrame, id_column: str | None, first_row: int) -> list[
     if id_column not in frame.columns:
         raise InvalidInput(f"dataset: missing the index column {id_column!r} (from the data config)",
                            details={"missing_columns": [id_column]})
-    return [v.item() if hasattr(v, "item") else v for v in frame[id_column].tolist()]
+    column = frame[id_column]
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iufb":
+        return column.tolist()  # Python numbers already
+    return [v.item() if hasattr(v, "item") else v for v in column.tolist()]
 
 
 def score(frame: pd.DataFrame, ids: list[Any], model: ServedModel, *, skip: bool, where: str,
@@ -56,12 +59,14 @@ def score(frame: pd.DataFrame, ids: list[Any], model: ServedModel, *, skip: bool
     splits the rows in halves until each bad row stands alone.
     """
     frame = frame.reset_index(drop=True)
-    bad: dict[int, str] = {int(p): "missing id" for p in np.flatnonzero(pd.isna(np.asarray(ids, dtype=object)))}
+    bad: dict[int, str] = {} if set(map(type, ids)) <= {int, str} else {
+        int(p): "missing id" for p in np.flatnonzero(pd.isna(np.asarray(ids, dtype=object)))}
     if bad and not skip:
         p = min(bad)
         raise InvalidInput(f"{where}, row {first_row + p}: the index column has no value",
                            details={"row": first_row + p})
-    pending = [np.setdiff1d(np.arange(len(frame), dtype=np.int64), np.fromiter(bad, dtype=np.int64))]
+    everything = np.arange(len(frame), dtype=np.int64)
+    pending = [np.setdiff1d(everything, np.fromiter(bad, dtype=np.int64)) if bad else everything]
     done: list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray | None]]] = []
     while pending:
         positions = pending.pop()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlaas import jobs
-from mlaas.batch import parts, reader, scoring
+from mlaas.batch import overlap, parts, reader, scoring
 from mlaas.batch.specs import BatchJob, BatchSpec
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
@@ -56,19 +56,25 @@ def run(job: BatchJob, *, ctx: Context, job_id: str, progress: Progress,
     done = parts.written(ctx.storage, prefix, job_id)
     totals = {"rows": 0, "errors": 0, "files": 0, "error_files": 0, "resumed_chunks": 0, "read": 0}
     text = [c for c in model.columns or [] if model.column_types.get(c) in TEXT_KINDS]
-    for chunk in reader.read_chunks(ctx.storage, dataset, chunk_rows=job.chunk_rows, text_columns=text):
-        totals["read"] += len(chunk.frame)
-        _check_rows(totals["read"], dataset, ctx=ctx)
-        progress(f"chunk {chunk.index}", 2 + int(97 * chunk.fraction_read))  # cancel and lease checked here
-        previous = done.get(chunk.index)
-        if previous is None:
-            previous = _score_chunk(ctx, job, job_id, model, chunk, prefix, id_column)
-        else:
-            totals["resumed_chunks"] += 1
-        totals["rows"] += previous.rows
-        totals["errors"] += previous.errors
-        totals["files"] += 1
-        totals["error_files"] += 1 if previous.errors else 0
+    chunks = reader.read_chunks(ctx.storage, dataset, chunk_rows=job.chunk_rows, text_columns=text)
+    # The next chunk is read and the previous part written while a chunk is scored. A part is written only
+    # after its chunk's progress call (where cancelling and a lost lease stop the job) and the job ends only
+    # once its last part is stored.
+    with overlap.read_ahead(chunks) as ahead, overlap.Writer() as writer:
+        for chunk in ahead:
+            totals["read"] += len(chunk.frame)
+            _check_rows(totals["read"], dataset, ctx=ctx)
+            progress(f"chunk {chunk.index}", 2 + int(97 * chunk.fraction_read))  # cancel and lease checked here
+            previous = done.get(chunk.index)
+            if previous is None:
+                previous, write = _score_chunk(ctx, job, job_id, model, chunk, prefix, id_column)
+                writer.submit(write)
+            else:
+                totals["resumed_chunks"] += 1
+            totals["rows"] += previous.rows
+            totals["errors"] += previous.errors
+            totals["files"] += 1
+            totals["error_files"] += 1 if previous.errors else 0
     if not totals["read"]:
         raise InvalidInput(f"dataset: {dataset} holds no rows")
     return {"model": model.name, "version": model.version, "output": f"{prefix}/", "rows": totals["rows"],
@@ -77,8 +83,9 @@ def run(job: BatchJob, *, ctx: Context, job_id: str, progress: Progress,
 
 
 def _score_chunk(ctx: Context, job: BatchJob, job_id: str, model: ServedModel, chunk: reader.Chunk,
-                 prefix: S3Uri, id_column: str | None) -> parts.Written:
-    """Score one chunk and write its errors part (if any), then its predictions part: the latter marks it done."""
+                 prefix: S3Uri, id_column: str | None) -> tuple[parts.Written, Callable[[], None]]:
+    """Score one chunk; returns what it holds and the write of its errors part (if any), then of its predictions
+    part: the latter marks it done."""
     where = f"dataset {job.dataset}, chunk {chunk.index}"
     ids = scoring.row_ids(chunk.frame, id_column, chunk.first_row)
     scored = scoring.score(chunk.frame, ids, model, skip=job.on_error == "skip", where=where,
@@ -86,10 +93,13 @@ def _score_chunk(ctx: Context, job: BatchJob, job_id: str, model: ServedModel, c
     meta = {"job": job_id, "chunk": str(chunk.index), "first-row": str(chunk.first_row),
             "rows": str(scored.predictions.num_rows), "errors": str(len(scored.bad))}
     errors = scored.errors(chunk.frame, ids, chunk.first_row)
-    if errors is not None:
-        parts.put_table(ctx.storage, prefix.child(parts.ERRORS.format(chunk.index)), errors, metadata=meta)
-    parts.put_table(ctx.storage, prefix.child(parts.PART.format(chunk.index)), scored.predictions, metadata=meta)
-    return parts.Written(chunk.index, scored.predictions.num_rows, len(scored.bad))
+
+    def write() -> None:
+        if errors is not None:
+            parts.put_table(ctx.storage, prefix.child(parts.ERRORS.format(chunk.index)), errors, metadata=meta)
+        parts.put_table(ctx.storage, prefix.child(parts.PART.format(chunk.index)), scored.predictions, metadata=meta)
+
+    return parts.Written(chunk.index, scored.predictions.num_rows, len(scored.bad)), write
 
 
 def _index_column(ctx: Context, uri: str) -> str | None:

@@ -120,6 +120,9 @@ def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarra
             out[name] = column.to_numpy(dtype=np.float64, na_value=np.nan)
             continue
         values = column.to_numpy(dtype=object)
+        if set(map(type, values.tolist())) <= {str, float}:
+            out[name] = values  # text and numbers (NaN for missing): no value to look at one by one
+            continue
         if not all(isinstance(v, str) or kind(v) in ("number", "bool") for v in values.tolist()):
             raise Unsupported(f"column {name!r} holds values other than text, numbers, booleans and NaN")
         out[name] = values

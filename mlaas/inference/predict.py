@@ -99,7 +99,7 @@ def _fast_column(values: list[Any], kind: str) -> np.ndarray | None:
 
 def _frame_features(rows: Rows, model: ServedModel) -> tuple[pd.DataFrame, list[str]]:
     frame = rows.frame
-    if model.id_column and model.id_column in frame.columns:
+    if model.id_column and model.id_column in frame.columns and not all(rows.explicit_ids):
         index_values = frame[model.id_column].tolist()
         for i, value in enumerate(index_values):
             if not rows.explicit_ids[i] and value is not None and not _is_nan(value):
@@ -118,6 +118,8 @@ def _frame_features(rows: Rows, model: ServedModel) -> tuple[pd.DataFrame, list[
 
 
 def _check_unique(ids: list[Any]) -> None:
+    if len(set(map(type, ids))) <= 1 and len(set(ids)) == len(ids):
+        return  # one type of id, all distinct: the common case, checked at C speed
     seen: dict[Any, int] = {}
     for i, value in enumerate(ids):
         key = (type(value).__name__, value)
@@ -153,6 +155,8 @@ def _convert(column: pd.Series, kind: str, ids: list[Any]) -> pd.Series:
             _bad(column, int(np.flatnonzero(infinite)[0]), ids, "expected a finite number")
         return numeric.astype(float) if kind == "number" or numeric.isna().any() else numeric
     if kind == "string":  # missing is NaN, as pandas makes it when a column holds text too
+        if isinstance(column.dtype, pd.StringDtype) and _is_nan(column.dtype.na_value):
+            return column.astype(object)  # text or NaN already (pandas' default text dtype)
         return column.map(lambda v: v if isinstance(v, str) else math.nan if v is None or _is_nan(v) else str(v)
                           ).astype(object)
     if kind == "boolean" and not pd.api.types.is_bool_dtype(column):

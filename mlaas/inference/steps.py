@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -94,12 +95,19 @@ def _fill(column: np.ndarray, value: Any) -> np.ndarray:
             raise Unsupported("a text fill value for a numeric column")
         missing = np.isnan(column)
     else:
-        missing = np.fromiter((v != v for v in column), bool, len(column))  # NaN is the only missing value
+        missing = _missing_objects(column)
     if not missing.any():
         return column
     filled = column.copy()
     filled[missing] = value
     return filled
+
+
+def _missing_objects(column: np.ndarray) -> np.ndarray:
+    """``v != v`` for each value of an object column (NaN is the only missing value), vectorised for text and floats."""
+    if set(map(type, column.tolist())) <= {str, float}:
+        return np.not_equal(column, column)  # the same comparisons, in numpy's loop
+    return np.fromiter((v != v for v in column), bool, len(column))
 
 
 def _affine(subtract: Any, divide: Any, multiply: Any = None, add: Any = None,
@@ -143,45 +151,72 @@ def _onehot(encoder: OneHotEncoder) -> Step:
         raise Unsupported("OneHotEncoder with infrequent categories is not compiled")
     strict = encoder.handle_unknown == "error"
     drops = encoder.drop_idx_ if encoder.drop_idx_ is not None else [None] * len(encoder.categories_)
-    features = [_categories(list(cats), drop) for cats, drop in zip(encoder.categories_, drops, strict=True)]
+    features = [_Categories(list(cats), drop) for cats, drop in zip(encoder.categories_, drops, strict=True)]
 
     def run(block: Block) -> Block:
         out: Block = []
-        for column, (table, nan_slot, kinds, width) in zip(block, features, strict=True):
-            values = column.tolist()
-            present = {"number"} if column.dtype == np.float64 else {kind(v) for v in values if v == v}
-            if not present <= kinds and (column.dtype != np.float64 or not np.isnan(column).all()):
-                raise Unsupported("a value of another type than the encoder's categories")  # True == 1 in a dict
-            slots = [table.get(value, -2) for value in values]
-            for row in [i for i, slot in enumerate(slots) if slot == -2]:  # NaN or unknown
-                if values[row] != values[row]:
-                    slots[row] = nan_slot
-                if slots[row] == -2 and strict:
-                    raise Unsupported("an unknown category under handle_unknown='error'")
-            codes = np.asarray(slots, dtype=np.intp)
+        for column, feature in zip(block, features, strict=True):
+            codes = feature.codes(column)
+            if strict and (codes == _UNKNOWN).any():
+                raise Unsupported("an unknown category under handle_unknown='error'")
             hit = np.flatnonzero(codes >= 0)
-            encoded = np.zeros((len(values), width))
-            encoded[hit, codes[hit]] = 1.0
-            out.extend(encoded.T)
+            encoded = np.zeros((feature.width, len(column)))  # one contiguous row per output column
+            encoded[codes[hit], hit] = 1.0
+            out.extend(encoded)
         return out
 
     return run
 
 
-def _categories(categories: list[Any], drop: Any) -> tuple[dict[Any, int], int, set[str], int]:
-    """Category -> output column (-1: dropped), the slot of NaN (-2: unknown), the value kinds, the width."""
-    table: dict[Any, int] = {}
-    nan_slot, width = -2, 0
-    for i, category in enumerate(categories):
-        if category is None:
-            raise Unsupported("a None category is not compiled")
-        slot = -1 if drop is not None and i == int(drop) else width
-        width += slot >= 0
-        if is_nan(category):
-            nan_slot = slot
-        else:
-            table[category.item() if isinstance(category, np.generic) else category] = slot
-    return table, nan_slot, {kind(c) for c in table}, width
+_UNKNOWN = -2  # the code of a value that is no category (-1: a dropped category)
+
+
+class _Categories:
+    """One encoded feature: category -> output column (-1: dropped), the slot of NaN, the value kinds, the width."""
+
+    def __init__(self, categories: list[Any], drop: Any) -> None:
+        self.table: dict[Any, int] = {}
+        self.nan_slot, self.width = _UNKNOWN, 0
+        for i, category in enumerate(categories):
+            if category is None:
+                raise Unsupported("a None category is not compiled")
+            slot = -1 if drop is not None and i == int(drop) else self.width
+            self.width += slot >= 0
+            if is_nan(category):
+                self.nan_slot = slot
+            else:
+                self.table[category.item() if isinstance(category, np.generic) else category] = slot
+        self.kinds = {kind(c) for c in self.table}
+
+    def codes(self, column: np.ndarray) -> np.ndarray:
+        """Each value's output column (-1: dropped, -2: unknown); Unsupported for values of another kind.
+
+        Numbers, and text with NaN for missing, are factorized and only their distinct values looked up in the
+        table (the same dict lookups as value by value: 1.0 finds the category 1). Other object columns (where
+        factorizing would merge True with 1) are looked up value by value.
+        """
+        if column.dtype == np.float64:
+            if "number" not in self.kinds and not np.isnan(column).all():
+                raise Unsupported("a value of another type than the encoder's categories")
+        elif not set(map(type, column.tolist())) <= {str, float}:
+            return self._codes_one_by_one(column)
+        codes, distinct = pd.factorize(column)  # NaN: -1
+        values = distinct.tolist()
+        if column.dtype != np.float64 and not {kind(v) for v in values} <= self.kinds:
+            raise Unsupported("a value of another type than the encoder's categories")
+        lookup = np.array([self.table.get(v, _UNKNOWN) for v in values] + [self.nan_slot], dtype=np.intp)
+        return lookup[codes]
+
+    def _codes_one_by_one(self, column: np.ndarray) -> np.ndarray:
+        values = column.tolist()
+        present = {kind(v) for v in values if v == v}
+        if not present <= self.kinds:
+            raise Unsupported("a value of another type than the encoder's categories")  # True == 1 in a dict
+        slots = [self.table.get(value, _UNKNOWN) for value in values]
+        for row in [i for i, slot in enumerate(slots) if slot == _UNKNOWN]:  # NaN or unknown
+            if values[row] != values[row]:
+                slots[row] = self.nan_slot
+        return np.asarray(slots, dtype=np.intp)
 
 
 def kind(value: Any) -> str:

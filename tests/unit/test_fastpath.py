@@ -24,7 +24,7 @@ from sklearn.preprocessing import (
 )
 
 from mlaas.errors import InvalidInput
-from mlaas.inference import compiled, linear, payload, predict, probes
+from mlaas.inference import compiled, linear, payload, predict, probes, steps
 from mlaas.inference.cache import ServedModel
 from tests.integration.models import CATEGORICAL, NUMERIC, titanic_pipeline
 
@@ -290,3 +290,76 @@ def test_mlflow_payloads_answer_the_same_with_and_without_the_fast_path():
         np.testing.assert_allclose([list(p.values()) for p in got[0]["probabilities"]],
                                    [list(p.values()) for p in expected[0]["probabilities"]], rtol=1e-9)
         assert got[1] == expected[1]
+
+
+# -- whole columns at once: the vectorised one-hot and imputer paths give what value-by-value lookups give ----------
+def onehot_step(categories: list[list[Any]], **options: Any) -> Any:
+    """A fitted encoder over one column per category list, compiled."""
+    frame = pd.DataFrame({f"c{i}": cats for i, cats in enumerate(categories)})
+    return steps.transformer(OneHotEncoder(**options).fit(frame))
+
+
+COLUMN_CASES: list[tuple[list[Any], np.ndarray]] = [
+    (["female", "male"], np.array(["male", np.nan, "female", "other", "male"] * 40, dtype=object)),
+    (["C", "Q", "S", np.nan], np.array(["S", np.nan, "Q", "Z", "C"] * 40, dtype=object)),
+    ([1, 2, 3], np.array([1.0, 2.0, 3.0, np.nan, 7.0, -0.0, 2.5] * 30)),
+    ([0, 1], np.array([0.0, -0.0, 1.0, np.nan] * 50)),
+    ([1.5, 2.5, np.nan], np.array([1.5, np.nan, 2.5, 3.5] * 50)),
+    (["a", "b"], np.array([np.nan] * 20, dtype=object)),
+    (["a", "b", np.nan], np.array(["b", "a"] * 20, dtype=object)),
+]
+
+
+@pytest.mark.parametrize("drop", [None, "first"])
+@pytest.mark.parametrize("categories, column", COLUMN_CASES)
+def test_vectorised_one_hot_encoding_matches_scikit_learn(categories, column, drop):
+    encoder = OneHotEncoder(handle_unknown="ignore", drop=drop).fit(pd.DataFrame({"c": categories}))
+    step = steps.transformer(encoder)
+    expected = encoder.transform(pd.DataFrame({"c": pd.Series(column, dtype=column.dtype)})).toarray()
+    got = np.column_stack(step([column]))
+    np.testing.assert_array_equal(got, expected)
+    feature = steps._Categories(list(encoder.categories_[0]), None if drop is None else encoder.drop_idx_[0])
+    np.testing.assert_array_equal(feature.codes(column), feature._codes_one_by_one(column))
+
+
+@pytest.mark.parametrize("column", [
+    np.array(["red", 1.5, "blue"], dtype=object),  # a number in a text column
+    np.array(["red", "green", True], dtype=object),  # a boolean
+])
+def test_values_of_another_kind_than_the_categories_go_to_scikit_learn(column):
+    with pytest.raises(compiled.Unsupported, match="another type"):
+        onehot_step([["blue", "green", "red"]], handle_unknown="ignore")([column])
+
+
+def test_unknown_or_missing_values_under_handle_unknown_error_go_to_scikit_learn():
+    step = onehot_step([["blue", "red"]])
+    assert np.column_stack(step([np.array(["red", "blue"] * 100, dtype=object)])).sum() == 200
+    for column in (np.array(["red", "pink"] * 100, dtype=object), np.array(["red", np.nan], dtype=object),
+                   np.array([1.0, 2.0])):
+        with pytest.raises(compiled.Unsupported):
+            step([column])
+
+
+def test_vectorised_imputation_of_text_matches_scikit_learn():
+    column = np.array(["S", np.nan, "Q", "C", np.nan] * 40, dtype=object)
+    imputer = SimpleImputer(strategy="most_frequent").fit(pd.DataFrame({"c": column}))
+    (filled,) = steps.transformer(imputer)([column])
+    assert filled.tolist() == imputer.transform(pd.DataFrame({"c": column}))[:, 0].tolist()
+    assert column[1] != column[1]  # the input is left as it was
+    mixed = np.array(["S", np.nan, None], dtype=object)  # None is not NaN here: left to the model's check
+    assert steps.transformer(imputer)([mixed])[0].tolist() == ["S", imputer.statistics_[0], None]
+
+
+def test_a_large_chunk_answers_as_scikit_learn_with_missing_and_unknown_values():
+    model, frame = fitted("titanic")
+    predictor = compiled.compile_model(model, None)
+    rng = np.random.default_rng(1)
+    big = frame.sample(20_000, replace=True, random_state=1).reset_index(drop=True)
+    big["Sex"] = big["Sex"].astype(object)
+    big["Embarked"] = big["Embarked"].astype(object)
+    big.loc[rng.random(len(big)) < 0.05, "Sex"] = np.nan
+    big.loc[rng.random(len(big)) < 0.05, "Embarked"] = "Z"
+    big.loc[rng.random(len(big)) < 0.05, "Pclass"] = 4
+    assert_same_as_sklearn(model, predictor, big)
+    as_text = big.astype({"Sex": "str", "Embarked": "str"})  # pandas' own text dtype, as Parquet reads give
+    assert_same_as_sklearn(model, predictor, as_text)
