@@ -11,6 +11,7 @@ from mlaas.batch.specs import BatchJob, BatchSpec
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
 from mlaas.datasets.frames import checked_uri, read_config
+from mlaas.datasets.uploads import readable_uri
 from mlaas.errors import InvalidInput, TooLarge
 from mlaas.inference.cache import ModelCache, ServedModel
 from mlaas.uris import S3Uri
@@ -22,9 +23,10 @@ TEXT_KINDS = ("number", "integer", "string")  # CSV columns read as text: the mo
 def prepare(spec: BatchSpec, *, ctx: Context) -> BatchJob:
     """Resolve the version and check every URI and the row limit; 404/400/413 before anything is queued."""
     version = ctx.registry.resolve(spec.model, spec.version)
-    dataset = checked_uri(spec.dataset, settings=ctx.settings, field="dataset")
+    dataset = readable_uri(spec.dataset, ctx=ctx, field="dataset")
     kind = reader.kind_of(dataset)
     if spec.data_config:
+        readable_uri(spec.data_config, ctx=ctx, field="data_config")
         _index_column(ctx, spec.data_config)
     if spec.output is not None:
         parts.output_prefix(spec.output, "", settings=ctx.settings)

@@ -144,6 +144,7 @@ def test_a_job_reads_another_keys_upload_only_through_an_admin_key(api, keys, mo
         "/train": {"model": model, "dataset": mine, "data_config": titanic["data_config"]},
         "/evaluate": {"model": model, "dataset": mine, "data_config": titanic["data_config"]},
         "/data-drift": {"reference": titanic["train"], "current": mine, "data_config": titanic["data_config"]},
+        "/batch-inference": {"model": model, "dataset": mine},
     }
     for path, body in requests.items():
         field = "current" if path == "/data-drift" else "dataset"
