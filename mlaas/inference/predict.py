@@ -87,7 +87,9 @@ def _fast_column(values: list[Any], kind: str) -> np.ndarray | None:
                                                                          for v in values)):
             return None
         array = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
-        return None if np.isinf(array).any() else array
+        if np.isinf(array).any() or (kind == "integer" and _fractional(array) is not None):
+            return None
+        return array
     if types == {bool} and kind in ("boolean", "any"):
         return np.array(values, dtype=object)  # True/False, as the frame path gives them to the model
     if types <= {str, float, _NONE} and (kind == "string" or (kind == "any" and str in types)):
@@ -141,6 +143,8 @@ def _convert(column: pd.Series, kind: str, ids: list[Any]) -> pd.Series:
         infinite = np.isinf(array) if column.dtype.kind == "f" else None
         if infinite is not None and infinite.any():
             _bad(column, int(np.flatnonzero(infinite)[0]), ids, "expected a finite number")
+        if kind == "integer" and column.dtype.kind == "f" and (i := _fractional(array)) is not None:
+            _bad(column, i, ids, f"expected an integer, got {float(array[i])!r}")
         return column.astype(float) if kind == "number" or column.dtype.kind == "f" else column
     if kind in ("number", "integer"):
         if pd.api.types.is_bool_dtype(column):
@@ -150,9 +154,12 @@ def _convert(column: pd.Series, kind: str, ids: list[Any]) -> pd.Series:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             _bad(column, i, ids, f"expected a number, got {column.iloc[i]!r}")
-        infinite = np.isinf(numeric.to_numpy(dtype=float, na_value=np.nan))
+        as_float = numeric.to_numpy(dtype=float, na_value=np.nan)
+        infinite = np.isinf(as_float)
         if infinite.any():
             _bad(column, int(np.flatnonzero(infinite)[0]), ids, "expected a finite number")
+        if kind == "integer" and (i := _fractional(as_float)) is not None:
+            _bad(column, i, ids, f"expected an integer, got {column.iloc[i]!r}")
         return numeric.astype(float) if kind == "number" or numeric.isna().any() else numeric
     if kind == "string":  # missing is NaN, as pandas makes it when a column holds text too
         if isinstance(column.dtype, pd.StringDtype) and _is_nan(column.dtype.na_value):
@@ -164,6 +171,14 @@ def _convert(column: pd.Series, kind: str, ids: list[Any]) -> pd.Series:
         if bad_values.any():
             _bad(column, int(np.flatnonzero(bad_values.to_numpy())[0]), ids, "expected true or false")
     return column
+
+
+def _fractional(array: np.ndarray) -> int | None:
+    """The first position of a number with a fractional part (an integer column's wrong value), or None.
+
+    Integers sent as floats (3.0) are integers; missing values are not numbers here."""
+    fractional = np.isfinite(array) & (array != np.floor(array))
+    return int(np.flatnonzero(fractional)[0]) if fractional.any() else None
 
 
 def _bad(column: pd.Series, i: int, ids: list[Any], problem: str) -> None:

@@ -277,6 +277,18 @@ def test_errors_are_worded_by_the_frame_path():
         answer(fast, {"data": [dict(r, Fare=math.inf) for r in rows]})
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_fractional_number_in_an_integer_column_is_refused_and_integers_as_floats_are_not(fast):
+    model = titanic_pipeline().fit(TITANIC[NUMERIC + CATEGORICAL], TITANIC["Survived"])
+    server = served(model, NUMERIC + CATEGORICAL, TYPES, fast=fast)
+    rows = titanic_records(3)
+    for bad in (3.5, "2.5"):
+        with pytest.raises(InvalidInput, match=rf"row 2 \(id 2\), column 'Pclass': expected an integer, got {bad!r}"):
+            answer(server, {"data": [r if i != 2 else dict(r, Pclass=bad) for i, r in enumerate(rows)]})
+    as_floats = answer(server, {"data": [dict(r, Pclass=float(r["Pclass"])) for r in rows]})[0]
+    assert as_floats["predictions"] == answer(server, {"data": rows})[0]["predictions"]
+
+
 def test_mlflow_payloads_answer_the_same_with_and_without_the_fast_path():
     model = titanic_pipeline().fit(TITANIC[NUMERIC + CATEGORICAL], TITANIC["Survived"])
     fast = served(model, NUMERIC + CATEGORICAL, TYPES, fast=True)
