@@ -455,3 +455,42 @@ def test_router_queues_the_request_text_as_sent_with_the_answer(encoding):
     assert entry == {"served": "production", "ov": 2, "labels": [1, 0],
                      "body": json.loads(raw) if encoding == "utf-8" else body}
     assert queued.sent == [["m", "r1"]]
+
+
+class _Queue(_Rollouts):
+    """A rollout's queue of requests besides its counts, as the drain uses them."""
+
+    def __init__(self, state: dict, texts: list[str]) -> None:
+        super().__init__(state)
+        self.texts = texts
+
+    def unschedule(self, rollout_id: str) -> None:
+        pass
+
+    def pop(self, rollout_id: str, count: int) -> list[str]:
+        taken, self.texts = self.texts[:count], self.texts[count:]
+        return taken
+
+    def queued(self, rollout_id: str) -> int:
+        return len(self.texts)
+
+
+def test_a_drain_keeps_the_compared_rows_of_all_its_batches_in_one_part(monkeypatch):
+    from mlaas.quality import store
+    from mlaas.rollouts import quality, scoring
+
+    entries, _, candidate = _kept_batch()
+    state = {"id": "r1", "model": "m", "version": 2, "production_version": 1, "state": "ended"}
+    rollouts = _Queue(state, [json.dumps(e) for e in entries * 3])
+    ctx = _quality_context(rollouts)
+    monkeypatch.setattr(scoring, "BATCH", len(entries))  # three batches
+    result = scoring.drain("m", "r1", ctx=ctx, cache=_Cache({2: candidate}))
+    assert result["scored"] == 3 * len(entries) and not rollouts.texts
+    tally, kept = Tally(), quality.Kept()
+    scoring.score_batch(entries, "m", tally, ctx=ctx, cache=_Cache({2: candidate}), kept=kept)
+    one_batch, _ = quality.frame(kept, lambda body: scoring._ids(body, ctx))
+    rows, files = quality.answers(ctx, "m", "r1")
+    assert len(files) == 1 and rollouts.counts["quality.parts"] == 1
+    assert len(rows) == rollouts.counts["quality.rows_kept"] == 3 * len(one_batch)
+    assert rollouts.counts["compared_requests"] == 3 * tally.counts["compared_requests"]
+    assert len(store.listing(ctx, quality.folder(ctx, "m", "r1"))) == 1
