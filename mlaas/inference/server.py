@@ -61,10 +61,11 @@ class Server:
             capture.record(self.buffer, served.name, served.version, result, request_id)
         return predict.response_body(served, rows, result), result.labels
 
-    def write_captures(self) -> None:
-        """Write the captured requests this process still holds (at shutdown)."""
+    def write_held(self) -> None:
+        """Write the captured requests and queue the rollout requests this process still holds (at shutdown)."""
         if self._buffer is not None:
             self._buffer.write_pending()
+        self.rollouts.flush()
 
     def warm(self) -> None:
         """Load every registered model's production version (in the background at start)."""
