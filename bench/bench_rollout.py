@@ -110,7 +110,7 @@ def measure(client: Client, key: str, body_file: str, body: bytes, connections: 
     # Warm both API workers and the worker's copy of the candidate, then start from no rollout.
     client.call("POST", f"/models/{name}/rollout", json={"version": 2, "mode": "shadow"})
     assert client.versions_answering(body, 60) == {1}
-    time.sleep(2)  # the held rows reach Redis within MLAAS_ROLLOUT_BATCH_SECONDS
+    time.sleep(2)  # the held rows reach Redis within MLAAS_ROLLOUT_BATCH_SECONDS (1 s)
     client.drained()
     client.call("DELETE", f"/models/{name}/rollout")
     results: dict[str, Any] = {}
@@ -126,7 +126,7 @@ def measure(client: Client, key: str, body_file: str, body: bytes, connections: 
                 run = run_wrk(client.url, body_file, key, c, seconds)
                 during = cpu_seconds(pids)
                 if mode == "shadow":
-                    time.sleep(1)
+                    time.sleep(2)  # the last held rows reach Redis within MLAAS_ROLLOUT_BATCH_SECONDS (1 s)
                     status = client.drained()
                     run["compared"] = status["comparison"]["requests"]
                     run["dropped"] = status["dropped"]
