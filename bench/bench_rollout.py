@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Production's latency with a shadow rollout running, against the same API without one, in one run.
 
-Starts a stack of its own on free ports (gunicorn with 2 workers, one Celery worker for every queue),
+Starts a stack of its own on free ports (gunicorn with 2 workers, one Celery worker for every queue, run as
+docker-compose.yml runs the housekeeping worker that scores rollouts: MLAAS_WORKER_NICE=19, each process of the
+stack in a session of its own),
 registers two titanic versions (v1 production, v2 the candidate), then alternates rounds of ``wrk``
 (CONNECTIONS connections, SECONDS each, 5 rows a request) without a rollout and with v2 in shadow.
 A round without a rollout starts only once the worker has scored every queued shadow request, so the
 peer measures no left-over shadow work; a shadow round includes all of it (the API queueing the rows
 and the worker scoring them on the same 2 cores). Target: production p99 with the shadow
 <= 1.1x without. Usage: python bench/bench_rollout.py [--seconds 20] [--rounds 3] [--connections 2 8]
-Results: printed, and written to bench/results/bench_rollout.json. Needs wrk (make system-deps).
+Also printed: each process's CPU seconds per 1000 answered requests. Results: printed, and written to
+bench/results/bench_rollout.json. Needs wrk (make system-deps).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from common import ROOT, fmt, median, print_table
 
 TARGET = 1.1
 ROWS_PER_REQUEST = 5
-SERVICE_ENV = {"MLAAS_RESOLVE_TTL_SECONDS": "1", "MLAAS_LOG_LEVEL": "WARNING"}
+# MLAAS_WORKER_NICE as docker-compose.yml sets it for the worker that scores rollouts (the API ignores it).
+SERVICE_ENV = {"MLAAS_RESOLVE_TTL_SECONDS": "1", "MLAAS_LOG_LEVEL": "WARNING", "MLAAS_WORKER_NICE": "19"}
 
 
 def register_versions(stack: Any, name: str) -> None:
@@ -95,13 +99,18 @@ def run_wrk(url: str, body_file: str, key: str, connections: int, seconds: int) 
             "p99_ms": load["p99_ms"], "max_ms": load["max_ms"], "requests": load["requests"], "non_2xx": non_2xx}
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each process of the stack (with its children: gunicorn's and Celery's workers)."""
+    return {name: common.tree_cpu_seconds(pid) for name, pid in pids.items()}
+
+
 def measure(client: Client, key: str, body_file: str, body: bytes, connections: list[int], seconds: int,
-            rounds: int) -> dict[str, Any]:
+            rounds: int, pids: dict[str, int]) -> dict[str, Any]:
     name = client.name
     # Warm both API workers and the worker's copy of the candidate, then start from no rollout.
     client.call("POST", f"/models/{name}/rollout", json={"version": 2, "mode": "shadow"})
     assert client.versions_answering(body, 60) == {1}
-    time.sleep(2)  # the held rows reach Redis within MLAAS_ROLLOUT_BATCH_SECONDS
+    time.sleep(2)  # the held rows reach Redis within MLAAS_ROLLOUT_BATCH_SECONDS (1 s)
     client.drained()
     client.call("DELETE", f"/models/{name}/rollout")
     results: dict[str, Any] = {}
@@ -113,14 +122,20 @@ def measure(client: Client, key: str, body_file: str, body: bytes, connections: 
                     client.call("POST", f"/models/{name}/rollout", json={"version": 2, "mode": "shadow"})
                 time.sleep(1.5)  # every API worker's cached rollout state has expired (TTL 1 s)
                 common.wait_quiet(limit=3.0, max_wait=30)
+                before = cpu_seconds(pids)
                 run = run_wrk(client.url, body_file, key, c, seconds)
+                during = cpu_seconds(pids)
                 if mode == "shadow":
-                    time.sleep(1)
+                    time.sleep(2)  # the last held rows reach Redis within MLAAS_ROLLOUT_BATCH_SECONDS (1 s)
                     status = client.drained()
                     run["compared"] = status["comparison"]["requests"]
                     run["dropped"] = status["dropped"]
                     run["agreement"] = status["comparison"]["agreement"]
                     client.call("DELETE", f"/models/{name}/rollout")
+                after = cpu_seconds(pids)
+                # CPU seconds per 1000 answered requests: during the load, and with what was left to score after it
+                run["cpu_during"] = {n: 1000 * (during[n] - before[n]) / run["requests"] for n in pids}
+                run["cpu_total"] = {n: 1000 * (after[n] - before[n]) / run["requests"] for n in pids}
                 runs[mode].append(run)
         results[str(c)] = runs
     return results
@@ -158,10 +173,12 @@ def main() -> int:
         body = request_body(name)
         body_file = stack.config.path("body.json")
         body_file.write_bytes(body)
-        results = measure(client, key, str(body_file), body, args.connections, args.seconds, args.rounds)
+        pids = stack.pids()
+        results = measure(client, key, str(body_file), body, args.connections, args.seconds, args.rounds, pids)
     finally:
         stack.stop()
     summary = summarise(results)
+    names = sorted(pids)
     rows = [[c, fmt(s["p99_ms_off"]), fmt(s["p99_ms_shadow"]), fmt(s["ratio"], 3), fmt(s["p50_ms_off"]),
              fmt(s["p50_ms_shadow"]), fmt(s["rps_off"], 0), fmt(s["rps_shadow"], 0),
              f"{s['compared']}/{s['shadow_requests']}", s["dropped"], common.verdict(s["ratio"] <= TARGET)]
@@ -170,6 +187,10 @@ def main() -> int:
                 "production without a rollout (peer) and with v2 in shadow",
                 ["connections", "p99 off ms", "p99 shadow ms", "ratio", "p50 off", "p50 shadow", "req/s off",
                  "req/s shadow", "compared/answered", "dropped", f"p99 ratio <= {TARGET}"], rows)
+    cpu_rows = [[c, mode, when, *(fmt(median([r[when][n] for r in results[c][mode]]), 3) for n in names)]
+                for c in results for mode in ("off", "shadow") for when in ("cpu_during", "cpu_total")]
+    print_table("CPU seconds per 1000 answered requests, by process (median of rounds): during the load, and "
+                "total until the shadow's queue was scored", ["connections", "mode", "counted", *names], cpu_rows)
     common.save("bench_rollout", {"machine": common.machine(), "args": vars(args), "runs": results,
                                   "summary": summary})
     failed = any(s["non_2xx"] for s in summary.values())

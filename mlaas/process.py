@@ -5,11 +5,13 @@ the environment, temp files go to ``MLAAS_TMP_DIR`` (MLflow leaves a folder per 
 a parent that forks workers gives them one Prometheus multiprocess directory. ``limit_native_threads`` sizes
 the native thread pools (OpenMP, BLAS) of each serving or training process from the cores and the process count:
 without it every gunicorn worker's OpenMP pool spins over all the cores, and a HistGradientBoosting model's
-throughput collapses under concurrent requests.
+throughput collapses under concurrent requests. ``lower_priority`` makes a worker yield the CPU to the API
+(``MLAAS_WORKER_NICE``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -17,7 +19,9 @@ import tempfile
 
 from mlaas.settings import Settings
 
+log = logging.getLogger(__name__)
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+AUTOGROUP = "/proc/self/autogroup"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -92,3 +96,33 @@ def limit_native_threads(settings: Settings, processes: int) -> int:
 
     threadpool_limits(limits=threads)
     return threads
+
+
+def lower_priority(nice: int) -> int:
+    """Lower this process's (and its future children's) CPU priority to ``nice``; returns the niceness it has.
+
+    With Linux's autogroup scheduling (``kernel.sched_autogroup_enabled``) the CPU is shared between sessions
+    first and by niceness only inside one: a niced worker in a session of its own (a service, a container, a
+    process started with setsid) still takes a full share against the API. So the session's autogroup is given
+    the same niceness too (it holds only the worker's processes when the worker leads its own session; started
+    from a shell, the shell's session is lowered with it). Raising priority is never attempted.
+    """
+    current = os.nice(0)
+    if nice > current:
+        current = os.nice(nice - current)
+    if nice > 0:
+        _lower_autogroup(nice)
+    return current
+
+
+def _lower_autogroup(nice: int) -> None:
+    try:
+        with open(AUTOGROUP) as file:  # "/autogroup-123 nice 0"
+            group_nice = int(file.read().split()[-1])
+        if nice > group_nice:
+            with open(AUTOGROUP, "w") as file:
+                file.write(str(nice))
+    except FileNotFoundError:  # not Linux, or a kernel without autogroup: niceness alone orders processes
+        return
+    except (OSError, ValueError, IndexError) as exc:
+        log.warning("the session's CPU priority was not lowered (%s): nice %d holds within it only", exc, nice)

@@ -129,8 +129,9 @@ class Settings:
     default_test_dataset: str = ""
     log_level: LogLevel = "INFO"
     worker_metrics_port: Annotated[int, Ge(0), Le(65535)] = 0  # Celery workers serve Prometheus metrics here (0: off)
+    worker_nice: Annotated[int, Ge(0), Le(19)] = 0  # a Celery worker lowers its CPU priority to this nice at start
     # Rollouts (shadow and canary): requests to compare are held this long in the API process, then queued in Redis.
-    rollout_batch_seconds: Seconds = 0.2
+    rollout_batch_seconds: Seconds = 1.0
     rollout_queue_max: Count = 10_000  # per rollout, requests waiting to be scored; beyond, dropped and counted
     rollout_queue_max_bytes: Count = 64 * 1024 * 1024  # per rollout, the waiting requests' size; likewise
     rollout_quality_rows: Count = 100_000  # per rollout, compared rows with ids kept for live quality; beyond, counted

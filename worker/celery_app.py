@@ -21,7 +21,7 @@ from celery.signals import (
 
 from mlaas.adapters.queue import make_celery
 from mlaas.logs import configure_logging
-from mlaas.process import configure_process, limit_native_threads
+from mlaas.process import configure_process, limit_native_threads, lower_priority
 from mlaas.settings import Settings
 from worker.schedule import beat_schedule
 
@@ -54,6 +54,13 @@ def _limit_threads(options: dict[str, object] | None = None, **_: object) -> Non
     """Worker start, before its pool forks: native thread pools sized for each pool process's share of the cores."""
     app.conf.mlaas_pool_size = _pool_size(options)
     limit_native_threads(settings, app.conf.mlaas_pool_size)
+
+
+@celeryd_init.connect
+def _lower_priority(**_: object) -> None:
+    """Worker start, before its pool forks: MLAAS_WORKER_NICE, for the worker and its session (see lower_priority)."""
+    if settings.worker_nice:
+        log.info("worker CPU priority lowered to nice %d", lower_priority(settings.worker_nice))
 
 
 @worker_process_init.connect

@@ -51,7 +51,7 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """A worker that stops writes the captured requests it still holds (a killed one loses them)."""
+    """A worker that stops writes the captured and rollout requests it still holds (a killed one loses them)."""
     config = getattr(getattr(worker, "wsgi", None), "config", None)
     if config is not None and config.get("MLAAS_SERVER") is not None:
-        config["MLAAS_SERVER"].write_captures()
+        config["MLAAS_SERVER"].write_held()

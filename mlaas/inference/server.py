@@ -36,8 +36,10 @@ class Server:
         return self._buffer
 
     def predict(self, model: str | None, version: int | str | None, body: dict[str, Any], *,
-                request_id: str = "") -> dict[str, Any]:
-        """Answer one inference request; the capture keeps the columns the model used, not the request's text."""
+                request_id: str = "", raw: bytes | None = None) -> dict[str, Any]:
+        """Answer one inference request; the capture keeps the columns the model used, not the request's text.
+
+        ``raw``: the JSON text ``body`` was read from (a rollout queues it as it came, see ``Router``)."""
         if not model:
             raise InvalidInput("model: missing (in the body or as ?model=)")
         rows = payload.parse_rows(body, max_rows=self.ctx.settings.max_inference_rows)
@@ -45,7 +47,7 @@ class Server:
         rollout = self.rollouts.active(model) if version is None else None
         if rollout is not None and rollout["version"] != resolved.version:  # a canary or shadow of this model
             return self.rollouts.serve(rollout, resolved, rows, body, request_id, partial(self.cache.resolve, model),
-                                       partial(self._answer, rows=rows, request_id=request_id))
+                                       partial(self._answer, rows=rows, request_id=request_id), raw=raw)
         return self._answer(resolved, rows=rows, request_id=request_id)[0]
 
     def _answer(self, resolved: ModelVersion, *, rows: payload.Rows, request_id: str
@@ -59,10 +61,11 @@ class Server:
             capture.record(self.buffer, served.name, served.version, result, request_id)
         return predict.response_body(served, rows, result), result.labels
 
-    def write_captures(self) -> None:
-        """Write the captured requests this process still holds (at shutdown)."""
+    def write_held(self) -> None:
+        """Write the captured requests and queue the rollout requests this process still holds (at shutdown)."""
         if self._buffer is not None:
             self._buffer.write_pending()
+        self.rollouts.flush()
 
     def warm(self) -> None:
         """Load every registered model's production version (in the background at start)."""

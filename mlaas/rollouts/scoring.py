@@ -19,6 +19,9 @@ from mlaas.rollouts.quality import Kept
 log = logging.getLogger(__name__)
 BATCH = 200  # requests popped and counted at a time
 TIME_BUDGET_SECONDS = 20.0  # then the task queues itself again, so other housekeeping is not held up
+# Compared requests gathered before their rows are written as one live-quality part (and at the drain's end):
+# each part is an S3 write, and the S3 server's CPU is taken from the API on a shared host.
+KEEP_REQUESTS = 5_000
 
 
 def drain(model: str, rollout_id: str, *, ctx: Context, cache: ModelCache) -> dict[str, Any]:
@@ -30,23 +33,36 @@ def drain(model: str, rollout_id: str, *, ctx: Context, cache: ModelCache) -> di
         store.forget(rollout_id)
         return {"model": model, "rollout": rollout_id, "scored": 0, "skipped": "not the model's rollout"}
     deadline = time.monotonic() + TIME_BUDGET_SECONDS
-    scored, ended = 0, None
-    while time.monotonic() < deadline:
-        batch = store.pop(rollout_id, BATCH)
-        if not batch:
-            break
-        tally, kept = Tally(), Kept()
-        score_batch([json.loads(text) for text in batch], model, tally, ctx=ctx, cache=cache, kept=kept)
-        quality.keep(model, rollout_id, kept, tally, ctx=ctx, ids_of=lambda body: _ids(body, ctx))
-        store.add(rollout_id, dict(tally.counts))
-        scored += len(batch)
-        if state.get("state") == "active" and ended is None:
-            ended = service.guard_check(model, state, ctx=ctx)
+    scored, ended, kept = 0, None, Kept()
+    try:
+        while time.monotonic() < deadline:
+            batch = store.pop(rollout_id, BATCH)
+            if not batch:
+                break
+            tally = Tally()
+            score_batch([json.loads(text) for text in batch], model, tally, ctx=ctx, cache=cache, kept=kept)
+            if len(kept.requests) >= KEEP_REQUESTS:
+                kept = _keep(model, rollout_id, kept, tally, ctx=ctx)
+            store.add(rollout_id, dict(tally.counts))
+            scored += len(batch)
+            if state.get("state") == "active" and ended is None:
+                ended = service.guard_check(model, state, ctx=ctx)
+    finally:  # what was compared is kept, whatever stopped the drain
+        if kept.requests:
+            tally = Tally()
+            _keep(model, rollout_id, kept, tally, ctx=ctx)
+            store.add(rollout_id, dict(tally.counts))
     if scored and store.stats(rollout_id).get("quality.parts", 0) >= quality.COMPACT_PARTS:
         quality.compact(model, rollout_id, ctx=ctx)
     if store.queued(rollout_id) and store.schedule(rollout_id):
         ctx.queue.send(queues.ROLLOUT_SCORE, [model, rollout_id])
     return {"model": model, "rollout": rollout_id, "scored": scored, "ended": ended}
+
+
+def _keep(model: str, rollout_id: str, kept: Kept, tally: Tally, *, ctx: Context) -> Kept:
+    """Write the gathered compared rows as one part (counts to ``tally``); returns an empty gathering."""
+    quality.keep(model, rollout_id, kept, tally, ctx=ctx, ids_of=lambda body: _ids(body, ctx))
+    return Kept()
 
 
 def score_batch(entries: list[dict[str, Any]], model: str, tally: Tally, *, ctx: Context,

@@ -701,3 +701,14 @@ def test_image_environment_starts_its_application(name: str, tmp_path: Path,
     for check in _checks(dockerfile.cmd, venv / "bin"):
         result = subprocess.run(check, cwd=app_dir, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, f"{name}: {shlex.join(check)}\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
+
+
+def test_the_worker_scoring_rollouts_yields_the_cpu_to_the_api(services: dict[str, Any]) -> None:
+    from mlaas import queues
+    from mlaas.settings import Settings
+
+    [name] = [n for n in WORKER_SERVICES
+              if option(command(services[n]), "-Q", "--queues") == queues.TASK_QUEUES[queues.ROLLOUT_SCORE]]
+    assert Settings.from_env(environment(services[name])).worker_nice == 19
+    assert int(services[name]["cpu_shares"]) < 1024  # below the API's default weight
+    assert "MLAAS_WORKER_NICE" not in environment(services["api"])

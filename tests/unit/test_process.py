@@ -97,3 +97,43 @@ def test_worker_process_builds_its_context_once_at_process_init():
         assert tasks.context() is first.context and tasks.process().buffer is first.buffer
     finally:
         tasks._PROCESS.clear()
+
+
+AUTOGROUP = Path("/proc/self/autogroup")
+NICE_PROBE = ("import json, os\n"
+              "from celery.signals import celeryd_init\n"
+              "import worker.celery_app\n"
+              "celeryd_init.send(sender='probe@host', instance=None, conf=worker.celery_app.app.conf, options={})\n"
+              "group = open('/proc/self/autogroup').read().split()[-1] if os.path.exists('/proc/self/autogroup')"
+              " else None\n"
+              "print(json.dumps({'nice': os.nice(0), 'group': group}))")
+
+
+def _worker_start(tmp_path: Path, nice: str | None) -> dict[str, object]:
+    """A Celery worker's start signal in a process leading a session of its own (as a service or container)."""
+    env = {key: value for key, value in os.environ.items() if key not in MLFLOW_VARIABLES}
+    env.pop("MLAAS_WORKER_NICE", None)
+    env.update(MLAAS_TMP_DIR=str(tmp_path / "mlaas-tmp"), PYTHONPATH=str(ROOT), PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    if nice is not None:
+        env["MLAAS_WORKER_NICE"] = nice
+    out = subprocess.run([sys.executable, "-c", NICE_PROBE], env=env, cwd=ROOT, capture_output=True, text=True,
+                         check=True, timeout=120, start_new_session=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.skipif(os.nice(0) != 0, reason="the test process is niced already")
+def test_worker_nice_lowers_the_worker_and_its_session_at_start(tmp_path):
+    niced = _worker_start(tmp_path, "19")
+    assert niced["nice"] == 19
+    if AUTOGROUP.exists():  # with autogroup, the session competes as a whole: it is lowered too
+        assert niced["group"] == "19"
+    assert _worker_start(tmp_path, None) == {"nice": 0, "group": "0" if AUTOGROUP.exists() else None}
+
+
+def test_lower_priority_never_raises_priority(tmp_path):
+    out = subprocess.run([sys.executable, "-c", "import os\nfrom mlaas.process import lower_priority\n"
+                          "os.nice(10)\nprint(lower_priority(5), os.nice(0))"],
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, capture_output=True, text=True,
+                         check=True, timeout=60, start_new_session=True)
+    returned, now = map(int, out.stdout.split())
+    assert returned == now >= 10

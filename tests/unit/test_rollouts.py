@@ -406,3 +406,91 @@ def test_the_quality_guard_ends_a_candidate_worse_than_production_by_more_than_t
     assert "live rmse 2.6" in (compare.guard_verdict(_with_quality({"rmse": 2.0}, {"rmse": 2.6}, 5), rmse) or "")
     with pytest.raises(ValidationError, match="quality_metric"):
         GuardSpec(quality_metric="speed")
+
+
+# -- the request path: what an API process queues ----------------------------------------------------------
+class _Queued:
+    """The RolloutStore and job queue calls the router's flush makes, in memory."""
+
+    def __init__(self) -> None:
+        self.entries: list[str] = []
+        self.sent: list[list[str]] = []
+
+    def push(self, rollout_id: str, entries: list[str]) -> int:
+        self.entries += entries
+        return 0
+
+    def add(self, rollout_id: str, counts: dict[str, float]) -> None:
+        raise AssertionError("nothing is dropped here")
+
+    def schedule(self, rollout_id: str) -> bool:
+        return True
+
+    def send(self, name: str, args: list[str]) -> None:
+        self.sent.append(args)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-8-sig"])
+def test_router_queues_the_request_text_as_sent_with_the_answer(encoding):
+    """The body the worker scores is the request's JSON; UTF-8 text is queued as it came, other text re-encoded."""
+    from mlaas.adapters.registry import ModelVersion
+    from mlaas.context import Context
+    from mlaas.inference.payload import parse_rows
+    from mlaas.rollouts.router import Router
+    from mlaas.settings import Settings
+
+    queued = _Queued()
+    # The background thread does not flush within the test: only its own call does.
+    router = Router(Context(Settings(rollout_batch_seconds=600), {"rollouts": queued, "queue": queued}))
+    body = {"data": [{"id": "é-1", "Age": 22.5, "Sex": "female"}, {"Age": None, "Sex": "male"}]}
+    raw = json.dumps({"model": "m", **body}, ensure_ascii=False).encode(encoding)
+    rollout = {"id": "r1", "model": "m", "version": 2, "mode": "shadow", "weight": 0.0}
+    production = ModelVersion(name="m", version=1, run_id=None, source="models:/m-1")
+    answer = router.serve(rollout, production, parse_rows(body, max_rows=10), body, "req-1", lambda n: production,
+                          lambda version: ({"predictions": ["yes", "no"]}, [1, 0]), raw=raw)
+    assert answer == {"predictions": ["yes", "no"]}
+    router.flush()
+    [entry] = [json.loads(text) for text in queued.entries]
+    assert entry.pop("ms") >= 0
+    assert entry == {"served": "production", "ov": 2, "labels": [1, 0],
+                     "body": json.loads(raw) if encoding == "utf-8" else body}
+    assert queued.sent == [["m", "r1"]]
+
+
+class _Queue(_Rollouts):
+    """A rollout's queue of requests besides its counts, as the drain uses them."""
+
+    def __init__(self, state: dict, texts: list[str]) -> None:
+        super().__init__(state)
+        self.texts = texts
+
+    def unschedule(self, rollout_id: str) -> None:
+        pass
+
+    def pop(self, rollout_id: str, count: int) -> list[str]:
+        taken, self.texts = self.texts[:count], self.texts[count:]
+        return taken
+
+    def queued(self, rollout_id: str) -> int:
+        return len(self.texts)
+
+
+def test_a_drain_keeps_the_compared_rows_of_all_its_batches_in_one_part(monkeypatch):
+    from mlaas.quality import store
+    from mlaas.rollouts import quality, scoring
+
+    entries, _, candidate = _kept_batch()
+    state = {"id": "r1", "model": "m", "version": 2, "production_version": 1, "state": "ended"}
+    rollouts = _Queue(state, [json.dumps(e) for e in entries * 3])
+    ctx = _quality_context(rollouts)
+    monkeypatch.setattr(scoring, "BATCH", len(entries))  # three batches
+    result = scoring.drain("m", "r1", ctx=ctx, cache=_Cache({2: candidate}))
+    assert result["scored"] == 3 * len(entries) and not rollouts.texts
+    tally, kept = Tally(), quality.Kept()
+    scoring.score_batch(entries, "m", tally, ctx=ctx, cache=_Cache({2: candidate}), kept=kept)
+    one_batch, _ = quality.frame(kept, lambda body: scoring._ids(body, ctx))
+    rows, files = quality.answers(ctx, "m", "r1")
+    assert len(files) == 1 and rollouts.counts["quality.parts"] == 1
+    assert len(rows) == rollouts.counts["quality.rows_kept"] == 3 * len(one_batch)
+    assert rollouts.counts["compared_requests"] == 3 * tally.counts["compared_requests"]
+    assert len(store.listing(ctx, quality.folder(ctx, "m", "r1"))) == 1

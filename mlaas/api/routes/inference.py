@@ -31,4 +31,7 @@ def infer(query: InferenceQuery, body: InferenceRequest) -> dict[str, Any]:
     server: Server = current_app.config["MLAAS_SERVER"]
     version = body.version if body.version is not None else query.version
     payload = body.model_dump(exclude={"model", "version", "params"}, exclude_none=True)
-    return server.predict(body.model or query.model, version, payload, request_id=getattr(g, "request_id", ""))
+    # The text the body was parsed from, when it was JSON: a rollout queues it rather than serialise the body again.
+    raw = request.get_data(cache=True) if isinstance(request.get_json(silent=True), dict) else None
+    return server.predict(body.model or query.model, version, payload, request_id=getattr(g, "request_id", ""),
+                          raw=raw)
