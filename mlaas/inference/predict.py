@@ -143,8 +143,8 @@ def _convert(column: pd.Series, kind: str, ids: list[Any]) -> pd.Series:
         infinite = np.isinf(array) if column.dtype.kind == "f" else None
         if infinite is not None and infinite.any():
             _bad(column, int(np.flatnonzero(infinite)[0]), ids, "expected a finite number")
-        if kind == "integer" and column.dtype.kind == "f" and (i := _fractional(array)) is not None:
-            _bad(column, i, ids, f"expected an integer, got {float(array[i])!r}")
+        if kind == "integer" and column.dtype.kind == "f" and (at := _fractional(array)) is not None:
+            _bad(column, at, ids, f"expected an integer, got {float(array[at])!r}")
         return column.astype(float) if kind == "number" or column.dtype.kind == "f" else column
     if kind in ("number", "integer"):
         if pd.api.types.is_bool_dtype(column):
@@ -158,8 +158,8 @@ def _convert(column: pd.Series, kind: str, ids: list[Any]) -> pd.Series:
         infinite = np.isinf(as_float)
         if infinite.any():
             _bad(column, int(np.flatnonzero(infinite)[0]), ids, "expected a finite number")
-        if kind == "integer" and (i := _fractional(as_float)) is not None:
-            _bad(column, i, ids, f"expected an integer, got {column.iloc[i]!r}")
+        if kind == "integer" and (at := _fractional(as_float)) is not None:
+            _bad(column, at, ids, f"expected an integer, got {column.iloc[at]!r}")
         return numeric.astype(float) if kind == "number" or numeric.isna().any() else numeric
     if kind == "string":  # missing is NaN, as pandas makes it when a column holds text too
         if isinstance(column.dtype, pd.StringDtype) and _is_nan(column.dtype.na_value):
