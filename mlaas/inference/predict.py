@@ -87,8 +87,11 @@ def _fast_column(values: list[Any], kind: str) -> np.ndarray | None:
                                                                          for v in values)):
             return None
         array = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
-        if np.isinf(array).any() or (kind == "integer" and _fractional(array) is not None):
+        if np.isinf(array).any():
             return None
+        if kind == "integer" and float in types and any(type(v) is float and v == v and not v.is_integer()
+                                                        for v in values):
+            return None  # a fractional number for an integer column: the frame path words the error
         return array
     if types == {bool} and kind in ("boolean", "any"):
         return np.array(values, dtype=object)  # True/False, as the frame path gives them to the model

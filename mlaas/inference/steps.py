@@ -169,6 +169,7 @@ def _onehot(encoder: OneHotEncoder) -> Step:
 
 
 _UNKNOWN = -2  # the code of a value that is no category (-1: a dropped category)
+FACTORIZE_FROM = 256  # rows from which a column is factorized before its lookups (batch chunks, large requests)
 
 
 class _Categories:
@@ -195,6 +196,8 @@ class _Categories:
         table (the same dict lookups as value by value: 1.0 finds the category 1). Other object columns (where
         factorizing would merge True with 1) are looked up value by value.
         """
+        if len(column) < FACTORIZE_FROM:
+            return self._codes_one_by_one(column)  # a request's few rows: dict lookups cost less than factorizing
         if column.dtype == np.float64:
             if "number" not in self.kinds and not np.isnan(column).all():
                 raise Unsupported("a value of another type than the encoder's categories")

@@ -311,15 +311,16 @@ def onehot_step(categories: list[list[Any]], **options: Any) -> Any:
     return steps.transformer(OneHotEncoder(**options).fit(frame))
 
 
-COLUMN_CASES: list[tuple[list[Any], np.ndarray]] = [
-    (["female", "male"], np.array(["male", np.nan, "female", "other", "male"] * 40, dtype=object)),
-    (["C", "Q", "S", np.nan], np.array(["S", np.nan, "Q", "Z", "C"] * 40, dtype=object)),
-    ([1, 2, 3], np.array([1.0, 2.0, 3.0, np.nan, 7.0, -0.0, 2.5] * 30)),
-    ([0, 1], np.array([0.0, -0.0, 1.0, np.nan] * 50)),
-    ([1.5, 2.5, np.nan], np.array([1.5, np.nan, 2.5, 3.5] * 50)),
-    (["a", "b"], np.array([np.nan] * 20, dtype=object)),
-    (["a", "b", np.nan], np.array(["b", "a"] * 20, dtype=object)),
+COLUMN_CASES: list[tuple[list[Any], np.ndarray]] = [  # each at least steps.FACTORIZE_FROM rows: factorized
+    (["female", "male"], np.array(["male", np.nan, "female", "other", "male"] * 60, dtype=object)),
+    (["C", "Q", "S", np.nan], np.array(["S", np.nan, "Q", "Z", "C"] * 60, dtype=object)),
+    ([1, 2, 3], np.array([1.0, 2.0, 3.0, np.nan, 7.0, -0.0, 2.5] * 40)),
+    ([0, 1], np.array([0.0, -0.0, 1.0, np.nan] * 70)),
+    ([1.5, 2.5, np.nan], np.array([1.5, np.nan, 2.5, 3.5] * 70)),
+    (["a", "b"], np.array([np.nan] * 300, dtype=object)),
+    (["a", "b", np.nan], np.array(["b", "a"] * 150, dtype=object)),
 ]
+
 
 
 @pytest.mark.parametrize("drop", [None, "first"])
@@ -331,16 +332,20 @@ def test_vectorised_one_hot_encoding_matches_scikit_learn(categories, column, dr
     got = np.column_stack(step([column]))
     np.testing.assert_array_equal(got, expected)
     feature = steps._Categories(list(encoder.categories_[0]), None if drop is None else encoder.drop_idx_[0])
+    assert len(column) >= steps.FACTORIZE_FROM
     np.testing.assert_array_equal(feature.codes(column), feature._codes_one_by_one(column))
+    few = column[:7]  # a request's few rows take the lookups one by one, with the same answers
+    np.testing.assert_array_equal(np.column_stack(step([few])), expected[:7])
 
 
 @pytest.mark.parametrize("column", [
     np.array(["red", 1.5, "blue"], dtype=object),  # a number in a text column
     np.array(["red", "green", True], dtype=object),  # a boolean
 ])
-def test_values_of_another_kind_than_the_categories_go_to_scikit_learn(column):
+@pytest.mark.parametrize("repeat", [1, 100])
+def test_values_of_another_kind_than_the_categories_go_to_scikit_learn(column, repeat):
     with pytest.raises(compiled.Unsupported, match="another type"):
-        onehot_step([["blue", "green", "red"]], handle_unknown="ignore")([column])
+        onehot_step([["blue", "green", "red"]], handle_unknown="ignore")([np.tile(column, repeat)])
 
 
 def test_unknown_or_missing_values_under_handle_unknown_error_go_to_scikit_learn():
