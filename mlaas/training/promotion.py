@@ -16,7 +16,7 @@ from mlaas.adapters.registry import PROD_ALIAS, STAGE_TAG, ModelVersion
 from mlaas.context import Context
 from mlaas.datasets.config import DataConfig
 from mlaas.datasets.frames import checked_uri, read_config, read_dataset
-from mlaas.errors import InvalidInput, NotFound
+from mlaas.errors import InvalidInput, NotFound, Unavailable
 from mlaas.training import scoring
 
 HISTORY_TAG = "mlaas.promotions"
@@ -159,14 +159,27 @@ def append_history(ctx: Context, name: str, entry: dict[str, Any]) -> None:
     """Add a promotion or rollout event to the model's history tag, kept to ``HISTORY_KEEP`` entries.
 
     The tag is read, extended and written under a lock per model, so that two events recorded at once (a
-    promotion and a rollout change, from two API processes) both stay. A lock not had within
-    HISTORY_LOCK_WAIT seconds (a writer stuck past it) does not lose the event: it is written anyway."""
-    with ctx.monitors.lock(f"promotion-history:{name}", HISTORY_LOCK_SECONDS, wait=HISTORY_LOCK_WAIT) as held:
-        if not held:
-            log.warning("promotion history of %s: lock not had within %s s; writing anyway", name, HISTORY_LOCK_WAIT)
+    promotion and a rollout change, from two API processes) both stay. The event is never lost for the lock:
+    one not had within HISTORY_LOCK_WAIT seconds (a writer stuck past it), or a Redis that does not answer
+    (the alias has moved already), and it is written without."""
+    def write() -> None:
         history = promotion_history(ctx, name)
         history.append(entry)
         ctx.registry.set_model_tag(name, HISTORY_TAG, json.dumps(trimmed(history, HISTORY_KEEP)))
+
+    written = False
+    try:
+        with ctx.monitors.lock(f"promotion-history:{name}", HISTORY_LOCK_SECONDS, wait=HISTORY_LOCK_WAIT) as held:
+            if not held:
+                log.warning("promotion history of %s: lock not had within %s s; writing anyway", name,
+                            HISTORY_LOCK_WAIT)
+            write()
+            written = True
+    except Unavailable as exc:
+        if written or exc.dependency != "redis":
+            raise
+        log.warning("promotion history of %s: no lock (redis unavailable); writing without it", name)
+        write()
 
 
 def _is_move(entry: Mapping[str, Any]) -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from mlaas.training.promotion import trimmed
+from types import SimpleNamespace
+
+from mlaas.errors import Unavailable
+from mlaas.training.promotion import append_history, promotion_history, trimmed
 
 
 def _move(frm: int | None, to: int) -> dict:
@@ -34,3 +37,26 @@ def test_rollout_events_never_push_out_the_newest_production_move():
 def test_a_history_without_any_move_keeps_the_newest():
     history = [_event(i) for i in range(60)]
     assert trimmed(history, 50) == history[-50:]
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self.tags: dict[str, str] = {}
+
+    def get_model(self, name: str) -> dict:
+        return {"tags": dict(self.tags)}
+
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        self.tags[key] = value
+
+
+class _RedisDown:
+    def lock(self, *_: object, **__: object):
+        raise Unavailable("redis", "redis does not answer (ConnectionError)")
+
+
+def test_an_event_is_written_without_the_lock_when_redis_does_not_answer(caplog):
+    ctx = SimpleNamespace(registry=_Registry(), monitors=_RedisDown())
+    append_history(ctx, "m", _move(1, 2))  # type: ignore[arg-type]
+    assert promotion_history(ctx, "m") == [_move(1, 2)]  # type: ignore[arg-type]
+    assert "writing without it" in caplog.text
