@@ -27,7 +27,6 @@ from typing import Any
 
 import bench_inference
 import common
-import pandas as pd
 import requests
 
 CONCURRENCY = 16
@@ -75,10 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     from mlaas.settings import Settings
     from tests.integration.models import CATEGORICAL, NUMERIC, register, titanic_pipeline
 
-    info = common.machine()
-    print(f"machine: {info['cores']} cores, {info['cpu']}, load {info['load_at_start']}", flush=True)
-    data = common.ROOT / "examples" / "data" / "titanic"
-    train, test = pd.read_csv(data / "titanic.csv"), pd.read_csv(data / "titanic_test.csv")
+    info = common.announce()
+    train, test = common.titanic()
     features = NUMERIC + CATEGORICAL
     stack, key = common.start_stack("capture", ("redis", "s3", "mlflow"))
     processes: list[common.Process] = []

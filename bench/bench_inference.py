@@ -500,10 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     from mlaas.settings import Settings
     from tests.integration.models import CATEGORICAL, NUMERIC
 
-    info = common.machine()
-    print(f"machine: {info['cores']} cores, {info['cpu']}, load {info['load_at_start']}", flush=True)
-    folder = common.ROOT / "examples" / "data" / "titanic"
-    train, test = pd.read_csv(folder / "titanic.csv"), pd.read_csv(folder / "titanic_test.csv")
+    info = common.announce()
+    train, test = common.titanic()
     features = NUMERIC + CATEGORICAL
     sizes = [int(x) for x in args.rows.split(",")]
     stack, key = common.start_stack("inference", ("redis", "s3", "mlflow"))

@@ -27,7 +27,6 @@ from typing import Any
 
 import common
 import numpy as np
-import pandas as pd
 from threadpoolctl import threadpool_limits
 
 
@@ -82,10 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     from mlaas.inference import compiled
     from tests.integration.models import CATEGORICAL, NUMERIC, titanic_pipeline
 
-    info = common.machine()
-    print(f"machine: {info['cores']} cores, {info['cpu']}, load {info['load_at_start']}", flush=True)
-    folder = common.ROOT / "examples" / "data" / "titanic"
-    train, test = pd.read_csv(folder / "titanic.csv"), pd.read_csv(folder / "titanic_test.csv")
+    info = common.announce()
+    train, test = common.titanic()
     features = NUMERIC + CATEGORICAL
     finals = {"RandomForest(100, depth 8)": RandomForestClassifier(100, max_depth=8, random_state=0),
               "HistGradientBoosting(100)": HistGradientBoostingClassifier(max_iter=100, random_state=0)}

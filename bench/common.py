@@ -59,6 +59,21 @@ def machine() -> dict[str, Any]:
 
 
 # -- processes --------------------------------------------------------------------------------------
+
+def announce() -> dict[str, Any]:
+    """The machine's description, printed as every benchmark starts."""
+    info = machine()
+    print(f"machine: {info['cores']} cores, {info['cpu']}, load {info['load_at_start']}", flush=True)
+    return info
+
+
+def titanic() -> tuple[Any, Any]:
+    """The titanic training and test frames of examples/data/titanic."""
+    import pandas as pd
+
+    folder = ROOT / "examples" / "data" / "titanic"
+    return pd.read_csv(folder / "titanic.csv"), pd.read_csv(folder / "titanic_test.csv")
+
 def _children() -> dict[int, list[int]]:
     tree: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,7 +31,6 @@ from collections import Counter
 from pathlib import Path
 
 import common
-import pandas as pd
 from bench_inference import records, run_wrk
 from families import FAMILIES
 
@@ -80,17 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     from mlaas.settings import Settings
     from tests.integration.models import CATEGORICAL, NUMERIC
 
-    info = common.machine()
-    print(f"machine: {info['cores']} cores, {info['cpu']}, load {info['load_at_start']}", flush=True)
-    folder = common.ROOT / "examples" / "data" / "titanic"
-    train, test = pd.read_csv(folder / "titanic.csv"), pd.read_csv(folder / "titanic_test.csv")
+    info = common.announce()
+    train, test = common.titanic()
     features = NUMERIC + CATEGORICAL
     stack, key = common.start_stack("profile-capture", ("redis", "s3", "mlflow"))
     process = None
     rows_out = []
     try:
-        import os
-
         os.environ.update(stack.env())
         settings = Settings.from_env(stack.env())
         name = f"profile-capture-{int(time.time())}"
