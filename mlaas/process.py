@@ -115,6 +115,25 @@ def lower_priority(nice: int) -> int:
     return current
 
 
+def idle_policy() -> bool:
+    """Put this process (and its future children) under Linux's SCHED_IDLE; returns whether it runs under it.
+
+    Nice 19 still gets a slice when the API wants the CPU: a waking API process may wait for the worker's
+    slice to end. A SCHED_IDLE process is preempted as soon as a process of another policy wakes, so work
+    that can wait (scoring a shadow rollout) runs only on the CPU time the API leaves. Needs no privilege;
+    where the kernel has no such policy the process keeps its own and a warning says so.
+    """
+    policy = getattr(os, "SCHED_IDLE", None)
+    if policy is None:
+        log.warning("SCHED_IDLE is not available here: the worker keeps its scheduling policy")
+        return False
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    except OSError as exc:
+        log.warning("the worker's scheduling policy was not changed to SCHED_IDLE (%s)", exc)
+    return os.sched_getscheduler(0) == policy
+
+
 def _lower_autogroup(nice: int) -> None:
     try:
         with open(AUTOGROUP) as file:  # "/autogroup-123 nice 0"

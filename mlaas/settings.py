@@ -130,6 +130,7 @@ class Settings:
     log_level: LogLevel = "INFO"
     worker_metrics_port: Annotated[int, Ge(0), Le(65535)] = 0  # Celery workers serve Prometheus metrics here (0: off)
     worker_nice: Annotated[int, Ge(0), Le(19)] = 0  # a Celery worker lowers its CPU priority to this nice at start
+    worker_sched_idle: bool = False  # a Celery worker runs under Linux's SCHED_IDLE: any other process preempts it
     # Rollouts (shadow and canary): requests to compare are held this long in the API process, then queued in Redis.
     rollout_batch_seconds: Seconds = 1.0
     rollout_queue_max: Count = 10_000  # per rollout, requests waiting to be scored; beyond, dropped and counted

@@ -21,7 +21,7 @@ from celery.signals import (
 
 from mlaas.adapters.queue import make_celery
 from mlaas.logs import configure_logging
-from mlaas.process import configure_process, limit_native_threads, lower_priority
+from mlaas.process import configure_process, idle_policy, limit_native_threads, lower_priority
 from mlaas.settings import Settings
 from worker.schedule import beat_schedule
 
@@ -58,9 +58,12 @@ def _limit_threads(options: dict[str, object] | None = None, **_: object) -> Non
 
 @celeryd_init.connect
 def _lower_priority(**_: object) -> None:
-    """Worker start, before its pool forks: MLAAS_WORKER_NICE, for the worker and its session (see lower_priority)."""
+    """Worker start, before its pool forks: MLAAS_WORKER_NICE, for the worker and its session (see lower_priority),
+    and MLAAS_WORKER_SCHED_IDLE (see idle_policy)."""
     if settings.worker_nice:
         log.info("worker CPU priority lowered to nice %d", lower_priority(settings.worker_nice))
+    if settings.worker_sched_idle and idle_policy():
+        log.info("worker runs under SCHED_IDLE: any other process preempts it")
 
 
 @worker_process_init.connect

@@ -21,6 +21,9 @@ from mlaas.inference import compiled, probes
 log = logging.getLogger(__name__)
 FAILED_LOAD_RETRY_SECONDS = 30.0
 STALE_RETRY_SECONDS = 15.0  # while the registry is down, ask it again this often per reference and process
+# A resolution used in the last fifth of its TTL is renewed in the background, so that a model with steady
+# traffic never waits on the registry on the request path; one left unused past its TTL is resolved in line.
+REFRESH_AHEAD = 0.2
 
 
 @dataclass
@@ -59,6 +62,7 @@ class ModelCache:
         self._models: OrderedDict[tuple[str, int], ServedModel] = OrderedDict()
         self._failures: dict[tuple[str, int], _Failure] = {}
         self._resolved: dict[tuple[str, str], tuple[ModelVersion, float]] = {}
+        self._refreshing: set[tuple[str, str]] = set()
         self._lock = threading.RLock()
         self._loading: dict[tuple[str, int], threading.Lock] = {}
         self.stats = {"hits": 0, "misses": 0, "loads": 0, "load_failures": 0}
@@ -77,6 +81,8 @@ class ModelCache:
         with self._lock:
             hit = self._resolved.get(cache_key)
         if hit and hit[1] > now:
+            if hit[1] - now <= self.ttl * REFRESH_AHEAD:
+                self._refresh_ahead(cache_key, ref)
             return hit[0]
         try:
             version = self.ctx.registry.resolve(name, ref)
@@ -90,6 +96,31 @@ class ModelCache:
         with self._lock:
             self._resolved[cache_key] = (version, now + self.ttl)
         return version
+
+    def _refresh_ahead(self, cache_key: tuple[str, str], ref: int | str | None) -> None:
+        """Renew a resolution about to expire in a thread of its own (one per reference at a time). Its answer
+        counts from when it was asked, as an answer in line would; a failure leaves the entry to expire, and the
+        request after that resolves in line (and reports a NotFound, or serves the last answer while the
+        registry is down)."""
+        with self._lock:
+            if cache_key in self._refreshing:
+                return
+            self._refreshing.add(cache_key)
+
+        def renew() -> None:
+            asked = self.clock()
+            try:
+                version = self.ctx.registry.resolve(cache_key[0], ref)
+            except Exception as exc:  # in line, at expiry, it is reported to the request that needs it
+                log.debug("renewing the resolution of %s@%s failed: %r", cache_key[0], ref, exc)
+            else:
+                with self._lock:
+                    self._resolved[cache_key] = (version, asked + self.ttl)
+            finally:
+                with self._lock:
+                    self._refreshing.discard(cache_key)
+
+        threading.Thread(target=renew, name="resolve-ahead", daemon=True).start()
 
     # -- loading ------------------------------------------------------------------------------------
     def get(self, version: ModelVersion) -> ServedModel:

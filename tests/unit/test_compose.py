@@ -709,6 +709,7 @@ def test_the_worker_scoring_rollouts_yields_the_cpu_to_the_api(services: dict[st
 
     [name] = [n for n in WORKER_SERVICES
               if option(command(services[n]), "-Q", "--queues") == queues.TASK_QUEUES[queues.ROLLOUT_SCORE]]
-    assert Settings.from_env(environment(services[name])).worker_nice == 19
+    settings = Settings.from_env(environment(services[name]))
+    assert settings.worker_nice == 19 and settings.worker_sched_idle
     assert int(services[name]["cpu_shares"]) < 1024  # below the API's default weight
-    assert "MLAAS_WORKER_NICE" not in environment(services["api"])
+    assert not {"MLAAS_WORKER_NICE", "MLAAS_WORKER_SCHED_IDLE"} & set(environment(services["api"]))

@@ -106,16 +106,24 @@ NICE_PROBE = ("import json, os\n"
               "celeryd_init.send(sender='probe@host', instance=None, conf=worker.celery_app.app.conf, options={})\n"
               "group = open('/proc/self/autogroup').read().split()[-1] if os.path.exists('/proc/self/autogroup')"
               " else None\n"
-              "print(json.dumps({'nice': os.nice(0), 'group': group}))")
+              "child = os.fork()\n"
+              "if child == 0:\n"
+              "    os._exit(0 if os.sched_getscheduler(0) == os.sched_getscheduler(os.getppid()) else 1)\n"
+              "_, status = os.waitpid(child, 0)\n"
+              "print(json.dumps({'nice': os.nice(0), 'group': group, 'policy': os.sched_getscheduler(0),"
+              " 'child_inherits': status == 0}))")
 
 
-def _worker_start(tmp_path: Path, nice: str | None) -> dict[str, object]:
+def _worker_start(tmp_path: Path, nice: str | None, sched_idle: str | None = None) -> dict[str, object]:
     """A Celery worker's start signal in a process leading a session of its own (as a service or container)."""
     env = {key: value for key, value in os.environ.items() if key not in MLFLOW_VARIABLES}
     env.pop("MLAAS_WORKER_NICE", None)
+    env.pop("MLAAS_WORKER_SCHED_IDLE", None)
     env.update(MLAAS_TMP_DIR=str(tmp_path / "mlaas-tmp"), PYTHONPATH=str(ROOT), PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
     if nice is not None:
         env["MLAAS_WORKER_NICE"] = nice
+    if sched_idle is not None:
+        env["MLAAS_WORKER_SCHED_IDLE"] = sched_idle
     out = subprocess.run([sys.executable, "-c", NICE_PROBE], env=env, cwd=ROOT, capture_output=True, text=True,
                          check=True, timeout=120, start_new_session=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -128,6 +136,14 @@ def test_worker_nice_lowers_the_worker_and_its_session_at_start(tmp_path):
     assert niced["nice"] == 19
     if AUTOGROUP.exists():  # with autogroup, the session competes as a whole: it is lowered too
         assert niced["group"] == "19" and untouched["group"] != "19"
+
+
+def test_worker_sched_idle_puts_the_worker_and_its_pool_under_sched_idle(tmp_path):
+    untouched = _worker_start(tmp_path, None)
+    assert untouched["policy"] == os.sched_getscheduler(0) != os.SCHED_IDLE
+    idle = _worker_start(tmp_path, "19", "true")
+    assert idle["policy"] == os.SCHED_IDLE  # the pool forks after this signal: its processes inherit the policy
+    assert idle["child_inherits"] and idle["nice"] == 19
 
 
 def test_lower_priority_never_raises_priority(tmp_path):
