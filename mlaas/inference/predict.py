@@ -39,7 +39,9 @@ class Prediction:
     ignored_columns: list[str]
     features: pd.DataFrame | Columns
     proba: np.ndarray | None = None  # the probabilities as one matrix, columns in the order of the classes
-    path: str = "sklearn"  # "compiled", "fallback" (rows the compiled model could not take) or "sklearn"
+    # "compiled", "fallback" (rows the compiled model could not take), else the model's own library by flavour:
+    # "sklearn", "xgboost" or "lightgbm"
+    path: str = "sklearn"
 
 
 def prepare_features(rows: Rows, model: ServedModel) -> tuple[pd.DataFrame | Columns, list[str]]:
@@ -196,7 +198,8 @@ def _is_nan(value: Any) -> bool:
 def predict(model: ServedModel, features: pd.DataFrame | Columns, rows: Rows, ignored: list[str]) -> Prediction:
     """One vectorised predict (and predict_proba for classifiers); model errors on missing values are 400s."""
     answer = _fast_predict(model.predictor, features) if model.predictor is not None else None
-    path = "compiled" if answer is not None else "sklearn" if model.predictor is None else "fallback"
+    path = ("compiled" if answer is not None else "fallback" if model.predictor is not None
+            else str(model.extra.get("flavor") or "sklearn"))
     if answer is None:
         if isinstance(features, Columns):
             features = _frame_features(rows, model)[0]

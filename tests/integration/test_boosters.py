@@ -70,6 +70,7 @@ def test_native_flavour_is_served_evaluated_and_retrained(flavor, api, settings,
     assert detail.status_code == 200 and detail.json()["servable"]["ok"] is True, detail.text
     assert detail.json()["servable"]["classes"] == [0, 1]
     check_served(api, settings, flavor, unique, 1)
+    assert set(paths_counted(api, unique)) == {flavor}  # the model's own library, counted by its name
 
     response = api.post("/evaluate", json={"model": unique, "version": 1, "dataset": titanic["test"],
                                            "data_config": titanic["data_config"]})
